@@ -1,0 +1,51 @@
+# flowable-worker-operator: every entry point a developer or CI needs.
+# `make test` is the one command CI runs (through .ci/run): it installs what it needs by itself.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Built artefacts (Flowable test server jar, control-plane binaries) live outside the repo, keyed by
+# version, so a fresh clone on the same machine reuses them.
+FWO_CACHE ?= $(HOME)/.cache/flowable-worker-operator
+export FWO_CACHE
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help setup lint test test-unit test-contract flowable-server prereqs-java run-worker
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## venv in .venv with an editable install of every extra
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[operator,dev]'
+	touch $@
+
+lint: setup ## ruff and mypy --strict over both packages
+	$(BIN)/ruff check worker operator tests localstack bench
+	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
+
+prereqs-java:
+	@command -v java >/dev/null || { echo "error: java not found: install a Java 17 JDK (the real Flowable test server needs it)" >&2; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found: install Apache Maven 3.8+ (it builds the real Flowable test server)" >&2; exit 1; }
+
+flowable-server: prereqs-java ## build (or reuse) the real Flowable 7.2 test server jar
+	@bash localstack/flowable-server/build.sh
+
+test-unit: setup ## fast tests: no external parts
+	$(PYTEST) tests/unit -q
+
+test-contract: setup flowable-server ## one API contract, run against real Flowable and the emulator
+	$(PYTEST) tests/contract -q
+
+test: setup lint test-unit test-contract ## everything CI runs
+	@echo "make test: all suites passed"
+
+run-worker: setup ## main job for now: a worker against a local Flowable (FLOWABLE_URL, FLOWABLE_TOPIC)
+	$(BIN)/flowable-worker
