@@ -1,0 +1,67 @@
+"""How to reach one Flowable server: where it is, who we are, and how long we wait.
+
+Settings are immutable values: a client is built from them once and never changes them, so the
+worker and the operator can share one settings object across tasks without surprises. Nothing here
+opens a connection; `FlowableClient` does that.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class ClientSettings(BaseModel):
+    """Connection settings for `FlowableClient` (see docs/client.md for each field's meaning)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+    external_job_api_path: str = "/external-job-api"
+    username: str | None = None
+    password: str | None = None
+    token: str | None = Field(default=None, repr=False)
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=100, ge=1)
+    read_retries: int = Field(default=3, ge=0)
+    retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    retry_backoff_max_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        # A missing scheme would make httpx treat the host as a relative path: fail early instead.
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("external_job_api_path")
+    @classmethod
+    def _api_path_is_absolute(cls, value: str) -> str:
+        stripped = value.strip("/")
+        return f"/{stripped}" if stripped else ""
+
+    @model_validator(mode="after")
+    def _one_kind_of_auth(self) -> ClientSettings:
+        if self.token is not None and (self.username is not None or self.password is not None):
+            raise ValueError("use either username/password (Basic) or token (Bearer), not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be given together")
+        return self
+
+    @property
+    def external_job_api_url(self) -> str:
+        """The absolute URL under which every external-worker endpoint lives (no trailing slash)."""
+        return f"{self.base_url}{self.external_job_api_path}"
+
+    def __repr__(self) -> str:
+        # Never print the password: settings end up in logs and error reports.
+        shown = self.model_dump(exclude={"password", "token"})
+        shown["password"] = "***" if self.password is not None else None
+        shown["token"] = "***" if self.token is not None else None
+        fields = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"ClientSettings({fields})"
+
+    __str__ = __repr__
