@@ -1,0 +1,87 @@
+"""`flowable-worker`: run a worker from flags and environment variables.
+
+A bad configuration (unknown flag, bad value, missing handler, handler that can't be imported,
+handler timeout not shorter than the lock) exits with code 2 and one line saying what is wrong,
+before anything connects to Flowable. A clean stop after SIGTERM/SIGINT exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from flowable_worker.config import ConfigError, WorkerSettings, load_settings
+from flowable_worker.handlers.python import import_callable
+from flowable_worker.logs import configure_logging
+from flowable_worker.runtime import Worker
+from flowable_worker.shutdown import install_stop_signals
+
+
+def prepare(argv: Sequence[str] | None = None, worker: Worker | None = None) -> Worker:
+    """Read and check the configuration, returning a worker ready to serve; raises ConfigError."""
+    registered = worker.registered_topics if worker is not None else ()
+    settings = load_settings(argv, require_handler=False, require_topics=False)
+    target_topics: tuple[str, ...] = ()
+    if settings.handler is not None:
+        try:
+            target = import_callable(settings.handler)
+        except ValueError as error:
+            raise ConfigError(f"--handler/FLOWABLE_WORKER_HANDLER: {error}") from None
+        if isinstance(target, Worker):
+            target_topics = target.registered_topics
+        elif not callable(target):
+            raise ConfigError(
+                f"--handler/FLOWABLE_WORKER_HANDLER: {settings.handler!r} is neither a function "
+                "nor a Worker"
+            )
+    topics = settings.topics or registered or target_topics
+    if not topics:
+        raise ConfigError("no topic: set --topic or FLOWABLE_TOPIC (comma-separated for several)")
+    shared = settings.handler_url or settings.handler_command
+    if settings.handler is not None and not target_topics:
+        shared = settings.handler  # one function for every topic
+    missing = [t for t in topics if t not in registered and t not in target_topics and not shared]
+    if missing:
+        raise ConfigError(
+            f"no handler for topic {missing[0]!r}: set one of --handler MODULE:FUNC, "
+            "--handler-url URL, --handler-command CMD"
+        )
+    settings = WorkerSettings(**{**settings.model_dump(), "topics": topics})
+    worker = worker or Worker()
+    worker.configure(settings)
+    return worker
+
+
+async def serve_until_signalled(worker: Worker) -> None:
+    """Serve with SIGTERM/SIGINT wired to a graceful stop."""
+    restore = install_stop_signals(worker.stop)
+    try:
+        await worker.serve()
+    finally:
+        restore()
+
+
+def run(argv: Sequence[str] | None = None, worker: Worker | None = None) -> int:
+    """Configure, serve until signalled, and return the process exit code."""
+    try:
+        prepared = prepare(argv, worker)
+    except ConfigError as error:
+        print(f"flowable-worker: error: {error}", file=sys.stderr)
+        return 2
+    settings = prepared.settings
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    try:
+        asyncio.run(serve_until_signalled(prepared))
+    except ValueError as error:  # a handler that could not be built
+        print(f"flowable-worker: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. the metrics port is taken
+        print(f"flowable-worker: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `flowable-worker` command."""
+    return run(argv)

@@ -1,0 +1,419 @@
+"""Worker configuration: one immutable `WorkerSettings`, read from flags and environment variables.
+
+Every option has a flag and an environment variable (flags win), declared once in `OPTIONS`, from
+which both the `--help` text and the parser are built. A bad configuration raises `ConfigError`
+with one line naming the option, where its value came from and what is wrong; the CLI turns that
+into exit code 2. Cross-field rules (handler timeout shorter than the lock) live in the model, so a
+programmatic `Worker(settings)` is checked the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal, NoReturn
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flowable_worker.client import ClientSettings
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_LOCK_DURATION = timedelta(minutes=5)
+# Share of the lock a handler may use when no timeout is given: the rest is left for reporting.
+DEFAULT_HANDLER_TIMEOUT_SHARE = 0.9
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; `str(error)` is one line for a human."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_ISO = re.compile(
+    r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`PT5M`, `300`, `300s`, `5m`, `1h30m`, `250ms` -> timedelta; ValueError otherwise."""
+    value = text.strip()
+    iso = _ISO.match(value)
+    if iso and value.upper() not in {"P", "PT"} and not value.upper().endswith("T"):
+        days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(seconds=float(value))
+    except ValueError:
+        pass
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    parts = _DURATION_PART.findall(value)
+    if parts and "".join(n + u for n, u in parts) == value:
+        return timedelta(seconds=sum(float(n) * units[u] for n, u in parts))
+    raise ValueError(f"not a duration: {text!r} (use PT5M, 300s, 5m or 300)")
+
+
+def default_worker_id() -> str:
+    """The pod name (`HOSTNAME`, unique per replica in Kubernetes); else host name plus pid."""
+    hostname = os.environ.get("HOSTNAME", "").strip()
+    if hostname:
+        return hostname
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseModel):
+    """Everything one worker process needs; see docs/worker.md for each option."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flowable_url: str
+    external_job_api_path: str = "/external-job-api"
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    token: str | None = Field(default=None, repr=False)
+    ca_bundle: str | None = None
+    verify_tls: bool = True
+    request_timeout: timedelta = timedelta(seconds=10)
+
+    topics: tuple[str, ...] = ()
+    scope_type: Literal["bpmn", "cmmn"] | None = None
+    worker_id: str = Field(default_factory=default_worker_id, min_length=1)
+
+    handler: str | None = None
+    handler_url: str | None = None
+    handler_command: tuple[str, ...] | None = None
+
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1)
+    lock_duration: timedelta = DEFAULT_LOCK_DURATION
+    handler_timeout: timedelta | None = None
+    fail_retries: int | None = Field(default=None, ge=0)
+    fail_retry_timeout: timedelta | None = None
+
+    poll_interval_min: timedelta = timedelta(milliseconds=100)
+    poll_interval_max: timedelta = timedelta(seconds=5)
+    error_backoff_max: timedelta = timedelta(seconds=30)
+    grace_period: timedelta = timedelta(seconds=25)
+
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("flowable_url")
+    @classmethod
+    def _url_is_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value.rstrip("/")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_are_named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(dict.fromkeys(t.strip() for t in value if t.strip()))
+        return cleaned
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkerSettings:
+        if self.lock_duration < timedelta(seconds=1):
+            raise ValueError("lock_duration must be at least 1s")
+        timeout = self.effective_handler_timeout
+        if timeout <= timedelta(0):
+            raise ValueError("handler_timeout must be positive")
+        if timeout >= self.lock_duration:
+            raise ValueError(
+                f"handler_timeout ({timeout.total_seconds():g}s) must be shorter than "
+                f"lock_duration ({self.lock_duration.total_seconds():g}s): a job still running "
+                "when its lock expires can be handed to another worker"
+            )
+        handlers = [self.handler, self.handler_url, self.handler_command]
+        if sum(h is not None for h in handlers) > 1:
+            raise ValueError("give only one of handler, handler_url, handler_command")
+        if self.handler_url is not None and not self.handler_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                f"handler_url must start with http:// or https:// (got {self.handler_url!r})"
+            )
+        if self.handler_command is not None and not self.handler_command:
+            raise ValueError("handler_command is empty")
+        if self.poll_interval_min > self.poll_interval_max:
+            raise ValueError("poll_interval_min must not exceed poll_interval_max")
+        if self.token is not None and self.username is not None:
+            raise ValueError("use either username/password or token, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be given together")
+        return self
+
+    @property
+    def effective_handler_timeout(self) -> timedelta:
+        """The explicit handler timeout, or 90% of the lock duration."""
+        if self.handler_timeout is not None:
+            return self.handler_timeout
+        return self.lock_duration * DEFAULT_HANDLER_TIMEOUT_SHARE
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Most jobs asked for in one acquire: the batch size, by default the concurrency."""
+        return self.batch_size if self.batch_size is not None else self.concurrency
+
+    def client_settings(self, *, max_connections: int | None = None) -> ClientSettings:
+        """Settings for the one `FlowableClient` of this process."""
+        return ClientSettings(
+            base_url=self.flowable_url,
+            external_job_api_path=self.external_job_api_path,
+            username=self.username,
+            password=self.password,
+            token=self.token,
+            ca_bundle=self.ca_bundle,
+            verify_tls=self.verify_tls,
+            timeout_seconds=self.request_timeout.total_seconds(),
+            # Every slot may report at once while pollers acquire: never wait for a connection.
+            max_connections=max_connections or self.concurrency + len(self.topics) + 4,
+        )
+
+
+# --- flags and environment variables ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting as a user sets it: a flag, an environment variable and how to read the text."""
+
+    field: str
+    flag: str
+    env: str
+    help: str
+    parse: Callable[[str], Any] = str
+    repeat: bool = False  # the flag may be given several times (topics)
+    metavar: str | None = None
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"not an integer: {text!r}") from None
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.strip().lower() in {"", "none", "default"} else _int(text)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}") from None
+
+
+def _topics(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _command(text: str) -> tuple[str, ...]:
+    return tuple(shlex.split(text))
+
+
+def _upper(text: str) -> str:
+    return text.strip().upper()
+
+
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("flowable_url", "--flowable-url", "FLOWABLE_URL",
+           "Flowable base URL, e.g. http://flowable:8080 or http://host/flowable-rest (required)",
+           metavar="URL"),
+    Option("topics", "--topic", "FLOWABLE_TOPIC",
+           "topic to work; repeat the flag or give a comma-separated list (required)",
+           _topics, repeat=True, metavar="TOPIC"),
+    Option("handler", "--handler", "FLOWABLE_WORKER_HANDLER",
+           "Python handler as package.module:function, or module:worker for a Worker whose "
+           "topics were registered with @worker.topic",
+           metavar="MODULE:FUNC"),
+    Option("handler_url", "--handler-url", "FLOWABLE_WORKER_HANDLER_URL",
+           "HTTP handler: POST each job as JSON to this URL", metavar="URL"),
+    Option("handler_command", "--handler-command", "FLOWABLE_WORKER_HANDLER_COMMAND",
+           "command handler: job JSON on stdin, result JSON on stdout (shell-style quoting)",
+           _command, metavar="CMD"),
+    Option("worker_id", "--worker-id", "FLOWABLE_WORKER_ID",
+           "lock owner name, unique per replica (default: $HOSTNAME, the pod name)", metavar="ID"),
+    Option("concurrency", "--concurrency", "FLOWABLE_WORKER_CONCURRENCY",
+           f"jobs handled at once (default {DEFAULT_CONCURRENCY})", _int, metavar="N"),
+    Option("batch_size", "--batch-size", "FLOWABLE_WORKER_BATCH_SIZE",
+           "most jobs asked for per acquire (default: the concurrency)", _int, metavar="N"),
+    Option("lock_duration", "--lock-duration", "FLOWABLE_WORKER_LOCK_DURATION",
+           "how long an acquired job stays ours (default PT5M)", parse_duration,
+           metavar="DURATION"),
+    Option("handler_timeout", "--handler-timeout", "FLOWABLE_WORKER_HANDLER_TIMEOUT",
+           "give up on a handler after this long and fail the job; must be shorter than the lock "
+           "(default: 90%% of the lock duration)", parse_duration, metavar="DURATION"),
+    Option("fail_retries", "--fail-retries", "FLOWABLE_WORKER_FAIL_RETRIES",
+           "retries left after a handler error (default: Flowable decrements by one)",
+           _optional_int, metavar="N"),
+    Option("fail_retry_timeout", "--fail-retry-timeout", "FLOWABLE_WORKER_FAIL_RETRY_TIMEOUT",
+           "wait before a failed job may be retried (default: at once)", parse_duration,
+           metavar="DURATION"),
+    Option("scope_type", "--scope-type", "FLOWABLE_SCOPE_TYPE",
+           "only acquire jobs of this scope: bpmn or cmmn (default: both)", _lower,
+           metavar="TYPE"),
+    Option("username", "--username", "FLOWABLE_USERNAME", "HTTP Basic user", metavar="USER"),
+    Option("password", "--password", "FLOWABLE_PASSWORD",
+           "HTTP Basic password (prefer the environment variable)", metavar="PASSWORD"),
+    Option("token", "--token", "FLOWABLE_TOKEN",
+           "Bearer token (prefer the environment variable)", metavar="TOKEN"),
+    Option("ca_bundle", "--ca-bundle", "FLOWABLE_CA_BUNDLE",
+           "PEM file to verify Flowable's TLS certificate", metavar="FILE"),
+    Option("verify_tls", "--verify-tls", "FLOWABLE_VERIFY_TLS",
+           "verify TLS certificates: true or false (default true)", _bool, metavar="BOOL"),
+    Option("external_job_api_path", "--external-job-api-path", "FLOWABLE_EXTERNAL_JOB_API_PATH",
+           "path of the external-worker API under the base URL (default /external-job-api)",
+           metavar="PATH"),
+    Option("request_timeout", "--request-timeout", "FLOWABLE_REQUEST_TIMEOUT",
+           "timeout of each request to Flowable (default 10s)", parse_duration,
+           metavar="DURATION"),
+    Option("poll_interval_min", "--poll-interval-min", "FLOWABLE_WORKER_POLL_INTERVAL_MIN",
+           "first wait after an empty poll (default 100ms); doubles with jitter",
+           parse_duration, metavar="DURATION"),
+    Option("poll_interval_max", "--poll-interval-max", "FLOWABLE_WORKER_POLL_INTERVAL_MAX",
+           "longest wait between polls while idle (default 5s)", parse_duration,
+           metavar="DURATION"),
+    Option("error_backoff_max", "--error-backoff-max", "FLOWABLE_WORKER_ERROR_BACKOFF_MAX",
+           "longest wait after failed acquires (default 30s)", parse_duration,
+           metavar="DURATION"),
+    Option("grace_period", "--grace-period", "FLOWABLE_WORKER_GRACE_PERIOD",
+           "on SIGTERM, how long running handlers may finish (default 25s, under Kubernetes' 30s)",
+           parse_duration, metavar="DURATION"),
+    Option("metrics_host", "--metrics-host", "FLOWABLE_WORKER_METRICS_HOST",
+           "address of the /metrics, /healthz, /readyz server (default 0.0.0.0)", metavar="HOST"),
+    Option("metrics_port", "--metrics-port", "FLOWABLE_WORKER_METRICS_PORT",
+           "port of the /metrics, /healthz, /readyz server; 0 turns it off (default 9464)",
+           _int, metavar="PORT"),
+    Option("log_format", "--log-format", "FLOWABLE_WORKER_LOG_FORMAT",
+           "json (default) or text", _lower, metavar="FORMAT"),
+    Option("log_level", "--log-level", "FLOWABLE_WORKER_LOG_LEVEL",
+           "DEBUG, INFO (default), WARNING or ERROR", _upper, metavar="LEVEL"),
+)
+
+_BY_FIELD = {option.field: option for option in OPTIONS}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and a `ConfigError`, like every other bad value."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `flowable-worker` command line (also the source of `--help`)."""
+    parser = _Parser(
+        prog="flowable-worker",
+        description=(
+            "Work Flowable external-worker jobs: acquire, run a handler, report the result. "
+            "Every option can also be set by the environment variable shown in brackets; "
+            "flags win over the environment."
+        ),
+        epilog=(
+            "Exactly one of --handler, --handler-url, --handler-command is needed. "
+            "Signals: SIGTERM/SIGINT stop acquiring, give back jobs not started, and let running "
+            "handlers finish within --grace-period. Exit codes: 0 after a clean stop, 2 for a bad "
+            "configuration. Docs: docs/worker.md."
+        ),
+    )
+    for option in OPTIONS:
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            action="append" if option.repeat else "store",
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} [{option.env}]",
+        )
+    return parser
+
+
+def load_settings(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    require_handler: bool = True,
+    require_topics: bool = True,
+    **overrides: Any,
+) -> WorkerSettings:
+    """Read settings from flags (win) and environment variables; raises `ConfigError`."""
+    environ = os.environ if environ is None else environ
+    namespace = build_parser().parse_args(list(argv) if argv is not None else None)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        given = getattr(namespace, option.field)
+        if given is not None:
+            texts: list[str] = given if option.repeat else [given]
+            source = option.flag
+        elif environ.get(option.env, "").strip():
+            texts = [environ[option.env]]
+            source = option.env
+        else:
+            continue
+        try:
+            if option.repeat:
+                values[option.field] = tuple(x for text in texts for x in option.parse(text))
+            else:
+                values[option.field] = option.parse(texts[0])
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        sources[option.field] = source
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "flowable_url" not in values:
+        raise ConfigError("no Flowable URL: set --flowable-url or FLOWABLE_URL")
+    try:
+        settings = WorkerSettings(**values)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, sources)) from None
+    if require_topics and not settings.topics:
+        raise ConfigError("no topic: set --topic or FLOWABLE_TOPIC (comma-separated for several)")
+    if require_handler and not has_handler(settings):
+        raise ConfigError(
+            "no handler: set one of --handler MODULE:FUNC, --handler-url URL, --handler-command CMD"
+        )
+    return settings
+
+
+def has_handler(settings: WorkerSettings) -> bool:
+    """True when the settings name a handler (a Worker may also bring registered ones)."""
+    handlers = (settings.handler, settings.handler_url, settings.handler_command)
+    return any(h is not None for h in handlers)
+
+
+def _one_line(error: ValidationError, sources: Mapping[str, str]) -> str:
+    """The first validation problem as `--flag (ENV): message`."""
+    first = error.errors()[0]
+    location = first.get("loc", ())
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if location:
+        field = str(location[0])
+        option = _BY_FIELD.get(field)
+        where = sources.get(field) or (f"{option.flag}/{option.env}" if option else field)
+        return f"{where}: {message}"
+    # A rule across fields: name the flags, which is what the user typed (or their env names).
+    for field, option in _BY_FIELD.items():
+        message = re.sub(rf"\b{field}\b", option.flag, message)
+    return message

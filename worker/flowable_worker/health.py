@@ -1,0 +1,114 @@
+"""`/metrics`, `/healthz` and `/readyz` on one small HTTP server in a daemon thread.
+
+The server runs outside the event loop on purpose: if the loop is stuck (a sync handler run on it
+by mistake, a busy loop), `/healthz` still answers, and answers 503, because the loop's heartbeat
+has gone stale. `/readyz` says whether Flowable answered recently, so a Service or the operator can
+tell a worker that cannot reach its engine. This module never touches the loop or the client: it
+only reads two timestamps that the runtime writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+class HealthState:
+    """Timestamps written by the runtime, read by the probe server (floats are atomic to swap)."""
+
+    def __init__(self, *, alive_within: float, ready_within: float) -> None:
+        self.alive_within = alive_within
+        self.ready_within = ready_within
+        self.last_heartbeat: float | None = None
+        self.last_flowable_answer: float | None = None
+        self.stopping = False
+
+    def beat(self) -> None:
+        """The event loop is turning."""
+        self.last_heartbeat = time.monotonic()
+
+    def flowable_answered(self) -> None:
+        """Flowable answered an acquire (even with no jobs)."""
+        self.last_flowable_answer = time.monotonic()
+
+    def alive(self) -> tuple[bool, str]:
+        """Is the loop alive? With the reason for a human."""
+        if self.last_heartbeat is None:
+            return True, "starting"
+        age = time.monotonic() - self.last_heartbeat
+        if age > self.alive_within:
+            return False, f"event loop silent for {age:.1f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """Did Flowable answer recently? With the reason for a human."""
+        if self.stopping:
+            return False, "stopping"
+        if self.last_flowable_answer is None:
+            return False, "Flowable has not answered yet"
+        age = time.monotonic() - self.last_flowable_answer
+        if age > self.ready_within:
+            return False, f"no answer from Flowable for {age:.1f}s"
+        return True, "ok"
+
+
+class ProbeServer:
+    """Serves the probes and metrics until `stop()`; port 0 picks a free port (see `.port`)."""
+
+    def __init__(
+        self, *, host: str, port: int, registry: CollectorRegistry, state: HealthState
+    ) -> None:
+        handler = _make_handler(registry, state)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="flowable-worker-probes", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Start serving in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _make_handler(registry: CollectorRegistry, state: HealthState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok, reason = state.alive()
+                self._send(200 if ok else 503, reason.encode() + b"\n")
+            elif path == "/readyz":
+                ok, reason = state.ready()
+                self._send(200 if ok else 503, reason.encode() + b"\n")
+            else:
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            # Probes every few seconds would drown the job logs.
+            return
+
+    return Handler

@@ -1,0 +1,559 @@
+"""The worker runtime: acquire -> handle -> report, for several topics, until told to stop.
+
+Shape of one process: one `FlowableClient` (one pooled connection set), one poller task per
+topic, one task per job, a shared pool of `concurrency` slots. A poller reserves
+`min(free slots, batch)` slots, acquires that many jobs, gives back the slots the server did not
+fill and starts a task per job at once. After a non-empty answer it polls again immediately
+(bounded by free slots); after an empty one or an error it waits with jittered exponential backoff
+up to a bound. No HTTP, network or parse failure ends a poller: it logs, counts and tries again.
+
+Stopping (`stop()`, wired to SIGTERM/SIGINT by `shutdown`): pollers stop acquiring; an acquire
+already in flight is allowed to finish (cancelling it would leave its jobs locked to us until the
+lock expires) and what it returns is unacquired at once; running handlers get the grace period to
+finish and report; whatever still runs then is cancelled and its job unacquired (not failed:
+abandoning is not the job's fault). Finally, with nothing running, one `unacquire_jobs(worker_id)`
+gives back anything a lost acquire answer may have locked for us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flowable_worker.backoff import Backoff
+from flowable_worker.client import (
+    FlowableClient,
+    FlowableError,
+    ForbiddenError,
+    JobNotFoundError,
+)
+from flowable_worker.config import WorkerSettings
+from flowable_worker.handlers import CommandHandler, Handler, HttpHandler, PythonHandler
+from flowable_worker.handlers.python import HandlerFunction, import_callable
+from flowable_worker.health import HealthState, ProbeServer
+from flowable_worker.job import Job
+from flowable_worker.metrics import TopicMetrics, WorkerMetrics, error_reason
+from flowable_worker.reporting import Reporter, ReportPolicy
+from flowable_worker.results import FailJob, Outcome
+from flowable_worker.slots import Slots
+
+log = logging.getLogger("flowable_worker.runtime")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HEARTBEAT_SECONDS = 1.0
+
+
+@dataclass
+class _Running:
+    """One job between acquire and report, and where it is in its life."""
+
+    job: Job
+    metrics: TopicMetrics
+    task: asyncio.Task[None] | None = None
+    phase: str = "pending"  # pending -> handling -> reporting
+
+
+@dataclass
+class _TopicRuntime:
+    topic: str
+    handler: Handler
+    metrics: TopicMetrics
+    empty_backoff: Backoff
+    error_backoff: Backoff
+    last_error: str | None = field(default=None)
+
+
+class Worker:
+    """A Flowable external worker: register handlers per topic, then `run()` or `await serve()`.
+
+    ```python
+    worker = Worker()
+
+    @worker.topic("invoice-check")
+    def check(job: Job) -> dict[str, object]:
+        return {"approved": job.variables["amount"] < 1000}
+    ```
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings | None = None,
+        *,
+        client: FlowableClient | None = None,
+        metrics: WorkerMetrics | None = None,
+        report_policy: ReportPolicy | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self.metrics = metrics or WorkerMetrics()
+        self._report_policy = report_policy
+        self._registered: dict[str, HandlerFunction | Handler] = {}
+        self._stop_requested: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
+        self._running: dict[str, _Running] = {}
+        self._slots = Slots(1)
+        self._reporter: Reporter | None = None
+        self.health = HealthState(alive_within=10.0, ready_within=30.0)
+        self.probe_port: int | None = None
+        self._started = False
+
+    # -- registration -----------------------------------------------------------------------
+
+    def topic(self, name: str) -> Callable[[F], F]:
+        """Decorator: run the decorated function (sync or async) for jobs of topic `name`."""
+
+        def register(function: F) -> F:
+            self.add_handler(name, function)
+            return function
+
+        return register
+
+    def add_handler(self, topic: str, handler: HandlerFunction | Handler) -> None:
+        """Handle `topic` with a Python function or any object with `async handle(job)`."""
+        if not topic:
+            raise ValueError("topic must not be empty")
+        if topic in self._registered:
+            raise ValueError(f"topic {topic!r} already has a handler")
+        self._registered[topic] = handler
+
+    @property
+    def registered_topics(self) -> tuple[str, ...]:
+        """Topics with a registered handler."""
+        return tuple(self._registered)
+
+    @property
+    def settings(self) -> WorkerSettings:
+        """The settings in force (set at construction or by `configure`)."""
+        if self._settings is None:
+            raise RuntimeError("the worker has no settings yet: pass them or call configure()")
+        return self._settings
+
+    def configure(self, settings: WorkerSettings) -> None:
+        """Set the settings before serving (the CLI reads them after handlers registered)."""
+        if self._started:
+            raise RuntimeError("cannot reconfigure a running worker")
+        self._settings = settings
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop gracefully; a second call stops without waiting for handlers."""
+        if self._stop_requested is None or self._force is None:
+            return
+        if self._stop_requested.is_set():
+            log.warning("second stop request: abandoning running handlers now")
+            self._force.set()
+        else:
+            log.info("stop requested: no more acquiring; draining")
+        self._stop_requested.set()
+        self.health.stopping = True
+
+    def run(self, argv: list[str] | None = None) -> int:
+        """Read flags and environment, serve until SIGTERM/SIGINT; returns the exit code.
+
+        For scripts that register handlers with `@worker.topic` and end with
+        `raise SystemExit(worker.run())`.
+        """
+        from flowable_worker.cli import run
+
+        return run(argv, self)
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop was requested."""
+        return self._stop_requested is not None and self._stop_requested.is_set()
+
+    async def serve(self, *, ready: Callable[[], None] | None = None) -> None:
+        """Work jobs until `stop()`, then shut down; returns once everything is handed back.
+
+        `ready` is called once pollers have started (tests use it to know when to send signals).
+        """
+        settings = self.settings
+        if self._started:
+            raise RuntimeError("a Worker serves once")
+        self._started = True
+        self._stop_requested = asyncio.Event()
+        self._force = asyncio.Event()
+        self.health = HealthState(
+            alive_within=10.0,
+            ready_within=max(30.0, 3 * settings.poll_interval_max.total_seconds()),
+        )
+        self.metrics.capacity.set(settings.concurrency)
+        executor = ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix="flowable-handler"
+        )
+        owns_client = self._client is None
+        client = self._client or FlowableClient(settings.client_settings())
+        probes = self._start_probes(settings)
+        topics = self._build_topics(settings, executor, client)
+        self._slots = Slots(settings.concurrency)
+        self._reporter = Reporter(
+            client, worker_id=settings.worker_id, policy=self._report_policy
+        )
+        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        pollers = [
+            asyncio.create_task(self._poll(client, t), name=f"poll:{t.topic}") for t in topics
+        ]
+        log.info(
+            "worker %s started: topics %s, concurrency %d, batch %d, lock %ss, handler timeout %ss",
+            settings.worker_id,
+            ",".join(t.topic for t in topics),
+            settings.concurrency,
+            settings.effective_batch_size,
+            settings.lock_duration.total_seconds(),
+            settings.effective_handler_timeout.total_seconds(),
+            extra={"worker_id": settings.worker_id},
+        )
+        if ready is not None:
+            ready()
+        try:
+            await self._stop_requested.wait()
+            await self._drain(client, pollers, settings)
+        finally:
+            heartbeat.cancel()
+            for task in pollers:
+                task.cancel()
+            await asyncio.gather(heartbeat, *pollers, return_exceptions=True)
+            for t in topics:
+                with contextlib.suppress(Exception):
+                    await t.handler.aclose()
+            executor.shutdown(wait=False, cancel_futures=True)
+            if owns_client:
+                await client.aclose()
+            if probes is not None:
+                probes.stop()
+            log.info("worker %s stopped", settings.worker_id)
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _start_probes(self, settings: WorkerSettings) -> ProbeServer | None:
+        if settings.metrics_port == 0:
+            return None
+        probes = ProbeServer(
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            registry=self.metrics.registry,
+            state=self.health,
+        )
+        probes.start()
+        self.probe_port = probes.port
+        return probes
+
+    def _build_topics(
+        self, settings: WorkerSettings, executor: ThreadPoolExecutor, client: FlowableClient
+    ) -> list[_TopicRuntime]:
+        handlers: dict[str, Handler] = {}
+        registered = dict(self._registered)
+        if settings.handler is not None:
+            target = import_callable(settings.handler)
+            if isinstance(target, Worker):
+                registered = {**target._registered, **registered}
+            elif callable(target):
+                for topic in settings.topics:
+                    registered.setdefault(topic, target)
+            else:
+                raise ValueError(f"handler {settings.handler!r} is neither callable nor a Worker")
+        shared: Handler | None = None
+        if settings.handler_url is not None:
+            shared = HttpHandler(
+                settings.handler_url,
+                timeout_seconds=settings.effective_handler_timeout.total_seconds(),
+                max_connections=settings.concurrency,
+                fail_retries=settings.fail_retries,
+                fail_retry_timeout=settings.fail_retry_timeout,
+            )
+        elif settings.handler_command is not None:
+            shared = CommandHandler(
+                settings.handler_command,
+                fail_retries=settings.fail_retries,
+                fail_retry_timeout=settings.fail_retry_timeout,
+            )
+        topics = list(settings.topics) or list(registered)
+        for topic in topics:
+            given = registered.get(topic)
+            if given is None:
+                if shared is None:
+                    raise ValueError(f"topic {topic!r} has no handler")
+                handlers[topic] = shared
+            elif not callable(given):
+                handlers[topic] = given
+            else:
+                handlers[topic] = PythonHandler(
+                    given,
+                    executor=executor,
+                    fail_retries=settings.fail_retries,
+                    fail_retry_timeout=settings.fail_retry_timeout,
+                )
+        if not handlers:
+            raise ValueError("no topic to work: give --topic or register handlers")
+        result = []
+        for topic, handler in handlers.items():
+            result.append(
+                _TopicRuntime(
+                    topic=topic,
+                    handler=handler,
+                    metrics=TopicMetrics(self.metrics, topic),
+                    empty_backoff=Backoff(
+                        initial=settings.poll_interval_min.total_seconds(),
+                        maximum=settings.poll_interval_max.total_seconds(),
+                    ),
+                    error_backoff=Backoff(
+                        initial=min(0.5, settings.error_backoff_max.total_seconds()),
+                        maximum=settings.error_backoff_max.total_seconds(),
+                    ),
+                )
+            )
+        return result
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.health.beat()
+            await asyncio.sleep(_HEARTBEAT_SECONDS)
+
+    async def _poll(self, client: FlowableClient, topic: _TopicRuntime) -> None:
+        """Acquire for one topic until stopping; never raises for anything Flowable does."""
+        settings = self.settings
+        assert self._stop_requested is not None
+        batch = settings.effective_batch_size
+        lock_seconds = settings.lock_duration.total_seconds()
+        while not self._stop_requested.is_set():
+            reserved = await self._reserve(batch)
+            if reserved == 0:
+                break
+            topic.metrics.acquire_requests.inc()
+            started = time.monotonic()
+            try:
+                acquired = await client.acquire_jobs(
+                    topic=topic.topic,
+                    worker_id=settings.worker_id,
+                    lock_duration=settings.lock_duration,
+                    number_of_tasks=reserved,
+                    scope_type=settings.scope_type,
+                )
+            except FlowableError as error:
+                self._slots.release(reserved)
+                await self._acquire_failed(topic, error)
+                continue
+            except Exception as error:
+                self._slots.release(reserved)
+                log.exception("unexpected error while acquiring for %s", topic.topic)
+                await self._acquire_failed(topic, error)
+                continue
+            lock_deadline = started + lock_seconds
+            topic.metrics.acquire_latency.observe(time.monotonic() - started)
+            self.health.flowable_answered()
+            topic.error_backoff.reset()
+            if topic.last_error is not None:
+                log.info("acquiring for %s works again", topic.topic)
+                topic.last_error = None
+            if len(acquired) > reserved:
+                log.warning(
+                    "Flowable returned %d jobs for %d asked; handling them all",
+                    len(acquired), reserved,
+                )
+            else:
+                self._slots.release(reserved - len(acquired))
+            if not acquired:
+                topic.metrics.empty_polls.inc()
+                await self._pause(topic.empty_backoff.next_delay())
+                continue
+            topic.empty_backoff.reset()
+            topic.metrics.acquired.inc(len(acquired))
+            jobs = [
+                Job.from_acquired(a, topic=topic.topic, worker_id=settings.worker_id)
+                for a in acquired
+            ]
+            if self._stop_requested.is_set():
+                # Acquired while we were asked to stop: give them back unstarted.
+                await self._unacquire_unstarted(client, topic, jobs)
+                continue
+            for job in jobs:
+                self._start_job(topic, job, lock_deadline)
+
+    async def _reserve(self, batch: int) -> int:
+        """Reserve slots, or 0 when stop is requested while waiting for them."""
+        assert self._stop_requested is not None
+        if self._slots.free > 0:
+            return await self._slots.reserve(batch)
+        reserve = asyncio.ensure_future(self._slots.reserve(batch))
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        await asyncio.wait({reserve, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if reserve.done():
+            taken = reserve.result()
+            if self._stop_requested.is_set():
+                self._slots.release(taken)
+                return 0
+            return taken
+        reserve.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reserve
+        if not reserve.cancelled():
+            self._slots.release(reserve.result())
+        return 0
+
+    async def _acquire_failed(self, topic: _TopicRuntime, error: BaseException) -> None:
+        reason = error_reason(error)
+        topic.metrics.acquire_error(reason)
+        delay = topic.error_backoff.next_delay()
+        message = f"{type(error).__name__}: {error}"
+        if message != topic.last_error:
+            log.warning(
+                "acquire for %s failed (%s); retrying in %.2fs", topic.topic, message, delay,
+                extra={"topic": topic.topic, "reason": reason},
+            )
+            topic.last_error = message
+        else:
+            log.debug("acquire for %s failed again (%s)", topic.topic, reason)
+        await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when stop is requested."""
+        assert self._stop_requested is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+
+    def _start_job(self, topic: _TopicRuntime, job: Job, lock_deadline: float) -> None:
+        running = _Running(job=job, metrics=topic.metrics)
+        self._running[job.id] = running
+        self.metrics.in_flight.inc()
+        running.task = asyncio.create_task(
+            self._work(topic, running, lock_deadline), name=f"job:{job.id}"
+        )
+
+    async def _work(self, topic: _TopicRuntime, running: _Running, lock_deadline: float) -> None:
+        job = running.job
+        settings = self.settings
+        timeout = settings.effective_handler_timeout.total_seconds()
+        try:
+            running.phase = "handling"
+            started = time.monotonic()
+            outcome: Outcome
+            try:
+                outcome = await asyncio.wait_for(topic.handler.handle(job), timeout)
+            except TimeoutError:
+                outcome = FailJob(
+                    message=f"handler timed out after {timeout:g}s",
+                    retries=settings.fail_retries,
+                    retry_timeout=settings.fail_retry_timeout,
+                    reason="timeout",
+                )
+                log.warning(
+                    "job %s: handler timed out after %gs; failing the job", job.id, timeout,
+                    extra={"job_id": job.id, "topic": job.topic},
+                )
+            except Exception as error:
+                outcome = FailJob(
+                    message=f"{type(error).__name__}: {error}",
+                    retries=settings.fail_retries,
+                    retry_timeout=settings.fail_retry_timeout,
+                )
+            topic.metrics.handled(_outcome_label(outcome), time.monotonic() - started)
+            if isinstance(outcome, FailJob) and outcome.reason != "timeout":
+                log.info(
+                    "job %s failed: %s", job.id, outcome.message,
+                    extra={"job_id": job.id, "topic": job.topic, "reason": outcome.reason},
+                )
+            running.phase = "reporting"
+            assert self._reporter is not None
+            await self._reporter.report(job, outcome, topic.metrics, lock_deadline=lock_deadline)
+        finally:
+            self._running.pop(job.id, None)
+            self.metrics.in_flight.dec()
+            self._slots.release(1)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    async def _unacquire_unstarted(
+        self, client: FlowableClient, topic: _TopicRuntime, jobs: list[Job]
+    ) -> None:
+        for job in jobs:
+            await self._unacquire(client, job, topic.metrics)
+        self._slots.release(len(jobs))
+
+    async def _unacquire(self, client: FlowableClient, job: Job, metrics: TopicMetrics) -> None:
+        try:
+            await client.unacquire_job(job.id, worker_id=self.settings.worker_id)
+            metrics.unacquired.inc()
+            log.info(
+                "job %s given back unfinished", job.id,
+                extra={"job_id": job.id, "topic": job.topic},
+            )
+        except (JobNotFoundError, ForbiddenError):
+            # Already done (a report landed as we cancelled) or no longer ours.
+            pass
+        except FlowableError as error:
+            metrics.report_error("unacquire", error_reason(error))
+            log.warning(
+                "job %s: unacquire failed (%s); it returns when its lock expires", job.id, error,
+                extra={"job_id": job.id, "topic": job.topic},
+            )
+
+    async def _drain(
+        self, client: FlowableClient, pollers: list[asyncio.Task[None]], settings: WorkerSettings
+    ) -> None:
+        assert self._force is not None
+        deadline = time.monotonic() + settings.grace_period.total_seconds()
+        force = asyncio.ensure_future(self._force.wait())
+        try:
+            # Pollers finish an acquire in flight (bounded by the request timeout) and give
+            # back what it returns; running jobs keep going meanwhile.
+            await asyncio.wait(
+                {*pollers, force},
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.ALL_COMPLETED if not self._force.is_set() else
+                asyncio.FIRST_COMPLETED,
+            )
+            while self._running and not self._force.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                tasks = {r.task for r in self._running.values() if r.task is not None}
+                if not tasks:
+                    break
+                log.info(
+                    "waiting up to %.1fs for %d running jobs", remaining, len(tasks),
+                )
+                await asyncio.wait({*tasks, force}, timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            force.cancel()
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        abandoned = list(self._running.values())
+        if abandoned:
+            log.warning(
+                "grace period over: abandoning %d jobs and giving them back", len(abandoned)
+            )
+        for running in abandoned:
+            if running.task is not None:
+                running.task.cancel()
+        await asyncio.gather(
+            *(r.task for r in abandoned if r.task is not None), return_exceptions=True
+        )
+        await asyncio.gather(*(self._unacquire(client, r.job, r.metrics) for r in abandoned))
+        try:
+            await client.unacquire_jobs(worker_id=settings.worker_id)
+        except FlowableError as error:
+            log.warning("final unacquire of everything held by %s failed: %s",
+                        settings.worker_id, error)
+
+
+def _outcome_label(outcome: Outcome) -> str:
+    return {
+        "Complete": "complete",
+        "ThrowBpmnError": "bpmn_error",
+        "Terminate": "cmmn_terminate",
+        "FailJob": "fail",
+    }[type(outcome).__name__]
+
