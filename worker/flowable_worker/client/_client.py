@@ -289,14 +289,9 @@ class FlowableClient:
             response = await self._http.request(method, path, json=json, params=params)
         except httpx.DecodingError as exc:
             raise InvalidResponseError(f"{method} {path}: undecodable body: {exc}") from exc
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport failures, timeouts, too many redirects
             url = f"{self._settings.external_job_api_url}/{path}"
             raise error_for_transport_failure(exc, method=method, url=url) from exc
-        except httpx.RequestError as exc:  # e.g. too many redirects
-            url = f"{self._settings.external_job_api_url}/{path}"
-            raise error_for_transport_failure(
-                httpx.TransportError(str(exc)), method=method, url=url
-            ) from exc
         if not response.is_success:
             raise error_for_response(response)
         return response

@@ -78,7 +78,7 @@ def error_for_response(response: httpx.Response) -> FlowableHTTPError:
 
 
 def error_for_transport_failure(
-    exc: httpx.TransportError, *, method: str, url: str
+    exc: httpx.RequestError, *, method: str, url: str
 ) -> FlowableTransportError:
     """The client error for an httpx failure that produced no answer at all."""
     where = f"{method} {url}"
