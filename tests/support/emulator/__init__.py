@@ -8,6 +8,7 @@ suite's `FlowableBackend` protocol; import it from `tests.support.emulator.backe
 package stays importable without the worker package.
 """
 
+from .clock import ManualClock
 from .emulator import FlowableEmulator
 from .faults import Fault, FaultInjector, FaultKind
 from .model import Completion, Instance, Job
@@ -24,5 +25,6 @@ __all__ = [
     "FlowableEmulator",
     "Instance",
     "Job",
+    "ManualClock",
     "RequestRecord",
 ]

@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import socket
+import socketserver
 import struct
 import threading
 import time
@@ -106,10 +107,39 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.credentials = credentials
         self.context_path = context_path.rstrip("/")
         self.base_url = base_url
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End idle keep-alive connections so that a stopped emulator answers nobody."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def server_bind(self) -> None:
+        """Bind without `HTTPServer.server_bind`'s reverse DNS lookup (`getfqdn`), which can
+        stall for seconds on machines without a resolver."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like Tomcat, so client pools are exercised
+    disable_nagle_algorithm = True  # headers and body go out separately: avoid 40 ms stalls
     server: EmulatorHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -141,36 +171,40 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.server.faults.pick(method=method, path=path, endpoint=endpoint)
 
         def record(status: int | None) -> None:
+            """Logged before the answer goes out, so a client never sees an unlogged reply."""
             self.server.log.append(RequestRecord(
                 method=method, path=path, query=split.query, endpoint=endpoint, job_id=job_id,
                 body=body, status=status, fault=fault.kind if fault else None,
                 at=datetime.now(UTC)))
 
-        if fault is not None and fault.kind is not FaultKind.RESPOND_LOST:
-            if fault.kind is FaultKind.LATENCY:
-                time.sleep(fault.delay_seconds)
-            else:
-                record(self._inject(fault))
-                return
+        if fault is not None and fault.kind is FaultKind.LATENCY:
+            time.sleep(fault.delay_seconds)
+        elif fault is not None and fault.kind is not FaultKind.RESPOND_LOST:
+            record(_fault_status(fault))
+            self._inject(fault)
+            return
         if not self.server.credentials.accepts(self.headers.get("Authorization")):
-            record(self._unauthorized())
+            record(401)
+            self._unauthorized()
             return
         if endpoint == "unknown":
             status = 405 if known_path else 404
-            record(self._send_json(status, {
+            record(status)
+            self._send_json(status, {
                 "timestamp": datetime.now(UTC).isoformat(), "status": status,
                 "error": "Not Found" if status == 404 else "Method Not Allowed",
-                "path": split.path}))
+                "path": split.path})
             return
         try:
             status, payload = self._dispatch(endpoint, job_id, raw, body, split.query)
         except ApiError as error:
             status, payload = error.status, error.body()
-        if fault is not None:  # RESPOND_LOST: the engine changed, the answer never arrives
+        if fault is not None and fault.kind is FaultKind.RESPOND_LOST:
+            record(None)  # the engine changed, the answer never arrives
             self._reset()
-            record(None)
             return
-        record(self._send_json(status, payload))
+        record(status)
+        self._send_json(status, payload)
 
     def _dispatch(self, endpoint: str, job_id: str | None, raw: bytes, body: Any,
                   query: str) -> tuple[int, Any]:
@@ -205,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------------------- answers
 
-    def _send_json(self, status: int, payload: Any) -> int:
+    def _send_json(self, status: int, payload: Any) -> None:
         data = b"" if status == 204 else json.dumps(payload).encode()
         self.send_response(status)
         if data:
@@ -214,29 +248,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if data:
             self.wfile.write(data)
-        return status
 
-    def _unauthorized(self) -> int:
+    def _unauthorized(self) -> None:
         self.send_response(401)
         self.send_header("WWW-Authenticate", 'Basic realm="Realm"')
         self.send_header("Content-Length", "0")
         self.end_headers()
-        return 401
 
-    def _inject(self, fault: Fault) -> int | None:
+    def _inject(self, fault: Fault) -> None:
         if fault.kind is FaultKind.CONNECTION_RESET:
             self._reset()
-            return None
+            return
         if fault.kind is FaultKind.UNAUTHORIZED:
-            return self._unauthorized()
+            self._unauthorized()
+            return
         data = _MALFORMED_JSON if fault.kind is FaultKind.MALFORMED_JSON else fault.body.encode()
-        status = 200 if fault.kind is FaultKind.MALFORMED_JSON else fault.status
+        status = _fault_status(fault)
+        assert status is not None
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        return status
 
     def _reset(self) -> None:
         """Abort the TCP connection with an RST (SO_LINGER 0), sending no response at all."""
@@ -246,6 +279,17 @@ class _Handler(BaseHTTPRequestHandler):
                                        struct.pack("ii", 1, 0))
         self.rfile.close()  # drop the makefile reference so close() really closes the fd
         self.connection.close()
+
+
+def _fault_status(fault: Fault) -> int | None:
+    """The status a client sees for a fault that answers instead of the engine."""
+    if fault.kind in (FaultKind.CONNECTION_RESET, FaultKind.RESPOND_LOST):
+        return None
+    if fault.kind is FaultKind.UNAUTHORIZED:
+        return 401
+    if fault.kind is FaultKind.MALFORMED_JSON:
+        return 200
+    return fault.status
 
 
 def _parse(raw: bytes) -> Any:
@@ -280,6 +324,7 @@ class ServerThread:
         self._stop.set()
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         for thread in self._threads:
             thread.join(timeout=5)
 
