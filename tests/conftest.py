@@ -1,0 +1,26 @@
+"""Session-wide Flowable backends shared by the contract, worker and e2e suites.
+
+The real server is expensive to start (a Spring Boot app), so one instance serves the whole pytest
+session; tests isolate themselves by using topics and definitions of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.emulator import FlowableEmulator
+from tests.support.emulator.backend import EmulatedFlowable
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[FlowableEmulator]:
+    """One emulator for the session; fault-injection tests clear their faults when done."""
+    with FlowableEmulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def emulated_flowable(emulator: FlowableEmulator) -> EmulatedFlowable:
+    return EmulatedFlowable(emulator)
