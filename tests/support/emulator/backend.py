@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowable_worker import ClientSettings, from_rest_variables, to_rest_variables
-from tests.support.backend import CreatedJob, ScopeType
+from tests.support.backend import CreatedJob, FlowableBackend, ScopeType
 
 from .emulator import FlowableEmulator
 
@@ -63,3 +63,8 @@ class EmulatedFlowable:
 
     async def reset_expired_locks(self) -> None:
         self.emulator.reset_expired_locks()
+
+
+def _conforms(backend: EmulatedFlowable) -> FlowableBackend:
+    """Never called: makes mypy prove that EmulatedFlowable meets the protocol."""
+    return backend

@@ -115,9 +115,9 @@ def test_lock_duration_is_java_duration_with_days_and_fractions(
     emulator.create_job("topic")
     [job] = acquire(api, lock="P1DT1.5S")
     assert job["lockExpirationTime"] == "2025-01-03T03:04:06.500Z"
-    assert emulator.jobs()[0].lock_expiration_time is not None
-    assert emulator.jobs()[0].lock_expiration_time - emulator.jobs()[0].create_time == (
-        timedelta(days=1, seconds=1.5))
+    [stored] = emulator.jobs()
+    assert stored.lock_expiration_time is not None
+    assert stored.lock_expiration_time - stored.create_time == timedelta(days=1, seconds=1.5)
 
 
 @pytest.mark.parametrize(("body", "message"), [
