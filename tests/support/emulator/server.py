@@ -199,6 +199,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = self._dispatch(endpoint, job_id, raw, body, split.query)
         except ApiError as error:
             status, payload = error.status, error.body()
+        except Exception as error:  # an emulator bug: answer like an engine failure, not a reset
+            status = 500
+            payload = {"message": "Internal server error", "exception": repr(error)}
         if fault is not None and fault.kind is FaultKind.RESPOND_LOST:
             record(None)  # the engine changed, the answer never arrives
             self._reset()
