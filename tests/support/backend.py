@@ -2,7 +2,7 @@
 
 The contract suite (`tests/contract`) is written once against this protocol and runs against both
 implementations, `RealFlowable` (tests/support/flowable_server.py, a real Flowable 7.2 started by a
-fixture) and `EmulatedFlowable` (tests/support/emulator.py, in-process). Everything here is test
+fixture) and `EmulatedFlowable` (tests/support/emulator/, in-process). Everything here is test
 set-up and inspection: the behaviour under test always goes through `flowable_worker.client`.
 
 Job creation differs by nature: on the real server a job exists only because a process or case
