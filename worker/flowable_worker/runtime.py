@@ -498,6 +498,20 @@ class Worker:
                 extra={"job_id": job.id, "topic": job.topic},
             )
 
+    @staticmethod
+    async def _wait_until(
+        tasks: set[asyncio.Task[None]], deadline: float, force: asyncio.Future[Any]
+    ) -> None:
+        """Wait until `tasks` are done, the deadline passes, or `force` fires."""
+        pending = {t for t in tasks if not t.done()}
+        while pending and not force.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.wait({*pending, force}, timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
+            pending = {t for t in pending if not t.done()}
+
     async def _drain(
         self, client: FlowableClient, pollers: list[asyncio.Task[None]], settings: WorkerSettings
     ) -> None:
@@ -507,24 +521,15 @@ class Worker:
         try:
             # Pollers finish an acquire in flight (bounded by the request timeout) and give
             # back what it returns; running jobs keep going meanwhile.
-            await asyncio.wait(
-                {*pollers, force},
-                timeout=max(0.0, deadline - time.monotonic()),
-                return_when=asyncio.ALL_COMPLETED if not self._force.is_set() else
-                asyncio.FIRST_COMPLETED,
-            )
-            while self._running and not self._force.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
+            await self._wait_until(set(pollers), deadline, force)
+            while self._running and not self._force.is_set() and time.monotonic() < deadline:
                 tasks = {r.task for r in self._running.values() if r.task is not None}
-                if not tasks:
-                    break
                 log.info(
-                    "waiting up to %.1fs for %d running jobs", remaining, len(tasks),
+                    "waiting up to %.1fs for %d running jobs",
+                    deadline - time.monotonic(),
+                    len(tasks),
                 )
-                await asyncio.wait({*tasks, force}, timeout=remaining,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await self._wait_until(tasks, deadline, force)
         finally:
             force.cancel()
         for task in pollers:

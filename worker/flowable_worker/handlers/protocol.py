@@ -92,7 +92,7 @@ def _variables(answer: dict[str, Any]) -> dict[str, Any]:
 
 def _typed_variables(items: list[Any]) -> dict[str, Any]:
     # Imported here so the protocol stays importable (and unit-testable) on its own.
-    from flowable_worker.client import TypedValue
+    from flowable_worker.client import TypedValue, from_rest_variables
 
     variables: dict[str, Any] = {}
     for item in items:
@@ -101,8 +101,14 @@ def _typed_variables(items: list[Any]) -> dict[str, Any]:
         kind = item.get("type")
         if kind is None:
             variables[item["name"]] = item.get("value")
-        elif isinstance(kind, str):
-            variables[item["name"]] = TypedValue(item.get("value"), kind)
-        else:
+            continue
+        if not isinstance(kind, str):
             raise ProtocolError(f"variable {item['name']!r}: type must be a string")
+        try:
+            # Decode the wire text (dates, decimals) the way Flowable's own answers are read,
+            # then keep the declared type so it is written back exactly as asked.
+            value = from_rest_variables([item])[item["name"]]
+        except (TypeError, ValueError) as error:
+            raise ProtocolError(f"variable {item['name']!r}: {error}") from None
+        variables[item["name"]] = TypedValue(value, kind)
     return variables
