@@ -139,6 +139,11 @@ async def test_bpmn_jobs_have_no_scope_type_yet_acquire_with_scope_type_bpmn_fin
         params={"processInstanceId": created.instance_id, "scopeType": "bpmn"},
     )
     assert by_scope.json()["total"] == 0
+    without_scope = await http.get(
+        "/external-job-api/jobs",
+        params={"processInstanceId": created.instance_id, "withoutScopeType": "true"},
+    )
+    assert without_scope.json()["total"] == 1
 
     assert await acquire(http, topic, scope_type="cmmn") == []
     assert [j["id"] for j in await acquire(http, topic, scope_type="bpmn")] == [row["id"]]
