@@ -12,6 +12,19 @@ import pytest
 
 from tests.support.emulator import FlowableEmulator
 from tests.support.emulator.backend import EmulatedFlowable
+from tests.support.flowable_server import FlowableServer, RealFlowable, start_flowable_server
+
+
+@pytest.fixture(scope="session")
+def flowable_server() -> Iterator[FlowableServer]:
+    """A real Flowable 7.2 (Spring Boot + H2), built once with Maven and cached; never skipped."""
+    with start_flowable_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def real_flowable(flowable_server: FlowableServer) -> RealFlowable:
+    return RealFlowable.for_server(flowable_server)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowable_worker import FlowableClient, JobNotFoundError
+from flowable_worker import BadRequestError, FlowableClient, JobNotFoundError
 from tests.support.backend import FlowableBackend
 
 
@@ -65,15 +65,17 @@ async def test_tenant_id_filter(
     assert job.tenant_id == "acme"
 
 
-async def test_acquire_with_a_tenant_scoped_unacquire(
+async def test_unacquire_scoped_to_another_tenant_is_refused(
     backend: FlowableBackend, client: FlowableClient, topic: str
 ) -> None:
     await backend.create_jobs(topic, 1, tenant_id="acme")
-    [job] = await client.acquire_jobs(topic=topic, worker_id="w", lock_duration="PT5M")
+    [job] = await client.acquire_jobs(topic=topic, worker_id=topic, lock_duration="PT5M")
 
-    await client.unacquire_jobs(worker_id="w", tenant_id="other")
-    assert (await client.get_job(job.id)).lock_owner == "w"
-    await client.unacquire_jobs(worker_id="w", tenant_id="acme")
+    with pytest.raises(BadRequestError) as caught:
+        await client.unacquire_jobs(worker_id=topic, tenant_id="other")
+    assert "different tenant" in (caught.value.exception or "")
+    assert (await client.get_job(job.id)).lock_owner == topic
+    await client.unacquire_jobs(worker_id=topic, tenant_id="acme")
     assert (await client.get_job(job.id)).lock_owner is None
 
 

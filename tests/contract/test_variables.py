@@ -23,10 +23,10 @@ EVERY_TYPE: dict[str, Any] = {
     "aBigDecimal": Decimal("12345678901234567890.123456789"),
     "aBigInteger": 123_456_789_012_345_678_901_234_567_890,
     "aBoolean": False,
-    "aDate": datetime(2024, 2, 29, 13, 14, 15, 123000, tzinfo=UTC),
-    "anInstant": TypedValue(datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC), "instant"),
+    "aDate": datetime(2024, 2, 29, 13, 14, 15, tzinfo=UTC),
+    "anInstant": TypedValue(datetime(2023, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), "instant"),
     "aLocalDate": date(2025, 12, 31),
-    "aLocalDateTime": datetime(2025, 6, 7, 8, 9, 10),
+    "aLocalDateTime": datetime(2025, 6, 7, 8, 9, 10, 11000),
     "aJson": {"items": [1, 2, {"deep": True}], "name": "x", "none": None},
 }
 
@@ -70,6 +70,24 @@ async def test_every_type_completed_by_the_worker_is_stored(
     stored = await backend.instance_variables(created)
     for name, sent in EVERY_TYPE.items():
         assert stored[name] == plain(sent), name
+
+
+async def test_time_values_keep_the_precision_flowable_stores(
+    backend: FlowableBackend, client: FlowableClient, topic: str
+) -> None:
+    """`date` keeps whole seconds; `instant` and `localDateTime` keep milliseconds."""
+    moment = datetime(2024, 2, 29, 13, 14, 15, 123456, tzinfo=UTC)
+    await backend.create_jobs(topic, 1, variables={
+        "date": moment,
+        "instant": TypedValue(moment, "instant"),
+        "local": moment.replace(tzinfo=None),
+    })
+
+    [job] = await client.acquire_jobs(topic=topic, worker_id="w", lock_duration="PT1M")
+
+    assert job.variables["date"] == moment.replace(microsecond=0)
+    assert job.variables["instant"] == moment.replace(microsecond=123000)
+    assert job.variables["local"] == moment.replace(microsecond=123000, tzinfo=None)
 
 
 async def test_a_none_value_round_trips_as_null(

@@ -34,7 +34,7 @@ class CreatedJob:
 
 
 class FlowableBackend(Protocol):
-    """A Flowable that tests can populate and inspect; `name` is the pytest id ("real"/"emulator")."""
+    """A Flowable that tests can populate and inspect; `name` is the pytest id (real/emulator)."""
 
     name: str
 
@@ -51,8 +51,12 @@ class FlowableBackend(Protocol):
         scope_type: ScopeType = "bpmn",
         tenant_id: str | None = None,
         element_id: str = "externalTask",
+        exclusive: bool = True,
     ) -> list[CreatedJob]:
         """Create `count` jobs on `topic`, each in its own instance, carrying `variables`.
+
+        `exclusive` is the BPMN task's `flowable:exclusive` (Flowable's default: true), which
+        decides whether acquiring the job also locks its process instance.
 
         `variables` are Python values (or `flowable_worker.TypedValue`) converted with the client's
         own variable conversion. Returns once the jobs exist and are acquirable.
@@ -72,5 +76,5 @@ class FlowableBackend(Protocol):
         ...
 
     async def reset_expired_locks(self) -> None:
-        """Wait until the engine's expired-lock reset has run once more (real) or run it (emulator)."""
+        """Wait until the engine's expired-lock reset has run (real) or run it now (emulator)."""
         ...

@@ -549,7 +549,12 @@ _MODEL_FILES: dict[ScopeType, str] = {
 
 
 def one_task_model(
-    *, scope_type: ScopeType, definition_key: str, topic: str, element_id: str = "externalTask"
+    *,
+    scope_type: ScopeType,
+    definition_key: str,
+    topic: str,
+    element_id: str = "externalTask",
+    exclusive: bool = True,
 ) -> str:
     """The XML of a model with one external-worker task on `topic` (tests/support/models/).
 
@@ -563,7 +568,10 @@ def one_task_model(
         )
     template = Template((MODELS_DIR / _MODEL_FILES[scope_type]).read_text())
     return template.substitute(
-        definition_key=definition_key, element_id=element_id, topic_attr=quoteattr(topic)
+        definition_key=definition_key,
+        element_id=element_id,
+        topic_attr=quoteattr(topic),
+        exclusive=str(exclusive).lower(),
     )
 
 
@@ -595,7 +603,7 @@ class RealFlowable:
         self.base_url = base_url.rstrip("/")
         self.reset_expired_jobs_interval = reset_expired_jobs_interval
         self._start_concurrency = start_concurrency
-        self._models: dict[tuple[str, ScopeType, str | None, str], DeployedModel] = {}
+        self._models: dict[tuple[str, ScopeType, str | None, str, bool], DeployedModel] = {}
         self._deploy_lock = asyncio.Lock()
 
     @classmethod
@@ -618,9 +626,10 @@ class RealFlowable:
         scope_type: ScopeType,
         tenant_id: str | None,
         element_id: str,
+        exclusive: bool = True,
     ) -> DeployedModel:
         """The deployed one-task model for this combination, deploying it on first use."""
-        key = (topic, scope_type, tenant_id, element_id)
+        key = (topic, scope_type, tenant_id, element_id, exclusive)
         async with self._deploy_lock:
             model = self._models.get(key)
             if model is None:
@@ -630,6 +639,7 @@ class RealFlowable:
                     definition_key=f"fwo_{digest}",
                     topic=topic,
                     element_id=element_id,
+                    exclusive=exclusive,
                 )
                 model = await api.deploy(xml, scope_type=scope_type, tenant_id=tenant_id)
                 self._models[key] = model
@@ -644,6 +654,7 @@ class RealFlowable:
         scope_type: ScopeType = "bpmn",
         tenant_id: str | None = None,
         element_id: str = "externalTask",
+        exclusive: bool = True,
     ) -> list[CreatedJob]:
         """Start `count` instances, each stopping at one external-worker job on `topic`.
 
@@ -654,7 +665,12 @@ class RealFlowable:
         semaphore = asyncio.Semaphore(self._start_concurrency)
         async with self.api() as api:
             model = await self.model_for(
-                api, topic=topic, scope_type=scope_type, tenant_id=tenant_id, element_id=element_id
+                api,
+                topic=topic,
+                scope_type=scope_type,
+                tenant_id=tenant_id,
+                element_id=element_id,
+                exclusive=exclusive,
             )
             start = (
                 api.start_process_instance if scope_type == "bpmn" else api.start_case_instance

@@ -38,13 +38,14 @@ class EmulatedFlowable:
         scope_type: ScopeType = "bpmn",
         tenant_id: str | None = None,
         element_id: str = "externalTask",
+        exclusive: bool = True,
     ) -> list[CreatedJob]:
         rest = to_rest_variables(variables) if variables else None
         created: list[CreatedJob] = []
         for _ in range(count):
             job = self.emulator.create_job(
                 topic, element_id=element_id, element_name=self._element_name,
-                scope_type=scope_type, tenant_id=tenant_id, variables=rest)
+                scope_type=scope_type, tenant_id=tenant_id, variables=rest, exclusive=exclusive)
             instance = self.emulator.instance(job.instance_id)
             created.append(CreatedJob(
                 instance_id=instance.id, definition_id=instance.definition_id,

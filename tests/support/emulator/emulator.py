@@ -102,11 +102,15 @@ class FlowableEmulator:
         tenant_id: str | None = None,
         variables: list[dict[str, Any]] | None = None,
         definition_id: str | None = None,
+        exclusive: bool = True,
     ) -> Job:
-        """A new acquirable job in its own one-task instance; `variables` are typed REST dicts."""
+        """A new acquirable job in its own one-task instance; `variables` are typed REST dicts.
+
+        `exclusive` is the task's `flowable:exclusive` (default true, as in Flowable)."""
         return self.state.create_job(
             topic, element_id=element_id, element_name=element_name, scope_type=scope_type,
-            tenant_id=tenant_id, variables=variables, definition_id=definition_id)
+            tenant_id=tenant_id, variables=variables, definition_id=definition_id,
+            exclusive=exclusive)
 
     def reset_expired_locks(self) -> int:
         """Run the engine's expired-lock reset now; returns how many jobs it unlocked."""

@@ -45,6 +45,7 @@ class Job:
     tenant_id: str = ""
     lock_owner: str | None = None
     lock_expiration_time: datetime | None = None
+    exclusive: bool = True  # `flowable:exclusive` of the task; Flowable's default is true
 
     @property
     def locked(self) -> bool:
@@ -97,6 +98,10 @@ class Instance:
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
     finished: bool = False
     outcome: Outcome | None = None
+    scope_lock_expiration_time: datetime | None = None
+    """Set while an exclusive BPMN job of this instance is acquired: the engine locks the whole
+    process instance until the job's lock would expire. Complete and fail release it; unacquire
+    does not (observed on Flowable 7.2, see docs/flowable-server.md)."""
 
     def copy(self) -> Instance:
         return copy.deepcopy(self)

@@ -125,6 +125,7 @@ class EngineState:
         tenant_id: str | None = None,
         variables: list[dict[str, Any]] | None = None,
         definition_id: str | None = None,
+        exclusive: bool = True,
     ) -> Job:
         """Start a one-task instance whose only activity is an external-worker task on `topic`.
 
@@ -144,7 +145,7 @@ class EngineState:
             job = Job(
                 id=_new_id(), correlation_id=_new_id(), kind=scope_type, topic=topic,
                 instance_id=instance_id, element_id=element_id, element_name=element_name,
-                create_time=self.now(), tenant_id=tenant_id or "",
+                create_time=self.now(), tenant_id=tenant_id or "", exclusive=exclusive,
             )
             if scope_type == "bpmn":
                 job.process_instance_id = instance_id
@@ -185,18 +186,25 @@ class EngineState:
             return []  # acquireAndLock never tries and returns an empty list
         lock_millis = int(abs(lock_duration) / timedelta(milliseconds=1))
         with self._lock:
-            expiry = self.now() + timedelta(milliseconds=lock_millis)
+            now = self.now()
+            expiry = now + timedelta(milliseconds=lock_millis)
+            candidates = [
+                job for job in self._jobs.values()
+                if job.topic == topic and job.lock_expiration_time is None
+                and _scope_matches(job, scope_type)
+            ][:wanted]
+            # Flowable locks an exclusive BPMN job's process instance while acquiring it; if a
+            # candidate's instance is still locked, the whole acquire transaction fails and the
+            # REST answer is an empty list, even for the other, free candidates.
+            if any(self._scope_locked(job, now) for job in candidates):
+                return []
             acquired: list[tuple[Job, list[dict[str, Any]]]] = []
-            for job in self._jobs.values():
-                if len(acquired) >= wanted:
-                    break
-                if job.topic != topic or job.lock_expiration_time is not None:
-                    continue
-                if not _scope_matches(job, scope_type):
-                    continue
+            for job in candidates:
                 job.lock_owner = worker
                 job.lock_expiration_time = expiry
                 instance = self._instances[job.instance_id]
+                if _locks_scope(job):
+                    instance.scope_lock_expiration_time = expiry
                 acquired.append((job.copy(), var.as_list(instance.variables)))
             return acquired
 
@@ -222,6 +230,7 @@ class EngineState:
         retry_timeout = _duration(request, "retryTimeout")
         with self._lock:
             job = self._owned(job_id, worker)
+            self._instances[job.instance_id].scope_lock_expiration_time = None
             job.exception_message = _abbreviate(message)
             job.exception_details = details
             new_retries = retries if retries is not None and retries >= 0 else job.retries - 1
@@ -245,11 +254,11 @@ class EngineState:
         worker = _required_worker(request, "worker id is required")
         tenant = _string(request, "tenantId")
         with self._lock:
-            for job in self._jobs.values():
-                if job.lock_owner != worker:
-                    continue
-                if tenant and job.tenant_id != tenant:
-                    continue
+            owned = [job for job in self._jobs.values() if job.lock_owner == worker]
+            if tenant and any(job.tenant_id != tenant for job in owned):
+                raise bad_request(
+                    "provided worker id has external worker jobs from different tenant.")
+            for job in owned:
                 job.lock_owner = None
                 job.lock_expiration_time = None
 
@@ -318,6 +327,13 @@ class EngineState:
 
     # ----------------------------------------------------------------- internals
 
+    def _scope_locked(self, job: Job, now: datetime) -> bool:
+        """Whether acquiring `job` would fail on its process instance's exclusive lock."""
+        if not _locks_scope(job):
+            return False
+        until = self._instances[job.instance_id].scope_lock_expiration_time
+        return until is not None and until > now
+
     def _owned(self, job_id: str, worker: str) -> Job:
         """The job, if it exists (404) and `worker` is its lock owner (403); lock held."""
         job = self._jobs.get(job_id)
@@ -351,6 +367,11 @@ class EngineState:
                 job_id=job_id, instance_id=instance.id, outcome=outcome, worker_id=worker,
                 variables=tuple(given), error_code=error_code, at=self.now(),
             ))
+
+
+def _locks_scope(job: Job) -> bool:
+    """Exclusive BPMN jobs lock their process instance (CMMN jobs were not seen to)."""
+    return job.exclusive and job.process_instance_id is not None
 
 
 def _scope_matches(job: Job, scope_type: str | None) -> bool:

@@ -4,11 +4,14 @@ The emulator keeps variables in their wire form (`{"name", "type", "value"}`) be
 about what crosses the wire, but it applies the engine's rules on the way in: a name is required,
 only the 13 REST types are known (anything else is a 400), an untyped value gets the type Jackson
 would give it, and a null value comes back without a `type` (the engine stores a null variable and
-`EngineRestVariable` omits a null type).
+`EngineRestVariable` omits a null type). Time values come back at the precision a real Flowable
+7.2 keeps (seen in the contract suite): `date` to the second, `instant` and `localDateTime` to the
+millisecond.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,10 +68,26 @@ def normalize_variables(items: Any) -> dict[str, dict[str, Any]]:
     return result
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def _with_fraction_digits(text: str, digits: int) -> str:
+    """Cut a time text's fraction of a second to `digits` (0: drop it), as the engine prints it."""
+    def cut(match: re.Match[str]) -> str:
+        kept = match.group(1)[:digits]
+        return f".{kept}" if kept.strip("0") else ""  # Java prints no fraction when it is zero
+    return _FRACTION.sub(cut, text, count=1)
+
+
+_PRECISION = {"date": 0, "instant": 3, "localDateTime": 3}
+
+
 def readback(name: str, kind: str | None, value: Any) -> dict[str, Any]:
     """One variable as the engine serializes it: a null value has no `type` key."""
     if value is None:
         return {"name": name, "value": None}
+    if kind in _PRECISION and isinstance(value, str):
+        value = _with_fraction_digits(value, _PRECISION[kind])
     return {"name": name, "type": kind, "value": value}
 
 
