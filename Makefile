@@ -13,7 +13,7 @@ FWO_CACHE ?= $(HOME)/.cache/flowable-worker-operator
 export FWO_CACHE
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help setup lint test test-unit test-contract flowable-server prereqs-java run-worker
+.PHONY: help setup lint test test-unit test-contract test-real flowable-server prereqs-java run-worker
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,7 +44,10 @@ test-unit: setup ## fast tests: no external parts
 test-contract: setup flowable-server ## one API contract, run against real Flowable and the emulator
 	$(PYTEST) tests/contract -q
 
-test: setup lint test-unit test-contract ## everything CI runs
+test-real: setup flowable-server ## smoke tests of the real Flowable test server itself
+	$(PYTEST) tests/real -q
+
+test: setup lint test-unit test-contract test-real test-cluster ## everything CI runs
 	@echo "make test: all suites passed"
 
 run-worker: setup ## main job for now: a worker against a local Flowable (FLOWABLE_URL, FLOWABLE_TOPIC)
