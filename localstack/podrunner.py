@@ -6,7 +6,8 @@ stop when the operator scales down. This runtime watches pods that kwok has mark
 opt in with the label ``localstack.flowable-worker.io/run-as-process: "true"``, and runs each one's
 first container as a local process:
 
-* argv = ``command`` + ``args`` (with kubelet's ``$(VAR)`` expansion); the image is ignored;
+* argv = ``command`` + ``args`` (with kubelet's ``$(VAR)`` expansion); the image is ignored, so a
+  container without ``command`` runs the runner's ``default_command`` (e.g. ``flowable-worker``);
 * environment = this process's environment, overlaid with the container's ``envFrom`` and ``env``
   (``value``, ``fieldRef``, ``secretKeyRef``, ``configMapKeyRef``) as the kubelet resolves them;
 * output goes to ``<log_dir>/<namespace>_<pod>.log``;
@@ -26,6 +27,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -134,6 +136,7 @@ class PodRunner:
         namespace: str | None = None,
         label_selector: str = DEFAULT_SELECTOR,
         base_env: Mapping[str, str] | None = None,
+        default_command: Sequence[str] | None = None,
         watch_timeout_seconds: int = 5,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
@@ -141,6 +144,9 @@ class PodRunner:
         self.namespace = namespace
         self.label_selector = label_selector
         self.base_env = dict(os.environ if base_env is None else base_env)
+        # Stands in for the image's entrypoint when a container has no command (an image-based
+        # worker Deployment would run e.g. ["flowable-worker"]).
+        self.default_command = list(default_command or [])
         self.watch_timeout_seconds = watch_timeout_seconds
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -189,9 +195,11 @@ class PodRunner:
             grace = proc.grace_seconds if grace_cap is None else min(grace_cap, proc.grace_seconds)
             self._terminate(proc, grace)
         for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 proc.popen.wait(timeout=proc.grace_seconds + 10)
-            self._kill_group(proc)  # anything the process forked dies with it
+            except subprocess.TimeoutExpired:
+                self._kill_group(proc)
+                proc.popen.wait(timeout=10)
         if self._api is not None:
             self._api.api_client.close()
             self._api = None
@@ -265,9 +273,13 @@ class PodRunner:
                         resource_version = None
                         break
                     obj = event["object"]
+                    if kind == "BOOKMARK":  # the client hands bookmarks over undecoded
+                        resource_version = (obj["metadata"]["resourceVersion"]
+                                            if isinstance(obj, dict)
+                                            else obj.metadata.resource_version)
+                        continue
                     resource_version = obj.metadata.resource_version
-                    if kind != "BOOKMARK":
-                        self._handle(kind, obj)
+                    self._handle(kind, obj)
             except ApiException as exc:
                 if exc.status == 410:
                     resource_version = None
@@ -308,7 +320,9 @@ class PodRunner:
                 self._terminate(proc, grace)
             return
         phase = pod.status.phase if pod.status else None
-        if proc is None and uid not in self._failed and phase == "Running":
+        with self._lock:
+            failed = uid in self._failed
+        if proc is None and not failed and phase == "Running":
             self._launch(pod)
 
     # -- processes --------------------------------------------------------------------------
@@ -358,6 +372,9 @@ class PodRunner:
 
     def _reap(self, proc: PodProcess) -> None:
         returncode = proc.popen.wait()
+        # Like a container whose main process ends: whatever it forked goes too. Done right after
+        # the wait, so the group id cannot have been reused by an unrelated process yet.
+        self._kill_group(proc)
         with self._changed:
             proc.returncode = returncode
             proc.exited_at = time.monotonic()
@@ -377,11 +394,13 @@ class PodRunner:
         timer.start()
 
     def _kill_after_grace(self, proc: PodProcess) -> None:
+        # Only while the leader is unreaped: after that its pid may belong to someone else (and
+        # the reaper already killed the rest of the group).
         if proc.popen.poll() is None:
             log.info("pod %s pid %d outlived its grace period: SIGKILL", proc.key, proc.pid)
             with self._lock:
                 proc.killed = True
-        self._kill_group(proc)
+            self._kill_group(proc)
 
     @staticmethod
     def _kill_group(proc: PodProcess) -> None:
@@ -390,12 +409,13 @@ class PodRunner:
 
     def _container_spec(self, pod: Any) -> tuple[list[str], dict[str, str], str]:
         container = pod.spec.containers[0]
-        command = list(container.command or []) + list(container.args or [])
-        if not container.command:
+        entrypoint = list(container.command or []) or self.default_command
+        if not entrypoint:
             raise PodConfigError(
-                f"container {container.name!r} has no command: a process needs an explicit argv "
+                f"container {container.name!r} has no command and no default command is set "
                 "(the image's entrypoint is not known here)"
             )
+        command = entrypoint + list(container.args or [])
         namespace = str(pod.metadata.namespace)
         pod_env: dict[str, str] = {}
         for source in container.env_from or []:
@@ -479,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--namespace", help="only this namespace (default: all)")
     parser.add_argument("--selector", default=DEFAULT_SELECTOR,
                         help=f"pod label selector (default: {DEFAULT_SELECTOR})")
+    parser.add_argument("--default-command", type=shlex.split, metavar="COMMAND",
+                        help="command line (shell-quoted) for containers without a command, "
+                        "e.g. 'flowable-worker'")
     args = parser.parse_args(argv)
     if not args.kubeconfig:
         parser.error("--kubeconfig (or $KUBECONFIG) is required")
@@ -487,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with PodRunner(args.kubeconfig, args.log_dir, namespace=args.namespace,
-                   label_selector=args.selector):
+                   label_selector=args.selector, default_command=args.default_command):
         try:
             while not stop.wait(1.0):
                 pass

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s_client
 
+from localstack.cluster import LocalCluster, pid_alive
 from localstack.podrunner import RUN_AS_PROCESS_LABEL, PodProcess, PodRunner
 from tests.cluster.helpers import eventually
 
@@ -162,3 +166,39 @@ def test_grace_period_is_enforced_with_sigkill(
     assert proc.returncode == -9
     assert proc.exited_at is not None
     assert proc.exited_at - deleted_at >= grace - 0.2
+
+
+def test_cli_runner_with_default_command_stops_its_processes(
+    api_client: Any, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """``python -m localstack.podrunner`` as the demo runs it: one namespace, a container without
+    ``command`` runs the default command with the container's args, and SIGTERM to the runner
+    stops the pod's process too."""
+    core = k8s_client.CoreV1Api(api_client)
+    marker = tmp_path / "cli-marker"
+    script = "import os, pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))"
+    script += "\nwhile True: time.sleep(0.1)"
+    selector = f"{RUN_AS_PROCESS_LABEL}=cli"  # the session runner (=true) leaves this pod alone
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "localstack.podrunner", "--kubeconfig", str(cluster.kubeconfig),
+         "--log-dir", str(tmp_path / "logs"), "--namespace", namespace, "--selector", selector,
+         "--default-command", shlex.join([sys.executable, "-c", script])],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "runner.err").open("wb"),
+    )
+    try:
+        core.create_namespaced_pod(namespace, {
+            "metadata": {"name": "cli-pod", "labels": {RUN_AS_PROCESS_LABEL: "cli"}},
+            "spec": {"containers": [{"name": "main", "image": "example.invalid/x:1",
+                                     "args": [str(marker)]}]},
+        })
+        eventually(lambda: marker.exists() or runner.poll() is not None, timeout=60)
+        assert runner.poll() is None, (tmp_path / "runner.err").read_text()
+        pid = int(marker.read_text())
+        assert pid_alive(pid)
+        assert (tmp_path / "logs" / f"{namespace}_cli-pod.log").exists()
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 0, (tmp_path / "runner.err").read_text()
+    assert not pid_alive(pid)
