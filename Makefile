@@ -61,3 +61,11 @@ cluster-bin: ## build (or reuse) kube-apiserver, controller-manager, scheduler, 
 
 test-cluster: setup cluster-bin ## tests against the real local control plane (tests/cluster)
 	$(PYTEST) tests/cluster -q
+
+.PHONY: test-worker bench-worker
+test-worker: setup flowable-server ## the worker runtime against real Flowable and a fault-injecting emulator
+	$(PYTEST) tests/worker -q
+
+bench-worker: setup flowable-server ## worker throughput vs the official client and the server's ceiling (docs/benchmarks.md)
+	$(BIN)/python -m pip install -q -e '.[operator,dev,bench]'
+	$(BIN)/python bench/worker_throughput.py

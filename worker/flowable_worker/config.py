@@ -79,6 +79,7 @@ class WorkerSettings(BaseModel):
     ca_bundle: str | None = None
     verify_tls: bool = True
     request_timeout: timedelta = timedelta(seconds=10)
+    max_connections: int | None = Field(default=None, ge=1)
 
     topics: tuple[str, ...] = ()
     scope_type: Literal["bpmn", "cmmn"] | None = None
@@ -162,7 +163,18 @@ class WorkerSettings(BaseModel):
         """Most jobs asked for in one acquire: the batch size, by default the concurrency."""
         return self.batch_size if self.batch_size is not None else self.concurrency
 
-    def client_settings(self, *, max_connections: int | None = None) -> ClientSettings:
+    @property
+    def effective_max_connections(self) -> int:
+        """Connections to Flowable: explicit, or min(concurrency, 10) plus one per topic.
+
+        More is not faster: a Flowable server answers with a handful of cores, and httpcore
+        checks every pooled connection on each request, so a big idle pool costs CPU per job.
+        """
+        if self.max_connections is not None:
+            return self.max_connections
+        return min(self.concurrency, 10) + len(self.topics)
+
+    def client_settings(self) -> ClientSettings:
         """Settings for the one `FlowableClient` of this process."""
         return ClientSettings(
             base_url=self.flowable_url,
@@ -173,8 +185,7 @@ class WorkerSettings(BaseModel):
             ca_bundle=self.ca_bundle,
             verify_tls=self.verify_tls,
             timeout_seconds=self.request_timeout.total_seconds(),
-            # Every slot may report at once while pollers acquire: never wait for a connection.
-            max_connections=max_connections or self.concurrency + len(self.topics) + 4,
+            max_connections=self.effective_max_connections,
         )
 
 
@@ -289,6 +300,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("request_timeout", "--request-timeout", "FLOWABLE_REQUEST_TIMEOUT",
            "timeout of each request to Flowable (default 10s)", parse_duration,
            metavar="DURATION"),
+    Option("max_connections", "--max-connections", "FLOWABLE_WORKER_MAX_CONNECTIONS",
+           "connections to Flowable (default: min(concurrency, 10) + number of topics)", _int,
+           metavar="N"),
     Option("poll_interval_min", "--poll-interval-min", "FLOWABLE_WORKER_POLL_INTERVAL_MIN",
            "first wait after an empty poll (default 100ms); doubles with jitter",
            parse_duration, metavar="DURATION"),

@@ -30,11 +30,31 @@ class Slots:
         """Slots reserved right now (acquires in flight plus jobs held)."""
         return self.capacity - self._free
 
-    async def reserve(self, most: int) -> int:
-        """Wait for at least one free slot, then take up to `most`; returns how many were taken."""
+    async def reserve(self, most: int, *, gather: int = 1, patience: float = 0.0) -> int:
+        """Wait for at least one free slot, then take up to `most`; returns how many were taken.
+
+        With `gather` > 1, once one slot is free it waits up to `patience` seconds more for
+        `gather` free slots, so that one acquire request fetches several jobs instead of one
+        request per job as handlers finish one by one (an acquire costs the server far more than
+        a complete). The wait is short and bounded, so slow handlers never leave slots idle long.
+        """
         while self._free <= 0:
             self._changed.clear()
             await self._changed.wait()
+        wanted = min(gather, most)
+        if self._free < wanted and patience > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + patience
+            while self._free < wanted:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._changed.clear()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
+                except TimeoutError:
+                    break
         # No await between the check and the take: nobody else can take the same slots.
         taken = min(most, self._free)
         self._free -= taken
