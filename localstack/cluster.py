@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,8 +264,9 @@ class LocalCluster:
             self.stop()
             raise
         self.ready_seconds = time.monotonic() - t0
-        log.info("cluster ready in %.1fs (%s, workdir %s)", self.ready_seconds, self.server,
-                 self.workdir)
+        log.info(
+            "cluster ready in %.1fs (%s, workdir %s)", self.ready_seconds, self.server, self.workdir
+        )
 
     def stop(self) -> None:
         """Stop every component (SIGTERM, then SIGKILL) and remove the temp dir if we made it."""
@@ -300,8 +301,9 @@ class LocalCluster:
         ctx = ssl.create_default_context(cafile=str(self._pki.ca_cert))
         admin = self._pki.clients["admin"]
         ctx.load_cert_chain(str(admin.cert), str(admin.key))
-        conn = http.client.HTTPSConnection("127.0.0.1", self._ports["apiserver"], context=ctx,
-                                           timeout=10)
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self._ports["apiserver"], context=ctx, timeout=10
+        )
         try:
             payload = None if body is None else json.dumps(body).encode()
             headers = {"Content-Type": "application/json"} if payload else {}
@@ -331,8 +333,9 @@ class LocalCluster:
             },
         )
         for name, client in self._pki.clients.items():
-            write_kubeconfig(self.workdir / f"{name}.kubeconfig", self.server,
-                             self._pki.ca_cert, client)
+            write_kubeconfig(
+                self.workdir / f"{name}.kubeconfig", self.server, self._pki.ca_cert, client
+            )
 
     def _spawn(self, name: str, args: Sequence[str]) -> Component:
         log_path = self.log_dir / f"{name}.log"
@@ -527,10 +530,14 @@ class LocalCluster:
             status, _ = self.api("GET", "/api/v1/namespaces/default/serviceaccounts/default")
             return status == 200
 
-        self._poll(deadline, self.components["kube-controller-manager"], exists,
-                   "ServiceAccount default/default")
+        self._poll(
+            deadline,
+            self.components["kube-controller-manager"],
+            exists,
+            "ServiceAccount default/default",
+        )
 
-    def _poll(self, deadline: float, comp: Component, check: Any, what: str) -> None:
+    def _poll(self, deadline: float, comp: Component, check: Callable[[], bool], what: str) -> None:
         """Call ``check`` until it is true; fail fast if any component died meanwhile."""
         while True:
             for c in self._state.components:
@@ -576,11 +583,17 @@ def local_cluster(**kwargs: Any) -> Iterator[LocalCluster]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a cluster until Ctrl-C / SIGTERM (for the demo and for poking around by hand)."""
-    parser = argparse.ArgumentParser(prog="python -m localstack.cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m localstack.cluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--workdir", type=Path, help="keep certs, logs and data here")
-    parser.add_argument("--pods", action="store_true",
-                        help="also run labelled pods as local processes (localstack.podrunner)")
+    parser.add_argument(
+        "--pods",
+        action="store_true",
+        help="also run labelled pods as local processes (localstack.podrunner)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -605,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     pass
             except KeyboardInterrupt:
                 pass
+            log.info("stopping")
+    log.info("stopped")
     return 0
 
 

@@ -137,7 +137,7 @@ class PodRunner:
         label_selector: str = DEFAULT_SELECTOR,
         base_env: Mapping[str, str] | None = None,
         default_command: Sequence[str] | None = None,
-        watch_timeout_seconds: int = 5,
+        watch_timeout_seconds: int = 2,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.log_dir = Path(log_dir)
@@ -147,6 +147,8 @@ class PodRunner:
         # Stands in for the image's entrypoint when a container has no command (an image-based
         # worker Deployment would run e.g. ["flowable-worker"]).
         self.default_command = list(default_command or [])
+        # Each watch request ends after this long and is renewed from the last resourceVersion;
+        # it bounds how long stop() waits for the watch thread (the client cannot interrupt it).
         self.watch_timeout_seconds = watch_timeout_seconds
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -176,8 +178,9 @@ class PodRunner:
         )
         self._api = k8s_client.CoreV1Api(api_client)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._watch_loop, name="podrunner-watch",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch_loop, name="podrunner-watch", daemon=True
+        )
         self._thread.start()
 
     def stop(self, grace_cap: float | None = None) -> None:
@@ -233,8 +236,10 @@ class PodRunner:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     summary = [(p.key, p.pid, p.returncode) for p in procs]
-                    raise TimeoutError(f"condition not met within {timeout}s; processes: "
-                                       f"{summary}; failures: {self._failed}")
+                    raise TimeoutError(
+                        f"condition not met within {timeout}s; processes: "
+                        f"{summary}; failures: {self._failed}"
+                    )
                 self._changed.wait(timeout=min(left, 0.5))
 
     # -- watching ---------------------------------------------------------------------------
@@ -253,8 +258,11 @@ class PodRunner:
                     self._reconcile(pods.items)
                     resource_version = pods.metadata.resource_version
                 self._watch = k8s_watch.Watch()  # type: ignore[no-untyped-call]
-                list_fn = (self._api.list_pod_for_all_namespaces if self.namespace is None
-                           else self._api.list_namespaced_pod)
+                list_fn = (
+                    self._api.list_pod_for_all_namespaces
+                    if self.namespace is None
+                    else self._api.list_namespaced_pod
+                )
                 extra = {} if self.namespace is None else {"namespace": self.namespace}
                 for event in self._watch.stream(
                     list_fn,
@@ -274,9 +282,11 @@ class PodRunner:
                         break
                     obj = event["object"]
                     if kind == "BOOKMARK":  # the client hands bookmarks over undecoded
-                        resource_version = (obj["metadata"]["resourceVersion"]
-                                            if isinstance(obj, dict)
-                                            else obj.metadata.resource_version)
+                        resource_version = (
+                            obj["metadata"]["resourceVersion"]
+                            if isinstance(obj, dict)
+                            else obj.metadata.resource_version
+                        )
                         continue
                     resource_version = obj.metadata.resource_version
                     self._handle(kind, obj)
@@ -361,14 +371,20 @@ class PodRunner:
                     self._failed[uid] = f"exec {argv[0]}: {exc}"
                     self._changed.notify_all()
                 return
-        proc = PodProcess(uid=uid, namespace=namespace, name=name, argv=argv, log_path=log_path,
-                          popen=popen, grace_seconds=grace_seconds)
+        proc = PodProcess(
+            uid=uid,
+            namespace=namespace,
+            name=name,
+            argv=argv,
+            log_path=log_path,
+            popen=popen,
+            grace_seconds=grace_seconds,
+        )
         with self._changed:
             self._procs[uid] = proc
             self._changed.notify_all()
         log.info("pod %s started as pid %d", proc.key, popen.pid)
-        threading.Thread(target=self._reap, args=(proc,), name=f"reap-{name}",
-                         daemon=True).start()
+        threading.Thread(target=self._reap, args=(proc,), name=f"reap-{name}", daemon=True).start()
 
     def _reap(self, proc: PodProcess) -> None:
         returncode = proc.popen.wait()
@@ -421,8 +437,9 @@ class PodRunner:
         for source in container.env_from or []:
             prefix = source.prefix or ""
             if source.config_map_ref is not None:
-                data = self._config_map(namespace, source.config_map_ref.name,
-                                        source.config_map_ref.optional)
+                data = self._config_map(
+                    namespace, source.config_map_ref.name, source.config_map_ref.optional
+                )
             elif source.secret_ref is not None:
                 data = self._secret(namespace, source.secret_ref.name, source.secret_ref.optional)
             else:
@@ -439,8 +456,9 @@ class PodRunner:
         workdir = container.working_dir or str(self.log_dir)
         return argv, env, workdir
 
-    def _env_value(self, pod: Any, namespace: str, var: Any, defined: Mapping[str, str]
-                   ) -> str | None:
+    def _env_value(
+        self, pod: Any, namespace: str, var: Any, defined: Mapping[str, str]
+    ) -> str | None:
         if var.value_from is None:
             return expand_vars(var.value or "", defined)
         ref = var.value_from
@@ -464,8 +482,9 @@ class PodRunner:
             return None
         raise PodConfigError(f"{kind} {sel.name!r} has no key {sel.key!r}")
 
-    def _config_map(self, namespace: str, name: str, optional: bool | None
-                    ) -> dict[str, str] | None:
+    def _config_map(
+        self, namespace: str, name: str, optional: bool | None
+    ) -> dict[str, str] | None:
         try:
             obj = self._api.read_namespaced_config_map(name, namespace)
         except ApiException as exc:
@@ -490,18 +509,32 @@ class PodRunner:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the pod runner in the foreground until Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m localstack.podrunner",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                        help="kubeconfig of the cluster (default: $KUBECONFIG)")
-    parser.add_argument("--log-dir", type=Path, default=Path("podrunner-logs"),
-                        help="one <namespace>_<pod>.log per pod (default: ./podrunner-logs)")
+    parser = argparse.ArgumentParser(
+        prog="python -m localstack.podrunner", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig of the cluster (default: $KUBECONFIG)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        default=Path("podrunner-logs"),
+        help="one <namespace>_<pod>.log per pod (default: ./podrunner-logs)",
+    )
     parser.add_argument("--namespace", help="only this namespace (default: all)")
-    parser.add_argument("--selector", default=DEFAULT_SELECTOR,
-                        help=f"pod label selector (default: {DEFAULT_SELECTOR})")
-    parser.add_argument("--default-command", type=shlex.split, metavar="COMMAND",
-                        help="command line (shell-quoted) for containers without a command, "
-                        "e.g. 'flowable-worker'")
+    parser.add_argument(
+        "--selector",
+        default=DEFAULT_SELECTOR,
+        help=f"pod label selector (default: {DEFAULT_SELECTOR})",
+    )
+    parser.add_argument(
+        "--default-command",
+        type=shlex.split,
+        metavar="COMMAND",
+        help="command line (shell-quoted) for containers without a command, e.g. 'flowable-worker'",
+    )
     args = parser.parse_args(argv)
     if not args.kubeconfig:
         parser.error("--kubeconfig (or $KUBECONFIG) is required")
@@ -509,8 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with PodRunner(args.kubeconfig, args.log_dir, namespace=args.namespace,
-                   label_selector=args.selector, default_command=args.default_command):
+    with PodRunner(
+        args.kubeconfig,
+        args.log_dir,
+        namespace=args.namespace,
+        label_selector=args.selector,
+        default_command=args.default_command,
+    ):
         try:
             while not stop.wait(1.0):
                 pass

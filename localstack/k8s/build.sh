@@ -70,7 +70,7 @@ mkdir -p "$bin_dir"
 # API types, apiserver) compile once.
 build_go() {
     command -v go >/dev/null || {
-        echo "error: go not found: install Go 1.26+ (https://go.dev/doc/install; Debian: apt-get install golang-1.26)" >&2
+        echo "error: go not found on PATH: install Go 1.26 or newer (https://go.dev/doc/install) and put its bin/ on PATH" >&2
         exit 1
     }
     local gov

@@ -82,4 +82,3 @@ def namespace(api_client: Any) -> Iterator[str]:
 def _has_default_sa(core: Any, namespace: str) -> bool:
     names = {sa.metadata.name for sa in core.list_namespaced_service_account(namespace).items}
     return "default" in names
-

@@ -84,8 +84,9 @@ def test_crd_cel_rule_rejects_a_bad_object(api_client: Any, namespace: str) -> N
 
     def create_good() -> bool:
         try:
-            custom.create_namespaced_custom_object(GROUP, "v1", namespace, "widgets",
-                                                   _widget("good", 1, 3))
+            custom.create_namespaced_custom_object(
+                GROUP, "v1", namespace, "widgets", _widget("good", 1, 3)
+            )
         except ApiException as exc:
             if exc.status == 404:  # discovery of the new resource can lag "Established"
                 return False
@@ -95,8 +96,9 @@ def test_crd_cel_rule_rejects_a_bad_object(api_client: Any, namespace: str) -> N
     eventually(create_good, timeout=15)
 
     with pytest.raises(ApiException) as caught:
-        custom.create_namespaced_custom_object(GROUP, "v1", namespace, "widgets",
-                                               _widget("bad", 5, 2))
+        custom.create_namespaced_custom_object(
+            GROUP, "v1", namespace, "widgets", _widget("bad", 5, 2)
+        )
     assert caught.value.status == 422
     assert CEL_MESSAGE in str(caught.value.body)
 
@@ -126,8 +128,13 @@ def test_second_cluster_runs_beside_and_leaves_no_process(
     with second:
         assert second.server != cluster.server
         pids = second.pids()
-        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager",
-                             "kube-scheduler", "kwok"}
+        assert set(pids) == {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        }
         assert all(pid_alive(pid) for pid in pids.values())
         status, _ = second.api("GET", "/readyz")
         assert status == 200

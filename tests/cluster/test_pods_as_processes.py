@@ -52,10 +52,14 @@ def _deployment(name: str, markers: Path) -> dict[str, Any]:
         {"name": "PLAIN", "value": "plain-value"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "FROM_SECRET",
-         "valueFrom": {"secretKeyRef": {"name": "worker-secret", "key": "token"}}},
-        {"name": "FROM_CONFIGMAP",
-         "valueFrom": {"configMapKeyRef": {"name": "worker-config", "key": "topic"}}},
+        {
+            "name": "FROM_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": "worker-secret", "key": "token"}},
+        },
+        {
+            "name": "FROM_CONFIGMAP",
+            "valueFrom": {"configMapKeyRef": {"name": "worker-config", "key": "topic"}},
+        },
         {"name": "EXPANDED", "value": "$(PLAIN)-and-$(POD_NAME)"},
     ]
     return {
@@ -85,8 +89,11 @@ def _deployment(name: str, markers: Path) -> dict[str, Any]:
 
 def _running_pods(core: Any, namespace: str, app: str) -> list[str]:
     pods = core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
-    return sorted(p.metadata.name for p in pods
-                  if p.status.phase == "Running" and p.metadata.deletion_timestamp is None)
+    return sorted(
+        p.metadata.name
+        for p in pods
+        if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+    )
 
 
 def test_deployment_pods_become_processes_and_get_sigterm_on_scale_down(
@@ -96,18 +103,19 @@ def test_deployment_pods_become_processes_and_get_sigterm_on_scale_down(
     apps = k8s_client.AppsV1Api(api_client)
     markers = tmp_path / "markers"
     markers.mkdir()
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "worker-secret"},
-                                              "stringData": {"token": "s3cret"}})
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "worker-config"},
-                                                  "data": {"topic": "orders"}})
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "worker-secret"}, "stringData": {"token": "s3cret"}}
+    )
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "worker-config"}, "data": {"topic": "orders"}}
+    )
     apps.create_namespaced_deployment(namespace, _deployment("worker", markers))
 
     apps.patch_namespaced_deployment_scale("worker", namespace, {"spec": {"replicas": 3}})
-    pods = eventually(lambda: (p := _running_pods(core, namespace, "worker")) and len(p) == 3
-                      and p, timeout=60)
-    procs = podrunner.wait_for(
-        lambda _: len(podrunner.running(namespace)) == 3, timeout=30
+    pods = eventually(
+        lambda: (p := _running_pods(core, namespace, "worker")) and len(p) == 3 and p, timeout=60
     )
+    procs = podrunner.wait_for(lambda _: len(podrunner.running(namespace)) == 3, timeout=30)
     assert sorted(p.name for p in podrunner.running(namespace)) == pods
     assert len(procs) >= 3
     eventually(lambda: len(list(markers.glob("*.started"))) == 3, timeout=30)
@@ -145,14 +153,22 @@ def test_grace_period_is_enforced_with_sigkill(
     SIGKILL."""
     core = k8s_client.CoreV1Api(api_client)
     grace = 2
-    core.create_namespaced_pod(namespace, {
-        "metadata": {"name": "stubborn", "labels": {RUN_AS_PROCESS_LABEL: "true"}},
-        "spec": {
-            "terminationGracePeriodSeconds": grace,
-            "containers": [{"name": "main", "image": "example.invalid/x:1",
-                            "command": [sys.executable, "-c", STUBBORN]}],
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "stubborn", "labels": {RUN_AS_PROCESS_LABEL: "true"}},
+            "spec": {
+                "terminationGracePeriodSeconds": grace,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "example.invalid/x:1",
+                        "command": [sys.executable, "-c", STUBBORN],
+                    }
+                ],
+            },
         },
-    })
+    )
 
     def started() -> list[PodProcess]:
         return [p for p in podrunner.running(namespace) if p.name == "stubborn"]
@@ -180,19 +196,37 @@ def test_cli_runner_with_default_command_stops_its_processes(
     script += "\nwhile True: time.sleep(0.1)"
     selector = f"{RUN_AS_PROCESS_LABEL}=cli"  # the session runner (=true) leaves this pod alone
     runner = subprocess.Popen(
-        [sys.executable, "-m", "localstack.podrunner", "--kubeconfig", str(cluster.kubeconfig),
-         "--log-dir", str(tmp_path / "logs"), "--namespace", namespace, "--selector", selector,
-         "--default-command", shlex.join([sys.executable, "-c", script])],
+        [
+            sys.executable,
+            "-m",
+            "localstack.podrunner",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--namespace",
+            namespace,
+            "--selector",
+            selector,
+            "--default-command",
+            shlex.join([sys.executable, "-c", script]),
+        ],
         cwd=Path(__file__).parents[2],
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "runner.err").open("wb"),
     )
     try:
-        core.create_namespaced_pod(namespace, {
-            "metadata": {"name": "cli-pod", "labels": {RUN_AS_PROCESS_LABEL: "cli"}},
-            "spec": {"containers": [{"name": "main", "image": "example.invalid/x:1",
-                                     "args": [str(marker)]}]},
-        })
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": "cli-pod", "labels": {RUN_AS_PROCESS_LABEL: "cli"}},
+                "spec": {
+                    "containers": [
+                        {"name": "main", "image": "example.invalid/x:1", "args": [str(marker)]}
+                    ]
+                },
+            },
+        )
         eventually(lambda: marker.exists() or runner.poll() is not None, timeout=60)
         assert runner.poll() is None, (tmp_path / "runner.err").read_text()
         pid = int(marker.read_text())

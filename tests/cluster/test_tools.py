@@ -26,8 +26,17 @@ def test_kubectl_sees_the_ready_kwok_node(cluster: LocalCluster) -> None:
 def test_helm_installs_and_lists_a_chart(cluster: LocalCluster, tmp_path: Path) -> None:
     cluster.helm("create", str(tmp_path / "tiny"))
     release, ns = "tiny", "helm-test"
-    cluster.helm("install", release, str(tmp_path / "tiny"), "--namespace", ns,
-                 "--create-namespace", "--wait", "--timeout", "120s")
+    cluster.helm(
+        "install",
+        release,
+        str(tmp_path / "tiny"),
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     try:
         listed = json.loads(cluster.helm("list", "--namespace", ns, "-o", "json").stdout)
         assert [(r["name"], r["status"]) for r in listed] == [(release, "deployed")]
