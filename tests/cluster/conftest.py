@@ -19,8 +19,6 @@ from localstack.cluster import LocalCluster, MissingPrerequisiteError, find_bin_
 from localstack.podrunner import PodRunner
 from tests.cluster.helpers import eventually
 
-pytestmark = pytest.mark.cluster
-
 
 @pytest.fixture(scope="session")
 def cluster(
