@@ -80,6 +80,7 @@ class WorkerSettings(BaseModel):
     verify_tls: bool = True
     request_timeout: timedelta = timedelta(seconds=10)
     max_connections: int | None = Field(default=None, ge=1)
+    http_client: Literal["lean", "httpx"] = "lean"
 
     topics: tuple[str, ...] = ()
     scope_type: Literal["bpmn", "cmmn"] | None = None
@@ -303,6 +304,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_connections", "--max-connections", "FLOWABLE_WORKER_MAX_CONNECTIONS",
            "connections to Flowable (default: min(concurrency, 10) + number of topics)", _int,
            metavar="N"),
+    Option("http_client", "--http-client", "FLOWABLE_WORKER_HTTP_CLIENT",
+           "lean (default: HTTP/1.1 keep-alive on asyncio, least CPU) or httpx (its own "
+           "transport: use it behind an HTTP proxy)", _lower, metavar="KIND"),
     Option("poll_interval_min", "--poll-interval-min", "FLOWABLE_WORKER_POLL_INTERVAL_MIN",
            "first wait after an empty poll (default 100ms); doubles with jitter",
            parse_duration, metavar="DURATION"),

@@ -9,10 +9,11 @@ up to a bound. No HTTP, network or parse failure ends a poller: it logs, counts 
 
 Stopping (`stop()`, wired to SIGTERM/SIGINT by `shutdown`): pollers stop acquiring; an acquire
 already in flight is allowed to finish (cancelling it would leave its jobs locked to us until the
-lock expires) and what it returns is unacquired at once; running handlers get the grace period to
-finish and report; whatever still runs then is cancelled and its job unacquired (not failed:
-abandoning is not the job's fault). Finally, with nothing running, one `unacquire_jobs(worker_id)`
-gives back anything a lost acquire answer may have locked for us.
+lock expires) and what it returns is given back at once; running handlers get the grace period to
+finish and report; whatever still runs then is cancelled and its job given back (no retry spent:
+abandoning is not the job's fault). Finally, with nothing running, jobs still locked to us that we
+never heard of (a lost acquire answer) are looked up and given back too. "Given back" is a fail
+with unchanged retries for BPMN jobs and an unacquire for CMMN jobs (see `_give_back`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from flowable_worker.metrics import TopicMetrics, WorkerMetrics, error_reason
 from flowable_worker.reporting import Reporter, ReportPolicy
 from flowable_worker.results import FailJob, Outcome
 from flowable_worker.slots import Slots
+from flowable_worker.transport import LeanTransport, tls_context
 
 log = logging.getLogger("flowable_worker.runtime")
 
@@ -53,6 +55,9 @@ _HEARTBEAT_SECONDS = 1.0
 # How long a poller with some free slots waits for half a batch to be free before acquiring
 # (see Slots.reserve): long enough to batch fast handlers, short against any real handler.
 _GATHER_PATIENCE_SECONDS = 0.05
+# At shutdown, how many locked jobs to look through for ones still locked to us.
+_STRAY_SCAN_LIMIT = 2000
+_STRAY_PAGE = 500
 
 
 @dataclass
@@ -85,6 +90,20 @@ def _skip_missing_sniffio_lookups() -> None:
     """
     if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
         sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+def _client_for(settings: WorkerSettings) -> FlowableClient:
+    """The process's one client; the lean transport unless `http_client` asks for httpx's own."""
+    client_settings = settings.client_settings()
+    if settings.http_client == "httpx":
+        return FlowableClient(client_settings)
+    transport = LeanTransport(
+        max_connections=client_settings.max_connections,
+        ssl_context=tls_context(
+            verify=client_settings.verify_tls, ca_bundle=client_settings.ca_bundle
+        ),
+    )
+    return FlowableClient(client_settings, transport=transport)
 
 
 class Worker:
@@ -208,7 +227,7 @@ class Worker:
             max_workers=settings.concurrency, thread_name_prefix="flowable-handler"
         )
         owns_client = self._client is None
-        client = self._client or FlowableClient(settings.client_settings())
+        client = self._client or _client_for(settings)
         probes = self._start_probes(settings)
         topics = self._build_topics(settings, executor, client)
         self._slots = Slots(settings.concurrency)
@@ -500,26 +519,71 @@ class Worker:
         self, client: FlowableClient, topic: _TopicRuntime, jobs: list[Job]
     ) -> None:
         for job in jobs:
-            await self._unacquire(client, job, topic.metrics)
+            await self._give_back(client, job.id, job.scope_type, job.retries, topic.metrics)
         self._slots.release(len(jobs))
 
-    async def _unacquire(self, client: FlowableClient, job: Job, metrics: TopicMetrics) -> None:
+    async def _give_back(
+        self,
+        client: FlowableClient,
+        job_id: str,
+        scope_type: str | None,
+        retries: int | None,
+        metrics: TopicMetrics,
+    ) -> None:
+        """Hand a job we won't finish back to Flowable so another worker can take it at once.
+
+        A BPMN job is failed with its retries unchanged rather than unacquired: external-worker
+        tasks are exclusive by default, acquiring one also locks its process instance, and
+        unacquire leaves that instance lock in place, so the job could not be acquired again until
+        the original lock expires, and every acquire batch that includes it answers `[]` (see
+        docs/flowable-server.md). A fail releases the instance lock; with `retries` unchanged it
+        costs the job nothing. CMMN jobs have no such lock and are unacquired.
+        """
+        worker_id = self.settings.worker_id
         try:
-            await client.unacquire_job(job.id, worker_id=self.settings.worker_id)
+            if scope_type == "cmmn" or retries is None:
+                await client.unacquire_job(job_id, worker_id=worker_id)
+            else:
+                await client.fail_job(
+                    job_id,
+                    worker_id=worker_id,
+                    error_message=f"given back unfinished: worker {worker_id} stopped",
+                    retries=retries,
+                )
             metrics.unacquired.inc()
-            log.info(
-                "job %s given back unfinished", job.id,
-                extra={"job_id": job.id, "topic": job.topic},
-            )
+            log.info("job %s given back unfinished", job_id, extra={"job_id": job_id})
         except (JobNotFoundError, ForbiddenError):
             # Already done (a report landed as we cancelled) or no longer ours.
             pass
         except FlowableError as error:
             metrics.report_error("unacquire", error_reason(error))
             log.warning(
-                "job %s: unacquire failed (%s); it returns when its lock expires", job.id, error,
-                extra={"job_id": job.id, "topic": job.topic},
+                "job %s: giving it back failed (%s); it returns when its lock expires",
+                job_id, error, extra={"job_id": job_id},
             )
+
+    async def _give_back_strays(self, client: FlowableClient) -> None:
+        """Give back jobs locked to us that we never heard of (an acquire answer that was lost).
+
+        Flowable can't filter jobs by owner, so this pages through locked jobs (bounded) and
+        picks ours; normally there are none.
+        """
+        worker_id = self.settings.worker_id
+        metrics = TopicMetrics(self.metrics, "unknown")
+        found: list[tuple[str, str | None, int | None]] = []
+        try:
+            for start in range(0, _STRAY_SCAN_LIMIT, _STRAY_PAGE):
+                page = await client.list_jobs(locked=True, start=start, size=_STRAY_PAGE)
+                found += [
+                    (j.id, j.scope_type, j.retries) for j in page.data if j.lock_owner == worker_id
+                ]
+                if start + _STRAY_PAGE >= page.total:
+                    break
+        except FlowableError as error:
+            log.warning("could not look for jobs still locked to %s: %s", worker_id, error)
+            return
+        for job_id, scope_type, retries in found:
+            await self._give_back(client, job_id, scope_type, retries, metrics)
 
     @staticmethod
     async def _wait_until(
@@ -569,12 +633,11 @@ class Worker:
         await asyncio.gather(
             *(r.task for r in abandoned if r.task is not None), return_exceptions=True
         )
-        await asyncio.gather(*(self._unacquire(client, r.job, r.metrics) for r in abandoned))
-        try:
-            await client.unacquire_jobs(worker_id=settings.worker_id)
-        except FlowableError as error:
-            log.warning("final unacquire of everything held by %s failed: %s",
-                        settings.worker_id, error)
+        await asyncio.gather(*(
+            self._give_back(client, r.job.id, r.job.scope_type, r.job.retries, r.metrics)
+            for r in abandoned
+        ))
+        await self._give_back_strays(client)
 
 
 def _outcome_label(outcome: Outcome) -> str:

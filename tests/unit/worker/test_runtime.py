@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from flowable_worker import FlowableClient
 from flowable_worker.job import Job
 from flowable_worker.results import BpmnError
 from flowable_worker.runtime import Worker
@@ -183,7 +184,7 @@ async def test_stop_lets_running_handlers_finish_within_the_grace_period(
     assert _finished(emulator) == 3
 
 
-async def test_handlers_past_the_grace_period_are_abandoned_and_unacquired(
+async def test_handlers_past_the_grace_period_are_abandoned_and_given_back(
     emulator: FlowableEmulator,
 ) -> None:
     created = [emulator.create_job("stuck") for _ in range(2)]
@@ -204,8 +205,9 @@ async def test_handlers_past_the_grace_period_are_abandoned_and_unacquired(
         assert current is not None
         assert current.lock_owner is None
         assert current.lock_expiration_time is None
-        assert current.retries == 3  # given back, not failed
+        assert current.retries == 3  # given back: no retry spent
     assert emulator.completions() == []
+    assert await _acquire_all(emulator, "stuck") == {j.id for j in created}
 
 
 async def test_jobs_acquired_while_stopping_are_given_back_unstarted(
@@ -219,10 +221,33 @@ async def test_jobs_acquired_while_stopping_are_given_back_unstarted(
     async with serving(worker):
         await asyncio.sleep(0.2)  # the first acquire is in flight now
     assert handled == []
-    assert all(not j.locked for j in emulator.jobs())
-    assert len(emulator.jobs()) == len(created)
+    # Exclusive BPMN jobs are given back by a fail that keeps their retries (an unacquire would
+    # leave the process instance locked): at once acquirable again, nothing spent.
+    gave_back = emulator.requests(endpoint="fail")
+    assert {r.job_id for r in gave_back} == {j.id for j in created}
+    assert {r.body["retries"] for r in gave_back} == {3}
+    emulator.clear_faults()
+    again = await _acquire_all(emulator, "late")
+    assert again == {j.id for j in created}
+
+
+async def test_cmmn_jobs_are_given_back_by_unacquire(emulator: FlowableEmulator) -> None:
+    created = [emulator.create_job("late-case", scope_type="cmmn") for _ in range(2)]
+    emulator.inject(Fault(FaultKind.LATENCY, endpoint="acquire", delay_seconds=0.5))
+    worker = Worker(settings_for(emulator, topics=("late-case",)))
+    worker.add_handler("late-case", lambda job: None)
+    async with serving(worker):
+        await asyncio.sleep(0.2)
     unacquired = emulator.requests(endpoint="unacquire")
     assert {r.job_id for r in unacquired} == {j.id for j in created}
+
+
+async def _acquire_all(emulator: FlowableEmulator, topic: str) -> set[str]:
+    async with FlowableClient(settings_for(emulator).client_settings()) as client:
+        jobs = await client.acquire_jobs(
+            topic=topic, worker_id="other", lock_duration="PT1M", number_of_tasks=100
+        )
+    return {j.id for j in jobs}
 
 
 async def test_probes_and_metrics_are_served(emulator: FlowableEmulator) -> None:
