@@ -286,11 +286,12 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2000, help="jobs per contender")
-    parser.add_argument("--warmup", type=int, default=1000, help="jobs to warm the server")
+    parser.add_argument("--warmup", type=int, default=4000,
+                        help="jobs to warm the server's JIT before measuring")
     parser.add_argument("--raw-concurrency", type=int, default=32,
                         help="server_limit: completes in flight")
-    parser.add_argument("--raw-batch", type=int, default=32, help="server_limit: jobs per acquire")
-    parser.add_argument("--raw-acquirers", type=int, default=2,
+    parser.add_argument("--raw-batch", type=int, default=8, help="server_limit: jobs per acquire")
+    parser.add_argument("--raw-acquirers", type=int, default=4,
                         help="server_limit: acquire loops")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs per contender; the median is reported")

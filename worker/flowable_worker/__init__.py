@@ -27,12 +27,20 @@ from flowable_worker.client import (
     from_rest_variables,
     to_rest_variables,
 )
+from flowable_worker.config import ConfigError, WorkerSettings, load_settings
+from flowable_worker.job import Job
+from flowable_worker.results import BpmnError, CmmnTerminate, Fail
+from flowable_worker.runtime import Worker
 
 __all__ = [
     "AcquiredJob",
     "BadRequestError",
+    "BpmnError",
     "ClientSettings",
+    "CmmnTerminate",
+    "ConfigError",
     "ExternalWorkerJob",
+    "Fail",
     "FlowableClient",
     "FlowableError",
     "FlowableHTTPError",
@@ -40,6 +48,7 @@ __all__ = [
     "FlowableTransportError",
     "ForbiddenError",
     "InvalidResponseError",
+    "Job",
     "JobFilters",
     "JobNotFoundError",
     "LockNotHeldError",
@@ -48,6 +57,9 @@ __all__ = [
     "TypedValue",
     "UnauthorizedError",
     "Variable",
+    "Worker",
+    "WorkerSettings",
     "from_rest_variables",
+    "load_settings",
     "to_rest_variables",
 ]
