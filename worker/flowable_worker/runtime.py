@@ -226,10 +226,14 @@ class Worker:
         executor = ThreadPoolExecutor(
             max_workers=settings.concurrency, thread_name_prefix="flowable-handler"
         )
+        try:
+            topics = self._build_topics(settings, executor)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
         owns_client = self._client is None
         client = self._client or _client_for(settings)
         probes = self._start_probes(settings)
-        topics = self._build_topics(settings, executor, client)
         self._slots = Slots(settings.concurrency)
         self._reporter = Reporter(
             client, worker_id=settings.worker_id, policy=self._report_policy
@@ -284,7 +288,7 @@ class Worker:
         return probes
 
     def _build_topics(
-        self, settings: WorkerSettings, executor: ThreadPoolExecutor, client: FlowableClient
+        self, settings: WorkerSettings, executor: ThreadPoolExecutor
     ) -> list[_TopicRuntime]:
         handlers: dict[str, Handler] = {}
         registered = dict(self._registered)
