@@ -47,7 +47,7 @@ test-contract: setup flowable-server ## one API contract, run against real Flowa
 test-real: setup flowable-server ## smoke tests of the real Flowable test server itself
 	$(PYTEST) tests/real -q
 
-test: setup lint test-unit test-contract test-real test-cluster ## everything CI runs
+test: setup lint test-unit test-contract test-real test-worker test-cluster ## everything CI runs
 	@echo "make test: all suites passed"
 
 run-worker: setup ## main job for now: a worker against a local Flowable (FLOWABLE_URL, FLOWABLE_TOPIC)
