@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,18 +76,6 @@ class _TopicRuntime:
     empty_backoff: Backoff
     error_backoff: Backoff
     last_error: str | None = field(default=None)
-
-
-def _skip_missing_sniffio_lookups() -> None:
-    """Make httpcore's per-request `import sniffio` fail fast when sniffio is not installed.
-
-    httpcore 1.x runs `import sniffio` inside every request; without sniffio (anyio 4 no longer
-    pulls it in) each attempt searches sys.path again and fails, which profiling showed as ~15%
-    of the worker's CPU. A `None` entry in sys.modules makes that import fail at once; it is set
-    only when sniffio is absent, so nothing that could import it is affected.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def _client_for(settings: WorkerSettings) -> FlowableClient:
@@ -215,7 +201,6 @@ class Worker:
         if self._started:
             raise RuntimeError("a Worker serves once")
         self._started = True
-        _skip_missing_sniffio_lookups()
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
         self.health = HealthState(
