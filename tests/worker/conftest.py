@@ -7,23 +7,21 @@ for the tests that signal or kill them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from flowable_worker.config import WorkerSettings
-from flowable_worker.runtime import Worker
 from tests.support.emulator import FlowableEmulator
+from tests.support.waiting import eventually
+from tests.support.worker_harness import serving, worker_settings
+
+__all__ = ["WorkerProcess", "eventually", "serving", "worker_settings"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,47 +37,6 @@ def fault_emulator() -> Iterator[FlowableEmulator]:
 def topic() -> str:
     """A topic no other test uses (the real server lives for the whole session)."""
     return f"wt-{uuid.uuid4().hex[:10]}"
-
-
-def worker_settings(base_url: str, **overrides: Any) -> WorkerSettings:
-    """Settings for a test worker: fast polling, short timeouts, no probe server."""
-    values: dict[str, Any] = {
-        "flowable_url": base_url,
-        "worker_id": f"test-{uuid.uuid4().hex[:8]}",
-        "metrics_port": 0,
-        "poll_interval_min": 0.02,
-        "poll_interval_max": 0.2,
-        "error_backoff_max": 0.3,
-        "request_timeout": 2,
-        "grace_period": 10,
-        "log_format": "text",
-    }
-    values.update(overrides)
-    return WorkerSettings(**values)
-
-
-@contextlib.asynccontextmanager
-async def serving(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
-    """Run `worker.serve()` as a task; stop it gracefully on exit."""
-    started = asyncio.Event()
-    task = asyncio.create_task(worker.serve(ready=started.set))
-    await asyncio.wait_for(started.wait(), 10)
-    try:
-        yield task
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 60)
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 30.0, interval: float = 0.1
-) -> None:
-    """Return once `condition()` holds; AssertionError after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition still false after {within:.1f}s")
-        await asyncio.sleep(interval)
 
 
 class WorkerProcess:
