@@ -7,10 +7,33 @@ handler holds (an HTTP connection pool, a thread pool) at shutdown.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from flowable_worker.job import Job
-from flowable_worker.results import Outcome
+from flowable_worker.results import FailJob, Outcome
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What a handler's failure asks of Flowable: `--fail-retries`, `--fail-retry-timeout`.
+
+    Every handler kind fails jobs under the same configured policy, so it lives here once.
+    """
+
+    retries: int | None = None
+    retry_timeout: timedelta | str | None = None
+
+    def fail(self, message: str, *, details: str | None = None, reason: str = "handler") -> FailJob:
+        """A `FailJob` outcome under this policy."""
+        return FailJob(
+            message=message,
+            details=details,
+            retries=self.retries,
+            retry_timeout=self.retry_timeout,
+            reason=reason,
+        )
 
 
 class Handler(Protocol):

@@ -14,9 +14,10 @@ import os
 from collections.abc import Sequence
 from datetime import timedelta
 
+from flowable_worker.handlers.base import RetryPolicy
 from flowable_worker.handlers.protocol import ProtocolError, parse_answer
 from flowable_worker.job import Job
-from flowable_worker.results import FailJob, Outcome
+from flowable_worker.results import Outcome
 
 _STDERR_IN_DETAILS = 8_000
 
@@ -34,8 +35,7 @@ class CommandHandler:
         if not argv:
             raise ValueError("the handler command is empty")
         self.argv = list(argv)
-        self._fail_retries = fail_retries
-        self._fail_retry_timeout = fail_retry_timeout
+        self._policy = RetryPolicy(retries=fail_retries, retry_timeout=fail_retry_timeout)
 
     @property
     def name(self) -> str:
@@ -57,7 +57,7 @@ class CommandHandler:
                 env=env,
             )
         except OSError as error:
-            return self._fail(f"cannot start handler command {self.argv[0]!r}: {error}")
+            return self._policy.fail(f"cannot start handler command {self.argv[0]!r}: {error}")
         try:
             stdout, stderr = await process.communicate(job.to_json_bytes())
         except BaseException:
@@ -69,29 +69,19 @@ class CommandHandler:
             raise
         error_text = stderr.decode("utf-8", errors="replace")[-_STDERR_IN_DETAILS:]
         if process.returncode != 0:
-            return self._fail(
+            return self._policy.fail(
                 f"handler command exited with code {process.returncode}",
                 details=error_text or None,
             )
         try:
             return parse_answer(stdout)
         except ProtocolError as error:
-            return self._fail(
+            return self._policy.fail(
                 f"handler command broke the answer protocol: {error}",
                 details=error_text or stdout.decode("utf-8", errors="replace")[:2000] or None,
                 reason="protocol",
             )
 
-    def _fail(
-        self, message: str, *, details: str | None = None, reason: str = "handler"
-    ) -> FailJob:
-        return FailJob(
-            message=message,
-            details=details,
-            retries=self._fail_retries,
-            retry_timeout=self._fail_retry_timeout,
-            reason=reason,
-        )
 
     async def aclose(self) -> None:
         """Nothing held between jobs."""

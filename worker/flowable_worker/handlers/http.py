@@ -13,9 +13,10 @@ from datetime import timedelta
 
 import httpx
 
+from flowable_worker.handlers.base import RetryPolicy
 from flowable_worker.handlers.protocol import ProtocolError, parse_answer
 from flowable_worker.job import Job
-from flowable_worker.results import FailJob, Outcome
+from flowable_worker.results import Outcome
 
 _BODY_IN_MESSAGE = 500
 
@@ -34,8 +35,7 @@ class HttpHandler:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
-        self._fail_retries = fail_retries
-        self._fail_retry_timeout = fail_retry_timeout
+        self._policy = RetryPolicy(retries=fail_retries, retry_timeout=fail_retry_timeout)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds),
             limits=httpx.Limits(
@@ -58,36 +58,26 @@ class HttpHandler:
                 headers={"content-type": "application/json", "accept": "application/json"},
             )
         except httpx.TimeoutException as error:
-            return self._fail(f"HTTP handler {self.url} timed out ({type(error).__name__})")
+            return self._policy.fail(f"HTTP handler {self.url} timed out ({type(error).__name__})")
         except httpx.HTTPError as error:
-            return self._fail(
+            return self._policy.fail(
                 f"HTTP handler {self.url} unreachable: {type(error).__name__}: {error}"
             )
         if not response.is_success:
             body = response.text[:_BODY_IN_MESSAGE]
-            return self._fail(
+            return self._policy.fail(
                 f"HTTP handler {self.url} answered {response.status_code}",
                 details=body or None,
             )
         try:
             return parse_answer(response.content)
         except ProtocolError as error:
-            return self._fail(
+            return self._policy.fail(
                 f"HTTP handler {self.url} broke the answer protocol: {error}",
                 details=response.text[:_BODY_IN_MESSAGE] or None,
                 reason="protocol",
             )
 
-    def _fail(
-        self, message: str, *, details: str | None = None, reason: str = "handler"
-    ) -> FailJob:
-        return FailJob(
-            message=message,
-            details=details,
-            retries=self._fail_retries,
-            retry_timeout=self._fail_retry_timeout,
-            reason=reason,
-        )
 
     async def aclose(self) -> None:
         """Close the handler's connection pool."""

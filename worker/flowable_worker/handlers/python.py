@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from flowable_worker.handlers.base import RetryPolicy
 from flowable_worker.job import Job
 from flowable_worker.results import (
     Complete,
@@ -78,8 +79,7 @@ class PythonHandler:
         self._function = function
         self._is_async = is_async_callable(function)
         self._executor = executor
-        self._fail_retries = fail_retries
-        self._fail_retry_timeout = fail_retry_timeout
+        self._policy = RetryPolicy(retries=fail_retries, retry_timeout=fail_retry_timeout)
 
     @property
     def name(self) -> str:
@@ -112,27 +112,16 @@ class PythonHandler:
         """Fail with the exception's message, its traceback as details, and the retry policy."""
         message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         details = "".join(traceback.format_exception(error))
-        return FailJob(
-            message=message[:4000],
-            details=details[-_MAX_DETAILS:],
-            retries=self._fail_retries,
-            retry_timeout=self._fail_retry_timeout,
-            reason="handler",
-        )
+        return self._policy.fail(message[:4000], details=details[-_MAX_DETAILS:])
 
     def _completion(self, returned: object) -> Outcome:
         if returned is None:
             return Complete()
         if isinstance(returned, Mapping):
             return Complete(variables={str(k): v for k, v in returned.items()})
-        return FailJob(
-            message=(
-                f"handler {self.name} returned {type(returned).__name__}; "
-                "expected a dict of variables or None"
-            ),
-            retries=self._fail_retries,
-            retry_timeout=self._fail_retry_timeout,
-            reason="handler",
+        return self._policy.fail(
+            f"handler {self.name} returned {type(returned).__name__}; "
+            "expected a dict of variables or None"
         )
 
     async def aclose(self) -> None:
