@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: setup ## ruff and mypy --strict over both packages
-	$(BIN)/ruff check worker operator tests localstack bench
+	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
 
 prereqs-java:
