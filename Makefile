@@ -27,9 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[operator,dev]'
 	touch $@
 
-lint: setup ## ruff and mypy --strict over both packages
+lint: setup ## ruff, and mypy --strict over both packages and the test harness (localstack, tests/support)
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
+	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py tests/support
 
 prereqs-java:
 	@command -v java >/dev/null || { echo "error: java not found: install a Java 17 JDK (the real Flowable test server needs it)" >&2; exit 1; }
