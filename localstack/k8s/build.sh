@@ -87,7 +87,7 @@ build_go() {
         ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
     done
     local t0=$SECONDS
-    echo "building kube-apiserver, kube-controller-manager, kube-scheduler $kube_version and kwok $kwok_version (cold: tens of minutes on 2 cores)"
+    echo "building kube-apiserver, kube-controller-manager, kube-scheduler $kube_version and kwok $kwok_version (cold: 4-10 minutes on 2 cores)"
     (cd "$here" && go build -trimpath -ldflags "$ldflags" -o "$bin_dir/" \
         k8s.io/kubernetes/cmd/kube-apiserver \
         k8s.io/kubernetes/cmd/kube-controller-manager \
