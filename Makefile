@@ -18,7 +18,7 @@ PYTEST := $(BIN)/python -m pytest
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## venv in .venv with an editable install of every extra
+setup: $(VENV)/.installed ## venv in .venv with an editable install and the operator and dev extras
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }
