@@ -13,7 +13,7 @@ FWO_CACHE ?= $(HOME)/.cache/flowable-worker-operator
 export FWO_CACHE
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help setup lint test test-unit test-contract test-real flowable-server prereqs-java run-worker
+.PHONY: help setup lint test test-unit test-packaging test-contract test-real flowable-server prereqs-java run-worker
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,10 +27,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[operator,dev]'
 	touch $@
 
-lint: setup ## ruff, and mypy --strict over both packages and the test harness (localstack, tests/support)
+lint: setup ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
 	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py tests/support
+	$(BIN)/hadolint Dockerfile
 
 prereqs-java:
 	@command -v java >/dev/null || { echo "error: java not found: install a Java 17 JDK (the real Flowable test server needs it)" >&2; exit 1; }
@@ -48,7 +49,10 @@ test-contract: setup flowable-server ## one API contract, run against real Flowa
 test-real: setup flowable-server ## smoke tests of the real Flowable test server itself
 	$(PYTEST) tests/real -q
 
-test: setup lint test-unit test-contract test-real test-worker test-cluster ## everything CI runs
+test-packaging: setup ## the worker image's pip install (no operator extra) in a fresh venv
+	$(PYTEST) tests/packaging -q
+
+test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster ## everything CI runs
 	@echo "make test: all suites passed"
 
 run-worker: setup ## main job for now: a worker against a local Flowable (FLOWABLE_URL, FLOWABLE_TOPIC)
