@@ -1,0 +1,630 @@
+"""Deciding a pool's replica count: the operator's pure core.
+
+Takes values (the pool's scaling spec, one backlog observation, the history carried from earlier
+decisions) and returns a `Decision`: the replica count, a machine reason, a human message, and the
+history to carry into the next call. It must never do I/O, read a clock, or import kopf or
+kubernetes: the shell measures, applies and records, so this stays testable with tables and
+property tests.
+
+The semantics are the Kubernetes HPA v2 ones (``horizontal.go``): tolerance, scale-up and
+scale-down stabilization windows, Pods/Percent policies per period with ``selectPolicy``, clamping
+to ``[min, max]``. On top sit the two steps HPA cannot take, written the KEDA way: *activation*
+(0 -> 1+, when unlocked work exceeds ``activation_backlog`` or jobs are still locked) and
+*cooldown* (N -> 0, only after the pool has been idle for ``cooldown_period``). Both are the
+operator's own steps, not HPA's, so ``select_policy=Disabled`` and the stabilization windows do not
+apply to them; ``min_replicas``/``max_replicas`` always do.
+
+A failed probe never reads as zero backlog: below the fallback threshold the pool holds its
+replicas, at and after it the fallback applies. A paused pool is frozen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+__all__ = [
+    "Backlog",
+    "Decision",
+    "FallbackBehavior",
+    "FallbackSpec",
+    "History",
+    "Observation",
+    "PolicyType",
+    "ProbeFailed",
+    "Reason",
+    "Recommendation",
+    "ScaleEvent",
+    "ScalingBehavior",
+    "ScalingPolicy",
+    "ScalingRules",
+    "ScalingSpec",
+    "SelectPolicy",
+    "decide",
+    "default_scale_down_rules",
+    "default_scale_up_rules",
+]
+
+
+class PolicyType(StrEnum):
+    """How a policy's value limits a change: in pods, or in percent of the period's start."""
+
+    PODS = "Pods"
+    PERCENT = "Percent"
+
+
+class SelectPolicy(StrEnum):
+    """Which policy wins when several apply: the largest change, the smallest, or none at all."""
+
+    MAX = "Max"
+    MIN = "Min"
+    DISABLED = "Disabled"
+
+
+class FallbackBehavior(StrEnum):
+    """What the fallback replica count means once the probe has failed often enough."""
+
+    STATIC = "static"
+    CURRENT_REPLICAS_IF_HIGHER = "currentReplicasIfHigher"
+    CURRENT_REPLICAS_IF_LOWER = "currentReplicasIfLower"
+
+
+class Reason(StrEnum):
+    """The machine token of a decision; it ends up in Events, status conditions and logs."""
+
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    STABLE = "Stable"
+    IDLE = "Idle"
+    ACTIVATED = "Activated"
+    COOLED_DOWN = "CooledDown"
+    FALLBACK = "Fallback"
+    PAUSED = "Paused"
+    PROBE_FAILED_HOLDING = "ProbeFailedHolding"
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """At most ``value`` pods (or percent) of change within any trailing ``period``."""
+
+    type: PolicyType
+    value: int
+    period: timedelta
+
+    def __post_init__(self) -> None:
+        if self.value <= 0:
+            raise ValueError(f"a scaling policy's value must be positive, got {self.value}")
+        if self.period <= timedelta(0):
+            raise ValueError(f"a scaling policy's period must be positive, got {self.period}")
+
+
+@dataclass(frozen=True)
+class ScalingRules:
+    """One direction's behavior: how long to look back before moving, and how fast to move."""
+
+    stabilization_window: timedelta
+    policies: tuple[ScalingPolicy, ...]
+    select_policy: SelectPolicy = SelectPolicy.MAX
+
+    def __post_init__(self) -> None:
+        if self.stabilization_window < timedelta(0):
+            raise ValueError("a stabilization window cannot be negative")
+        if not self.policies and self.select_policy is not SelectPolicy.DISABLED:
+            raise ValueError(
+                "scaling rules need at least one policy unless selectPolicy is Disabled"
+            )
+
+
+def default_scale_up_rules() -> ScalingRules:
+    """HPA's default scale-up: no window; double, or add 4 pods, per 15 s, whichever is more."""
+    return ScalingRules(
+        stabilization_window=timedelta(0),
+        policies=(
+            ScalingPolicy(type=PolicyType.PERCENT, value=100, period=timedelta(seconds=15)),
+            ScalingPolicy(type=PolicyType.PODS, value=4, period=timedelta(seconds=15)),
+        ),
+        select_policy=SelectPolicy.MAX,
+    )
+
+
+def default_scale_down_rules() -> ScalingRules:
+    """HPA's default scale-down: a 300 s window, then anything down to the target per 15 s."""
+    return ScalingRules(
+        stabilization_window=timedelta(seconds=300),
+        policies=(ScalingPolicy(type=PolicyType.PERCENT, value=100, period=timedelta(seconds=15)),),
+        select_policy=SelectPolicy.MAX,
+    )
+
+
+@dataclass(frozen=True)
+class ScalingBehavior:
+    """Both directions' rules; the defaults are the HPA v2 defaults."""
+
+    scale_up: ScalingRules = field(default_factory=default_scale_up_rules)
+    scale_down: ScalingRules = field(default_factory=default_scale_down_rules)
+
+
+@dataclass(frozen=True)
+class FallbackSpec:
+    """Replicas to run once the backlog probe has failed ``failure_threshold`` times in a row."""
+
+    failure_threshold: int
+    replicas: int
+    behavior: FallbackBehavior = FallbackBehavior.STATIC
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ValueError("a fallback's failure threshold must be at least 1")
+        if self.replicas < 0:
+            raise ValueError("a fallback's replica count cannot be negative")
+
+
+@dataclass(frozen=True)
+class ScalingSpec:
+    """Everything the pool's resource says about scaling, already parsed and typed.
+
+    ``paused`` and ``paused_replicas`` come from ``spec.paused`` and the
+    ``flowable-worker.io/paused-replicas`` annotation; the shell gathers them here so the core sees
+    one value.
+    """
+
+    min_replicas: int
+    max_replicas: int
+    jobs_per_replica: int
+    activation_backlog: int = 0
+    cooldown_period: timedelta = timedelta(seconds=300)
+    tolerance: float = 0.1
+    behavior: ScalingBehavior = field(default_factory=ScalingBehavior)
+    fallback: FallbackSpec | None = None
+    paused: bool = False
+    paused_replicas: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(
+                f"need 0 <= minReplicas <= maxReplicas, got {self.min_replicas} and "
+                f"{self.max_replicas}"
+            )
+        if self.jobs_per_replica < 1:
+            raise ValueError(f"jobsPerReplica must be at least 1, got {self.jobs_per_replica}")
+        if self.activation_backlog < 0:
+            raise ValueError("activationBacklog cannot be negative")
+        if self.cooldown_period < timedelta(0):
+            raise ValueError("cooldownPeriod cannot be negative")
+        if self.tolerance < 0:
+            raise ValueError("tolerance cannot be negative")
+        if self.paused_replicas is not None and self.paused_replicas < 0:
+            raise ValueError("paused replicas cannot be negative")
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A successful probe: jobs waiting to be acquired, and jobs acquired and still in flight."""
+
+    unlocked: int
+    locked: int
+
+    def __post_init__(self) -> None:
+        if self.unlocked < 0 or self.locked < 0:
+            raise ValueError("backlog counts cannot be negative")
+
+    @property
+    def outstanding(self) -> int:
+        """The work the pool must hold replicas for: in-flight jobs count as waiting ones do."""
+        return self.unlocked + self.locked
+
+
+@dataclass(frozen=True)
+class ProbeFailed:
+    """A failed probe. It is its own type so that it can never be mistaken for an empty backlog."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One polling interval's view. ``consecutive_failures`` includes this probe if it failed."""
+
+    now: datetime
+    current_replicas: int
+    backlog: Backlog | ProbeFailed
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """An unstabilized replica count computed from the backlog at ``time``."""
+
+    time: datetime
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """A replica change this core decided at ``time``: positive up, negative down."""
+
+    time: datetime
+    change: int
+
+
+@dataclass(frozen=True)
+class History:
+    """What one decision carries to the next: HPA keeps this in memory, the operator in status.
+
+    An empty history means a fresh start (new pool or restarted operator): then the current replica
+    count counts as a recommendation made now, as HPA does, so a restart never scales down at once.
+    """
+
+    recommendations: tuple[Recommendation, ...] = ()
+    scale_events: tuple[ScaleEvent, ...] = ()
+    last_active_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The replica count to set, why (a token and a sentence), and the history to carry forward."""
+
+    desired_replicas: int
+    reason: Reason
+    message: str
+    history: History
+
+
+def decide(*, spec: ScalingSpec, observation: Observation, history: History) -> Decision:
+    """Decide the pool's replica count for one observation.
+
+    The order is the order of trust: a pause overrides everything; a failed probe leaves nothing to
+    compute from, so the pool holds or falls back; only a real backlog drives the HPA arithmetic.
+    """
+    current = observation.current_replicas
+    if spec.paused:
+        frozen = current if spec.paused_replicas is None else spec.paused_replicas
+        return Decision(
+            desired_replicas=frozen,
+            reason=Reason.PAUSED,
+            message=f"the pool is paused at {frozen} replicas (currently {current})",
+            history=history,
+        )
+    if isinstance(observation.backlog, ProbeFailed):
+        return _decide_without_backlog(
+            spec=spec, observation=observation, error=observation.backlog, history=history
+        )
+    return _decide_from_backlog(
+        spec=spec, observation=observation, backlog=observation.backlog, history=history
+    )
+
+
+def _decide_without_backlog(
+    *, spec: ScalingSpec, observation: Observation, error: ProbeFailed, history: History
+) -> Decision:
+    """Hold, or fall back: never act as if the backlog were empty when it is merely unknown."""
+    current = observation.current_replicas
+    failures = observation.consecutive_failures
+    fallback = spec.fallback
+    if fallback is None or failures < fallback.failure_threshold:
+        threshold = (
+            "no fallback configured"
+            if fallback is None
+            else (f"fallback after {fallback.failure_threshold}")
+        )
+        return Decision(
+            desired_replicas=current,
+            reason=Reason.PROBE_FAILED_HOLDING,
+            message=(
+                f"the backlog probe failed ({failures} in a row, {threshold}: {error.error}); "
+                f"holding {current} replicas"
+            ),
+            history=history,
+        )
+    chosen = {
+        FallbackBehavior.STATIC: fallback.replicas,
+        FallbackBehavior.CURRENT_REPLICAS_IF_HIGHER: max(current, fallback.replicas),
+        FallbackBehavior.CURRENT_REPLICAS_IF_LOWER: min(current, fallback.replicas),
+    }[fallback.behavior]
+    desired = _clamp(chosen, low=spec.min_replicas, high=spec.max_replicas)
+    return Decision(
+        desired_replicas=desired,
+        reason=Reason.FALLBACK,
+        message=(
+            f"the backlog probe failed {failures} times in a row (threshold "
+            f"{fallback.failure_threshold}: {error.error}); fallback {fallback.behavior} with "
+            f"{fallback.replicas} replicas gives {desired} (currently {current})"
+        ),
+        history=_carry(
+            history=history,
+            spec=spec,
+            now=observation.now,
+            current=current,
+            desired=desired,
+            recommendation=None,
+        ),
+    )
+
+
+def _decide_from_backlog(
+    *, spec: ScalingSpec, observation: Observation, backlog: Backlog, history: History
+) -> Decision:
+    """The HPA arithmetic, plus the activation and cooldown steps at zero."""
+    now = observation.now
+    current = observation.current_replicas
+    outstanding = backlog.outstanding
+    # Work seen (waiting or in flight) restarts the idle clock; an unknown clock starts now, so a
+    # restarted operator waits a whole cooldown before scaling to zero.
+    last_active = (
+        now if outstanding > 0 or history.last_active_time is None else history.last_active_time
+    )
+    history = History(
+        recommendations=history.recommendations,
+        scale_events=history.scale_events,
+        last_active_time=last_active,
+    )
+    counts = f"{backlog.unlocked} unlocked + {backlog.locked} locked jobs"
+
+    if current == 0:
+        return _decide_at_zero(
+            spec=spec, observation=observation, backlog=backlog, history=history, counts=counts
+        )
+
+    raw = _proposal(outstanding=outstanding, current=current, spec=spec)
+    if raw == 0:
+        idle_for = now - last_active
+        if spec.min_replicas == 0 and idle_for >= spec.cooldown_period:
+            return Decision(
+                desired_replicas=0,
+                reason=Reason.COOLED_DOWN,
+                message=(
+                    f"no jobs for {idle_for.total_seconds():g}s (cooldown "
+                    f"{spec.cooldown_period.total_seconds():g}s); scaling {current} -> 0"
+                ),
+                history=_carry(
+                    history=history,
+                    spec=spec,
+                    now=now,
+                    current=current,
+                    desired=0,
+                    recommendation=0,
+                ),
+            )
+    # Above zero only cooldown may reach zero, so the HPA part works with a floor of one replica.
+    recommendation = max(raw, 1)
+    floor = max(spec.min_replicas, 1)
+    stabilized, window_note = _stabilize(
+        recommendation=recommendation,
+        current=current,
+        history=history,
+        behavior=spec.behavior,
+        now=now,
+    )
+    desired, limit_note = _limit_rate(
+        desired=stabilized, current=current, history=history, spec=spec, floor=floor, now=now
+    )
+    desired = _clamp(desired, low=floor, high=spec.max_replicas)
+    reason = (
+        Reason.SCALE_UP
+        if desired > current
+        else Reason.SCALE_DOWN
+        if desired < current
+        else Reason.STABLE
+    )
+    notes = "; ".join(note for note in (window_note, limit_note) if note)
+    message = (
+        f"{counts} at {spec.jobs_per_replica} per replica recommend {raw}; "
+        f"{current} -> {desired}" + (f" ({notes})" if notes else "")
+    )
+    return Decision(
+        desired_replicas=desired,
+        reason=reason,
+        message=message,
+        history=_carry(
+            history=history,
+            spec=spec,
+            now=now,
+            current=current,
+            desired=desired,
+            recommendation=recommendation,
+        ),
+    )
+
+
+def _decide_at_zero(
+    *,
+    spec: ScalingSpec,
+    observation: Observation,
+    backlog: Backlog,
+    history: History,
+    counts: str,
+) -> Decision:
+    """Activation: leave zero only for real work, and then at least to one replica.
+
+    Locked jobs with no replicas belong to workers that are gone; a replica must exist to pick them
+    up again once their locks expire, so they activate the pool whatever ``activation_backlog``.
+    """
+    now = observation.now
+    raw = math.ceil(backlog.outstanding / spec.jobs_per_replica)
+    active = backlog.unlocked > spec.activation_backlog or backlog.locked > 0
+    if not active:
+        desired = _clamp(0, low=spec.min_replicas, high=spec.max_replicas)
+        return Decision(
+            desired_replicas=desired,
+            reason=Reason.IDLE if desired == 0 else Reason.SCALE_UP,
+            message=(
+                f"{counts}, activation needs more than {spec.activation_backlog} unlocked; "
+                + ("staying at 0" if desired == 0 else f"0 -> {desired} (minReplicas)")
+            ),
+            history=_carry(
+                history=history, spec=spec, now=now, current=0, desired=desired, recommendation=raw
+            ),
+        )
+    floor = max(spec.min_replicas, 1)
+    limited, limit_note = _limit_rate(
+        desired=max(raw, 1), current=0, history=history, spec=spec, floor=floor, now=now
+    )
+    desired = _clamp(max(limited, 1), low=floor, high=spec.max_replicas)
+    notes = f" ({limit_note})" if limit_note else ""
+    return Decision(
+        desired_replicas=desired,
+        reason=Reason.ACTIVATED if desired > 0 else Reason.IDLE,
+        message=(
+            f"{counts} at {spec.jobs_per_replica} per replica recommend {raw}; "
+            f"activating 0 -> {desired}{notes}"
+        ),
+        history=_carry(
+            history=history, spec=spec, now=now, current=0, desired=desired, recommendation=raw
+        ),
+    )
+
+
+def _proposal(*, outstanding: int, current: int, spec: ScalingSpec) -> int:
+    """ceil(outstanding / jobsPerReplica), unless that is within tolerance of the current count.
+
+    As in HPA, tolerance compares the load ratio, not the rounded count, so small wobbles around
+    the target never move the pool.
+    """
+    ratio = outstanding / (spec.jobs_per_replica * current)
+    if abs(1.0 - ratio) <= spec.tolerance:
+        return current
+    return math.ceil(outstanding / spec.jobs_per_replica)
+
+
+def _stabilize(
+    *,
+    recommendation: int,
+    current: int,
+    history: History,
+    behavior: ScalingBehavior,
+    now: datetime,
+) -> tuple[int, str]:
+    """HPA's windows: go up only to the lowest, down only to the highest, recent recommendation."""
+    up_cutoff = now - behavior.scale_up.stabilization_window
+    down_cutoff = now - behavior.scale_down.stabilization_window
+    up_bound = recommendation
+    down_bound = recommendation
+    if not history.recommendations and behavior.scale_down.stabilization_window > timedelta(0):
+        down_bound = max(down_bound, current)
+    for past in history.recommendations:
+        if past.time > up_cutoff:
+            up_bound = min(up_bound, past.replicas)
+        if past.time > down_cutoff:
+            down_bound = max(down_bound, past.replicas)
+    stabilized = min(max(current, up_bound), down_bound)
+    if stabilized == recommendation:
+        return stabilized, ""
+    direction = "scale-up" if recommendation > current else "scale-down"
+    return stabilized, f"{direction} stabilization window holds it at {stabilized}"
+
+
+def _limit_rate(
+    *,
+    desired: int,
+    current: int,
+    history: History,
+    spec: ScalingSpec,
+    floor: int,
+    now: datetime,
+) -> tuple[int, str]:
+    """HPA's policies: the change allowed within each policy's trailing period, then selectPolicy.
+
+    ``floor`` is the least replicas the pool may run; like HPA's minReplicas it is not subject to
+    the policies, so a pool below its floor is brought up to it in one step.
+    """
+    if desired > current:
+        limit = _scale_up_limit(
+            current=current, history=history, rules=spec.behavior.scale_up, now=now
+        )
+        allowed = max(min(spec.max_replicas, max(limit, current)), floor)
+        if desired > allowed:
+            return allowed, f"scale-up policies allow at most {allowed} now"
+    elif desired < current:
+        limit = _scale_down_limit(
+            current=current, history=history, rules=spec.behavior.scale_down, now=now
+        )
+        allowed = max(floor, min(limit, current))
+        if desired < allowed:
+            return allowed, f"scale-down policies allow at least {allowed} now"
+    return desired, ""
+
+
+def _period_start(
+    *, current: int, events: Iterable[ScaleEvent], period: timedelta, now: datetime
+) -> int:
+    """The replica count at the start of a policy's trailing period, rebuilt from scale events."""
+    change = sum(event.change for event in events if event.time + period > now)
+    return max(current - change, 0)
+
+
+def _scale_up_limit(*, current: int, history: History, rules: ScalingRules, now: datetime) -> int:
+    if rules.select_policy is SelectPolicy.DISABLED:
+        return current
+    proposals = []
+    for policy in rules.policies:
+        start = _period_start(
+            current=current, events=history.scale_events, period=policy.period, now=now
+        )
+        if policy.type is PolicyType.PODS:
+            proposals.append(start + policy.value)
+        else:
+            # Rounded up, as in HPA, so that a small pool can always grow.
+            proposals.append(-(-start * (100 + policy.value) // 100))
+    select: Callable[[Iterable[int]], int] = min if rules.select_policy is SelectPolicy.MIN else max
+    return select(proposals)
+
+
+def _scale_down_limit(*, current: int, history: History, rules: ScalingRules, now: datetime) -> int:
+    if rules.select_policy is SelectPolicy.DISABLED:
+        return current
+    proposals = []
+    for policy in rules.policies:
+        start = _period_start(
+            current=current, events=history.scale_events, period=policy.period, now=now
+        )
+        if policy.type is PolicyType.PODS:
+            proposals.append(start - policy.value)
+        else:
+            proposals.append(start * (100 - policy.value) // 100)
+    # The largest change down is the lowest count, so "Max" picks the minimum here.
+    select: Callable[[Iterable[int]], int] = max if rules.select_policy is SelectPolicy.MIN else min
+    return max(select(proposals), 0)
+
+
+def _carry(
+    *,
+    history: History,
+    spec: ScalingSpec,
+    now: datetime,
+    current: int,
+    desired: int,
+    recommendation: int | None,
+) -> History:
+    """The history after this decision, trimmed to what any window or period can still see."""
+    behavior = spec.behavior
+    keep_recommendations = max(
+        behavior.scale_up.stabilization_window, behavior.scale_down.stabilization_window
+    )
+    keep_events = max(
+        (
+            policy.period
+            for rules in (behavior.scale_up, behavior.scale_down)
+            for policy in rules.policies
+        ),
+        default=timedelta(0),
+    )
+    recommendations = tuple(
+        past for past in history.recommendations if past.time > now - keep_recommendations
+    )
+    if recommendation is not None:
+        recommendations += (Recommendation(time=now, replicas=recommendation),)
+    events = tuple(event for event in history.scale_events if event.time > now - keep_events)
+    if desired != current:
+        events += (ScaleEvent(time=now, change=desired - current),)
+    return History(
+        recommendations=recommendations,
+        scale_events=events,
+        last_active_time=history.last_active_time,
+    )
+
+
+def _clamp(value: int, *, low: int, high: int) -> int:
+    return min(max(value, low), high)
