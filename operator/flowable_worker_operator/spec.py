@@ -1,0 +1,390 @@
+"""An `ExternalWorkerPool` resource, read into typed values the rest of the operator can trust.
+
+The CRD's schema and CEL rules reject most bad specs at `kubectl apply` time
+(deploy/crds/externalworkerpools.flowable-worker.io.yaml); this module is the second line: it
+defaults what the API server did not (an operator may see objects stored before a default
+existed), checks what a schema cannot (durations that parse, a handler timeout shorter than the
+lock, `jobsPerReplica` for a target whose concurrency the operator cannot know), and turns every
+problem into one `SpecError` whose message becomes a `Ready=False` condition and a Warning Event.
+
+Field names follow the resource (camelCase aliases); Python code uses snake_case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from flowable_worker.config import parse_duration
+from flowable_worker_operator.scaling import (
+    FallbackBehavior,
+    FallbackSpec,
+    PolicyType,
+    ScalingBehavior,
+    ScalingPolicy,
+    ScalingRules,
+    ScalingSpec,
+    SelectPolicy,
+    default_scale_down_rules,
+    default_scale_up_rules,
+)
+
+__all__ = [
+    "GROUP",
+    "KIND",
+    "PAUSED_REPLICAS_ANNOTATION",
+    "PLURAL",
+    "VERSION",
+    "EngineSpec",
+    "HandlerSpec",
+    "Pool",
+    "PoolSpec",
+    "SelectorSpec",
+    "SpecError",
+    "TargetRef",
+    "WorkerSpec",
+    "parse_pool",
+]
+
+GROUP = "flowable-worker.io"
+VERSION = "v1alpha1"
+KIND = "ExternalWorkerPool"
+PLURAL = "externalworkerpools"
+PAUSED_REPLICAS_ANNOTATION = f"{GROUP}/paused-replicas"
+
+
+class SpecError(ValueError):
+    """The pool's spec cannot be acted on; `str(error)` is one line saying every problem found."""
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored, not refused: the API server prunes what the CRD does not know,
+    # and an older operator must still read a pool written for a newer CRD.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+def _parse_duration(value: object) -> object:
+    """Go-style (`15s`, `1h30m`) or ISO-8601 (`PT5M`) text -> timedelta; other values pass on."""
+    if isinstance(value, str):
+        parsed = parse_duration(value)
+        if parsed < timedelta(0):
+            raise ValueError("must not be negative")
+        return parsed
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+"""A duration field: the resource writes text, the operator works with timedelta."""
+
+
+class SecretRef(_Model):
+    name: str = Field(min_length=1)
+
+
+class KeyedSecretRef(_Model):
+    name: str = Field(min_length=1)
+    key: str = "ca.crt"
+
+
+class TLSSpec(_Model):
+    ca_secret_ref: KeyedSecretRef | None = None
+    insecure_skip_verify: bool = False
+
+
+class EngineSpec(_Model):
+    """Where Flowable is and how to reach it; credentials stay in Secrets, never inline."""
+
+    url: str
+    external_job_api_path: str = "/external-job-api"
+    process_api_path: str = "/process-api"
+    cmmn_api_path: str = "/cmmn-api"
+    auth_secret_ref: SecretRef | None = None
+    tls: TLSSpec = TLSSpec()
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class SelectorSpec(_Model):
+    """One model element whose jobs belong to the pool's topic (skips discovery when given)."""
+
+    element_id: str = Field(min_length=1)
+    process_definition_id: str | None = None
+    scope_definition_id: str | None = None
+    tenant_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_definition(self) -> SelectorSpec:
+        if (self.process_definition_id is None) == (self.scope_definition_id is None):
+            raise ValueError(
+                "a backlog selector needs exactly one of processDefinitionId, scopeDefinitionId"
+            )
+        return self
+
+
+class BacklogSpec(_Model):
+    selectors: tuple[SelectorSpec, ...] = ()
+    discovery_interval: Duration = timedelta(seconds=60)
+
+
+class HTTPHandlerSpec(_Model):
+    url: str
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+
+class HandlerSpec(_Model):
+    """Exactly one way to run a job: a Python callable, an HTTP endpoint, or a command."""
+
+    python: str | None = None
+    http: HTTPHandlerSpec | None = None
+    command: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HandlerSpec:
+        given = [self.python is not None, self.http is not None, self.command is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of python, http, command")
+        if self.command is not None and not self.command:
+            raise ValueError("command must not be empty")
+        return self
+
+
+class WorkerSpec(_Model):
+    """The worker Deployment the operator builds and owns."""
+
+    image: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    handler: HandlerSpec
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    lock_duration: Duration = timedelta(minutes=5)
+    handler_timeout: Duration | None = None
+    env: tuple[dict[str, Any], ...] = ()
+    template: dict[str, Any] = Field(default_factory=dict)
+    termination_grace_period_seconds: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _timeout_inside_lock(self) -> WorkerSpec:
+        if self.lock_duration < timedelta(seconds=1):
+            raise ValueError("lockDuration must be at least 1s")
+        if self.handler_timeout is not None and self.handler_timeout >= self.lock_duration:
+            raise ValueError(
+                "handlerTimeout must be shorter than lockDuration, or a job "
+                "still running could be acquired by another worker"
+            )
+        return self
+
+
+class TargetRef(_Model):
+    """An existing workload to scale instead of a Deployment the operator builds."""
+
+    api_version: str = "apps/v1"
+    kind: str = "Deployment"
+    name: str = Field(min_length=1)
+
+
+class PolicySpec(_Model):
+    type: PolicyType
+    value: int = Field(ge=1)
+    period_seconds: int = Field(ge=1, le=1800)
+
+
+class RulesSpec(_Model):
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    select_policy: SelectPolicy | None = None
+    policies: tuple[PolicySpec, ...] | None = None
+
+    def over(self, defaults: ScalingRules) -> ScalingRules:
+        """These rules with HPA's defaults for whatever the user left out, as HPA does."""
+        window = (
+            defaults.stabilization_window
+            if self.stabilization_window_seconds is None
+            else timedelta(seconds=self.stabilization_window_seconds)
+        )
+        policies = (
+            defaults.policies
+            if self.policies is None
+            else tuple(
+                ScalingPolicy(
+                    type=p.type, value=p.value, period=timedelta(seconds=p.period_seconds)
+                )
+                for p in self.policies
+            )
+        )
+        select = defaults.select_policy if self.select_policy is None else self.select_policy
+        return ScalingRules(stabilization_window=window, policies=policies, select_policy=select)
+
+
+class BehaviorSpec(_Model):
+    scale_up: RulesSpec = RulesSpec()
+    scale_down: RulesSpec = RulesSpec()
+
+
+class FallbackSpecModel(_Model):
+    failure_threshold: int = Field(ge=1)
+    replicas: int = Field(ge=0)
+    behavior: FallbackBehavior = FallbackBehavior.STATIC
+
+
+class ScalingSpecModel(_Model):
+    min_replicas: int = Field(default=0, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    jobs_per_replica: int | None = Field(default=None, ge=1)
+    activation_backlog: int = Field(default=0, ge=0)
+    polling_interval: Duration = timedelta(seconds=15)
+    cooldown_period: Duration = timedelta(seconds=300)
+    tolerance: float = Field(default=0.1, ge=0, le=1)
+    behavior: BehaviorSpec = BehaviorSpec()
+    fallback: FallbackSpecModel | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScalingSpecModel:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        if self.polling_interval < timedelta(seconds=1):
+            raise ValueError("pollingInterval must be at least 1s")
+        return self
+
+
+class PoolSpec(_Model):
+    """`spec` of an ExternalWorkerPool."""
+
+    engine: EngineSpec
+    topic: str = Field(min_length=1, max_length=255)
+    backlog: BacklogSpec = BacklogSpec()
+    worker: WorkerSpec | None = None
+    scale_target_ref: TargetRef | None = None
+    scaling: ScalingSpecModel = ScalingSpecModel()
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PoolSpec:
+        if (self.worker is None) == (self.scale_target_ref is None):
+            raise ValueError("give exactly one of worker, scaleTargetRef")
+        if self.worker is None and self.scaling.jobs_per_replica is None:
+            raise ValueError(
+                "scaling.jobsPerReplica is required with scaleTargetRef: the operator cannot "
+                "know how many jobs the target's pods work on at once"
+            )
+        return self
+
+    @property
+    def jobs_per_replica(self) -> int:
+        """The target outstanding jobs per replica: given, or the worker's concurrency."""
+        if self.scaling.jobs_per_replica is not None:
+            return self.scaling.jobs_per_replica
+        assert self.worker is not None  # guaranteed by _one_target
+        return self.worker.concurrency
+
+
+class Pool(BaseModel):
+    """One pool as the operator acts on it: identity, the parsed spec, and the scaling inputs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: PoolSpec
+    paused_replicas: int | None
+
+    @property
+    def paused(self) -> bool:
+        """Paused by `spec.paused`, or by the paused-replicas annotation alone (as KEDA's)."""
+        return self.spec.paused or self.paused_replicas is not None
+
+    def scaling_spec(self) -> ScalingSpec:
+        """The pure core's view of this pool's scaling settings."""
+        scaling = self.spec.scaling
+        fallback = (
+            None
+            if scaling.fallback is None
+            else FallbackSpec(
+                failure_threshold=scaling.fallback.failure_threshold,
+                replicas=scaling.fallback.replicas,
+                behavior=scaling.fallback.behavior,
+            )
+        )
+        return ScalingSpec(
+            min_replicas=scaling.min_replicas,
+            max_replicas=scaling.max_replicas,
+            jobs_per_replica=self.spec.jobs_per_replica,
+            activation_backlog=scaling.activation_backlog,
+            cooldown_period=scaling.cooldown_period,
+            tolerance=scaling.tolerance,
+            behavior=ScalingBehavior(
+                scale_up=scaling.behavior.scale_up.over(default_scale_up_rules()),
+                scale_down=scaling.behavior.scale_down.over(default_scale_down_rules()),
+            ),
+            fallback=fallback,
+            paused=self.paused,
+            paused_replicas=self.paused_replicas,
+        )
+
+
+def parse_pool(body: Mapping[str, Any]) -> Pool:
+    """Read a pool object (as the API server returns it) or raise `SpecError` with every problem."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    problems: list[str] = []
+    paused_replicas: int | None = None
+    raw = annotations.get(PAUSED_REPLICAS_ANNOTATION)
+    if raw is not None:
+        try:
+            paused_replicas = int(str(raw).strip())
+            if paused_replicas < 0:
+                raise ValueError
+        except ValueError:
+            problems.append(
+                f"annotation {PAUSED_REPLICAS_ANNOTATION} must be a whole number >= 0, got {raw!r}"
+            )
+    spec: PoolSpec | None = None
+    try:
+        spec = PoolSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        problems.extend(_describe(exc))
+    if spec is None or problems:
+        raise SpecError("; ".join(problems))
+    try:
+        pool = Pool(
+            namespace=str(metadata.get("namespace", "")),
+            name=str(metadata.get("name", "")),
+            uid=str(metadata.get("uid", "")),
+            generation=int(metadata.get("generation") or 0),
+            spec=spec,
+            paused_replicas=paused_replicas,
+        )
+        pool.scaling_spec()  # the core's own checks (e.g. policies) must hold too
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    return pool
+
+
+def _describe(error: ValidationError) -> list[str]:
+    """pydantic's errors as `spec.path: message` lines, camelCase like the resource."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(to_camel(str(p)) if isinstance(p, str) else str(p) for p in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        # Our own validators already name their fields; pydantic's need the path in front.
+        lines.append(message if not path else f"spec.{path}: {message}")
+    return lines

@@ -1,0 +1,213 @@
+"""Reading a pool resource: defaults, the checks a schema cannot make, and one-line errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from flowable_worker_operator.scaling import FallbackBehavior, PolicyType, SelectPolicy
+from flowable_worker_operator.spec import PAUSED_REPLICAS_ANNOTATION, SpecError, parse_pool
+
+
+def pool_body(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "engine": {"url": "http://flowable:8080/flowable-rest/"},
+        "topic": "invoices",
+        "worker": {"handler": {"python": "invoices.handlers:check"}},
+    }
+    base.update(spec)
+    return {
+        "metadata": {
+            "name": "invoices",
+            "namespace": "billing",
+            "uid": "u-1",
+            "generation": 3,
+            "annotations": annotations or {},
+        },
+        "spec": base,
+    }
+
+
+def test_a_minimal_pool_gets_every_default() -> None:
+    pool = parse_pool(pool_body({}))
+    assert (pool.namespace, pool.name, pool.uid, pool.generation) == (
+        "billing",
+        "invoices",
+        "u-1",
+        3,
+    )
+    spec = pool.spec
+    assert spec.engine.url == "http://flowable:8080/flowable-rest"
+    assert spec.engine.external_job_api_path == "/external-job-api"
+    assert spec.engine.process_api_path == "/process-api"
+    assert spec.backlog.selectors == ()
+    assert spec.backlog.discovery_interval == timedelta(seconds=60)
+    assert spec.worker is not None
+    assert spec.worker.concurrency == 16
+    assert spec.worker.lock_duration == timedelta(minutes=5)
+    assert spec.scaling.polling_interval == timedelta(seconds=15)
+    scaling = pool.scaling_spec()
+    assert (scaling.min_replicas, scaling.max_replicas) == (0, 10)
+    assert scaling.jobs_per_replica == 16  # the worker's concurrency
+    assert scaling.cooldown_period == timedelta(seconds=300)
+    assert scaling.behavior.scale_down.stabilization_window == timedelta(seconds=300)
+    assert not scaling.paused
+
+
+def test_durations_read_go_and_iso_spellings() -> None:
+    pool = parse_pool(
+        pool_body(
+            {
+                "scaling": {"pollingInterval": "1m30s", "cooldownPeriod": "PT2M"},
+                "worker": {
+                    "handler": {"command": ["./run.sh"]},
+                    "lockDuration": "PT10M",
+                    "handlerTimeout": "9m",
+                },
+            }
+        )
+    )
+    assert pool.spec.scaling.polling_interval == timedelta(seconds=90)
+    assert pool.scaling_spec().cooldown_period == timedelta(minutes=2)
+    assert pool.spec.worker is not None
+    assert pool.spec.worker.handler_timeout == timedelta(minutes=9)
+
+
+def test_behavior_fills_unset_fields_with_hpa_defaults() -> None:
+    pool = parse_pool(
+        pool_body(
+            {
+                "scaling": {
+                    "behavior": {
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": 30,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                        },
+                        "scaleUp": {"selectPolicy": "Min"},
+                    }
+                }
+            }
+        )
+    )
+    behavior = pool.scaling_spec().behavior
+    assert behavior.scale_down.stabilization_window == timedelta(seconds=30)
+    (policy,) = behavior.scale_down.policies
+    assert (policy.type, policy.value, policy.period) == (
+        PolicyType.PODS,
+        1,
+        timedelta(seconds=60),
+    )
+    assert behavior.scale_up.select_policy is SelectPolicy.MIN
+    assert len(behavior.scale_up.policies) == 2  # HPA's two default scale-up policies
+
+
+def test_fallback_and_explicit_jobs_per_replica() -> None:
+    pool = parse_pool(
+        pool_body(
+            {
+                "scaling": {
+                    "jobsPerReplica": 4,
+                    "fallback": {
+                        "failureThreshold": 3,
+                        "replicas": 2,
+                        "behavior": "currentReplicasIfHigher",
+                    },
+                }
+            }
+        )
+    )
+    scaling = pool.scaling_spec()
+    assert scaling.jobs_per_replica == 4
+    assert scaling.fallback is not None
+    assert scaling.fallback.behavior is FallbackBehavior.CURRENT_REPLICAS_IF_HIGHER
+
+
+@pytest.mark.parametrize(
+    ("annotations", "paused", "expected"),
+    [
+        ({PAUSED_REPLICAS_ANNOTATION: "2"}, False, (True, 2)),
+        ({}, True, (True, None)),
+        ({PAUSED_REPLICAS_ANNOTATION: " 0 "}, True, (True, 0)),
+        ({}, False, (False, None)),
+    ],
+)
+def test_pause_comes_from_the_spec_or_the_annotation(
+    annotations: dict[str, str], paused: bool, expected: tuple[bool, int | None]
+) -> None:
+    scaling = parse_pool(pool_body({"paused": paused}, annotations)).scaling_spec()
+    assert (scaling.paused, scaling.paused_replicas) == expected
+
+
+def test_a_scale_target_needs_jobs_per_replica() -> None:
+    body = pool_body({"scaleTargetRef": {"name": "legacy-workers"}})
+    del body["spec"]["worker"]
+    with pytest.raises(SpecError, match="jobsPerReplica is required with scaleTargetRef"):
+        parse_pool(body)
+    body["spec"]["scaling"] = {"jobsPerReplica": 8}
+    pool = parse_pool(body)
+    assert pool.spec.scale_target_ref is not None
+    assert (pool.spec.scale_target_ref.api_version, pool.spec.scale_target_ref.kind) == (
+        "apps/v1",
+        "Deployment",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "annotations", "message"),
+    [
+        ({"engine": {"url": "flowable:8080"}}, {}, "spec.engine.url: must start with http"),
+        ({"topic": ""}, {}, "spec.topic"),
+        ({"scaling": {"minReplicas": 3, "maxReplicas": 2}}, {}, "minReplicas must not exceed"),
+        ({"scaling": {"pollingInterval": "soon"}}, {}, "pollingInterval: not a duration"),
+        ({"scaling": {"pollingInterval": "100ms"}}, {}, "at least 1s"),
+        (
+            {"worker": {"handler": {"python": "a:b", "http": {"url": "http://h"}}}},
+            {},
+            "exactly one of python, http, command",
+        ),
+        (
+            {"worker": {"handler": {"python": "a:b"}, "handlerTimeout": "PT5M"}},
+            {},
+            "handlerTimeout must be shorter than lockDuration",
+        ),
+        (
+            {"backlog": {"selectors": [{"elementId": "task"}]}},
+            {},
+            "exactly one of processDefinitionId, scopeDefinitionId",
+        ),
+        ({"scaleTargetRef": {"name": "x"}}, {}, "exactly one of worker, scaleTargetRef"),
+        ({}, {PAUSED_REPLICAS_ANNOTATION: "many"}, "paused-replicas must be a whole number"),
+        (
+            {
+                "scaling": {
+                    "behavior": {"scaleUp": {"policies": [], "selectPolicy": "Max"}},
+                }
+            },
+            {},
+            "at least one policy",
+        ),
+    ],
+)
+def test_bad_specs_raise_one_line_naming_the_field(
+    change: dict[str, Any], annotations: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_pool(pool_body(change, annotations))
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    body = pool_body({"engine": {"url": "nope"}}, {PAUSED_REPLICAS_ANNOTATION: "-1"})
+    with pytest.raises(SpecError) as caught:
+        parse_pool(body)
+    assert "engine.url" in str(caught.value)
+    assert "paused-replicas" in str(caught.value)
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    pool = parse_pool(pool_body({"futureField": {"x": 1}}))
+    assert pool.spec.topic == "invoices"
