@@ -1,0 +1,412 @@
+"""Backlog probes: how many external-worker jobs of a pool's topic wait, and how many are in flight.
+
+Flowable can't count jobs by topic, so a pool's backlog is the sum over its *selectors*: model
+elements (a definition id plus an element id, optionally a tenant) whose jobs belong to the topic.
+The pool names them, or `discovery` finds them in the deployed models. Each selector costs two
+exact, cheap queries (`size=1`, read `total`): `unlocked=true` (acquirable) and `locked=true`
+(acquired, in flight).
+
+One `BacklogProber` serves the whole operator process, because pools share engines: it keeps one
+`FlowableClient` (external-job API) and one `httpx.AsyncClient` (process and CMMN APIs) per
+`Engine`, and answers identical questions (same engine, selector and lock state) asked within
+`max_age` seconds with one request: concurrent askers await the same request in flight, later ones
+reuse its answer. A hundred pools on one engine polling every 15 s thus cost the engine one query
+per distinct question per interval, not one per pool.
+
+A probe that can't measure raises `ProbeError`, whatever went wrong (an HTTP error, the network, a
+malformed answer, unreadable definitions). It never answers zero instead: the scaling core must see
+"unknown" (and fall back), not "idle" (and scale to zero while jobs wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Generic, Literal, TypeVar
+
+import httpx
+
+from flowable_worker import ClientSettings, FlowableClient, FlowableError, JobFilters
+from flowable_worker_operator import metrics
+from flowable_worker_operator.discovery import DiscoveryError, TopicDiscovery, TopicUse
+from flowable_worker_operator.scaling import Backlog
+
+__all__ = [
+    "Backlog",
+    "BacklogProber",
+    "Engine",
+    "LockState",
+    "ProbeError",
+    "ProbeResult",
+    "Selector",
+]
+
+LockState = Literal["unlocked", "locked"]
+"""The two halves of a backlog: acquirable jobs, and jobs a worker holds."""
+
+_LOCK_STATES: tuple[LockState, ...] = ("unlocked", "locked")
+
+
+class ProbeError(Exception):
+    """The backlog could not be measured; the message says what failed, for status and Events."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One Flowable engine as the operator reaches it; equal engines share connections and answers.
+
+    Hashable on purpose: it is the sharing key, so two pools whose engine, credentials and API
+    paths are equal share requests, and pools with different credentials never see each other's
+    answers (they might not be allowed to).
+    """
+
+    client: ClientSettings
+    process_api_path: str = "/process-api"
+    cmmn_api_path: str = "/cmmn-api"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Jobs of one model element: exactly one of a process or case definition id, plus the element.
+
+    `tenant_id` narrows the count to that tenant (`""` = jobs without a tenant, as Flowable stores
+    them); None applies no tenant filter, which is right when the definition id already pins one.
+    """
+
+    element_id: str
+    process_definition_id: str | None = None
+    scope_definition_id: str | None = None
+    tenant_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.element_id:
+            raise ValueError("a selector needs an element_id")
+        if (self.process_definition_id is None) == (self.scope_definition_id is None):
+            raise ValueError(
+                "a selector needs exactly one of process_definition_id (BPMN) and "
+                "scope_definition_id (CMMN)"
+            )
+
+    @classmethod
+    def for_use(cls, use: TopicUse) -> Selector:
+        """The selector counting the jobs of a discovered model element."""
+        if use.scope == "bpmn":
+            return cls(element_id=use.element_id, process_definition_id=use.definition_id)
+        return cls(element_id=use.element_id, scope_definition_id=use.definition_id)
+
+    def filters(self, state: LockState) -> JobFilters:
+        """The `GET /jobs` filters for this selector's jobs in one lock state.
+
+        BPMN jobs are matched by `processDefinitionId`, CMMN jobs by `scopeDefinitionId`, never by
+        `scopeType`: a real Flowable leaves `scopeType` null on BPMN jobs.
+        """
+        return JobFilters(
+            element_id=self.element_id,
+            process_definition_id=self.process_definition_id,
+            scope_definition_id=self.scope_definition_id,
+            tenant_id=self.tenant_id,
+            unlocked=state == "unlocked",
+            locked=state == "locked",
+        )
+
+    def __str__(self) -> str:
+        definition = (
+            f"process definition {self.process_definition_id}"
+            if self.process_definition_id is not None
+            else f"case definition {self.scope_definition_id}"
+        )
+        tenant = "" if self.tenant_id is None else f", tenant {self.tenant_id!r}"
+        return f"element {self.element_id!r} of {definition}{tenant}"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One measurement: the backlog, the selectors it summed, and discovery's unresolved problems.
+
+    `problems` is empty with explicit selectors; with discovery it lists what could hide more jobs
+    of the topic (expression topics, unreadable models), for a condition asking for selectors.
+    """
+
+    backlog: Backlog
+    selectors: tuple[Selector, ...]
+    problems: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Sharing
+# --------------------------------------------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass
+class _Flight(Generic[V]):
+    task: asyncio.Task[V]
+    answered_at: float | None = None  # set once the task succeeded
+
+
+class SharedAnswers(Generic[K, V]):
+    """Single-flight with a short memory: one request per question per `max_age` seconds.
+
+    The first asker of a question starts its request as a task of its own; askers arriving while it
+    is in flight await the same task, and askers arriving within `max_age` seconds after it
+    answered get that answer. A failure is shared only by those already waiting: the next asker
+    tries again. Askers await the task through `asyncio.shield`, so one asker giving up (cancelled)
+    never cancels the request the others wait for.
+    """
+
+    def __init__(self, *, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_age < 0:
+            raise ValueError("max_age cannot be negative")
+        self._max_age = max_age
+        self._clock = clock
+        self._flights: dict[K, _Flight[V]] = {}
+        self._swept_at = clock()
+
+    async def get(self, key: K, fetch: Callable[[], Awaitable[V]]) -> V:
+        """The answer to `key`: shared if one is in flight or fresh, else from `fetch()`."""
+        now = self._clock()
+        self._sweep(now)
+        flight = self._flights.get(key)
+        if flight is not None and self._stale(flight, now):
+            flight = None
+        if flight is not None:
+            metrics.SHARED_ANSWERS.inc()
+        else:
+            flight = _Flight(asyncio.ensure_future(fetch()))
+            self._flights[key] = flight
+            flight.task.add_done_callback(partial(self._landed, key, flight))
+        return await asyncio.shield(flight.task)
+
+    def cancel_all(self) -> None:
+        """Cancel every request in flight and forget every answer (shutdown)."""
+        for flight in self._flights.values():
+            flight.task.cancel()
+        self._flights.clear()
+
+    def _landed(self, key: K, flight: _Flight[V], _task: asyncio.Task[V]) -> None:
+        task = flight.task
+        # Reading the exception marks it retrieved, even when every asker gave up waiting.
+        if not task.cancelled() and task.exception() is None:
+            flight.answered_at = self._clock()
+        elif self._flights.get(key) is flight:
+            del self._flights[key]
+
+    def _stale(self, flight: _Flight[V], now: float) -> bool:
+        return flight.answered_at is not None and now - flight.answered_at > self._max_age
+
+    def _sweep(self, now: float) -> None:
+        """Drop stale answers of questions nobody asks any more; at most once per `max_age`
+        (and at least a second apart), so a probe costs O(its questions), not O(all answers)."""
+        if now - self._swept_at < max(self._max_age, 1.0):
+            return
+        self._swept_at = now
+        for key in [key for key, flight in self._flights.items() if self._stale(flight, now)]:
+            del self._flights[key]
+
+    def __len__(self) -> int:
+        """Questions in flight or remembered (for tests and debugging)."""
+        return len(self._flights)
+
+
+# --------------------------------------------------------------------------------------------
+# The prober
+# --------------------------------------------------------------------------------------------
+
+
+def _tls_verify(settings: ClientSettings) -> ssl.SSLContext | bool:
+    # As FlowableClient does it (its helper is private to the worker package).
+    if not settings.verify_tls:
+        return False
+    if settings.ca_bundle is not None:
+        return ssl.create_default_context(cafile=settings.ca_bundle)
+    return True
+
+
+def _repository_http(
+    settings: ClientSettings, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    """A client for the process and CMMN APIs with the same auth, TLS and timeouts as the
+    external-job API's: they are the same server and the same credentials."""
+    auth: httpx.Auth | None = None
+    headers = {"Accept": "application/json, text/xml, application/xml"}
+    if settings.username is not None and settings.password is not None:
+        auth = httpx.BasicAuth(settings.username, settings.password)
+    elif settings.token is not None:
+        headers["Authorization"] = f"Bearer {settings.token}"
+    return httpx.AsyncClient(
+        base_url=settings.base_url,
+        auth=auth,
+        headers=headers,
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
+        verify=_tls_verify(settings) if transport is None else True,
+        transport=transport,
+    )
+
+
+@dataclass
+class _Connection:
+    """Everything the prober holds for one engine."""
+
+    client: FlowableClient
+    http: httpx.AsyncClient
+    discovery: TopicDiscovery
+    limit: asyncio.Semaphore
+
+
+def _unique(selectors: Iterable[Selector]) -> tuple[Selector, ...]:
+    return tuple(dict.fromkeys(selectors))
+
+
+class BacklogProber:
+    """Measures pools' backlogs; one per operator process, shared by every pool.
+
+    `max_age`: how old (seconds since it arrived) an answer may be and still be given to another
+    pool asking the same question. `max_concurrency`: requests in flight per engine, so a burst of
+    pools can't flood one Flowable. `discovery_interval`: how often discovery re-lists definitions.
+    `transport` replaces the network for every engine (tests pass `httpx.MockTransport`), `clock`
+    the monotonic clock that ages answers and listings.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_age: float = 1.0,
+        max_concurrency: int = 8,
+        discovery_interval: float = 60.0,
+        lock_owners_page_size: int = 500,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_concurrency < 1 or lock_owners_page_size < 1:
+            raise ValueError("max_concurrency and lock_owners_page_size must be at least 1")
+        self._max_concurrency = max_concurrency
+        self._discovery_interval = discovery_interval
+        self._page_size = lock_owners_page_size
+        self._transport = transport
+        self._clock = clock
+        self._connections: dict[Engine, _Connection] = {}
+        self._answers: SharedAnswers[tuple[Engine, Selector, LockState], int] = SharedAnswers(
+            max_age=max_age, clock=clock
+        )
+        self._closed = False
+
+    async def backlog(
+        self, engine: Engine, topic: str, selectors: Sequence[Selector] | None = None
+    ) -> ProbeResult:
+        """Unlocked and locked jobs of `topic` on `engine`, summed over the selectors.
+
+        `selectors` None or empty: discover them from the deployed models (the resource's
+        `backlog.selectors: []` means the same; an empty explicit list would only ever read
+        zero, which is never what a pool means). Raises `ProbeError`; never answers a guess.
+        """
+        connection = self._connection(engine)
+        problems: tuple[str, ...] = ()
+        if selectors:
+            chosen = _unique(selectors)
+        else:
+            try:
+                match = await connection.discovery.find(topic)
+            except DiscoveryError as error:
+                raise ProbeError(f"topic discovery failed: {error}") from error
+            chosen = _unique(Selector.for_use(use) for use in match.uses)
+            problems = match.problems
+        counts = await asyncio.gather(
+            *(
+                self._answers.get(
+                    (engine, selector, state), partial(self._count, connection, selector, state)
+                )
+                for selector in chosen
+                for state in _LOCK_STATES
+            )
+        )
+        return ProbeResult(
+            backlog=Backlog(unlocked=sum(counts[0::2]), locked=sum(counts[1::2])),
+            selectors=chosen,
+            problems=problems,
+        )
+
+    async def lock_owners(self, engine: Engine, selectors: Sequence[Selector]) -> dict[str, int]:
+        """How many of the selectors' jobs each worker holds (its `workerId`: the pod name).
+
+        Lists `locked=true` jobs page by page; jobs locked without an owner (waiting out a
+        `retryTimeout`) are left out. The operator uses it to mark busy pods with a higher
+        `pod-deletion-cost` before scaling down. Not shared: it is asked rarely and must be fresh.
+        """
+        connection = self._connection(engine)
+        per_selector = await asyncio.gather(
+            *(self._owners(connection, selector) for selector in _unique(selectors))
+        )
+        total: Counter[str] = Counter()
+        for owners in per_selector:
+            total.update(owners)
+        return dict(total)
+
+    async def aclose(self) -> None:
+        """Cancel requests in flight and close every connection; the prober is unusable after."""
+        self._closed = True
+        self._answers.cancel_all()
+        connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            connection.discovery.forget()
+            await connection.client.aclose()
+            await connection.http.aclose()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _connection(self, engine: Engine) -> _Connection:
+        if self._closed:
+            raise RuntimeError("the BacklogProber is closed")
+        connection = self._connections.get(engine)
+        if connection is None:
+            http = _repository_http(engine.client, self._transport)
+            connection = _Connection(
+                client=FlowableClient(engine.client, transport=self._transport),
+                http=http,
+                discovery=TopicDiscovery(
+                    http=http,
+                    process_api_path=engine.process_api_path,
+                    cmmn_api_path=engine.cmmn_api_path,
+                    interval_seconds=self._discovery_interval,
+                    clock=self._clock,
+                ),
+                limit=asyncio.Semaphore(self._max_concurrency),
+            )
+            self._connections[engine] = connection
+        return connection
+
+    @staticmethod
+    async def _count(connection: _Connection, selector: Selector, state: LockState) -> int:
+        async with connection.limit:
+            try:
+                with metrics.observe_probe_request("count"):
+                    return await connection.client.count_jobs(**selector.filters(state))
+            except (FlowableError, httpx.HTTPError) as error:
+                raise ProbeError(f"counting {state} jobs of {selector}: {error}") from error
+
+    async def _owners(self, connection: _Connection, selector: Selector) -> Counter[str]:
+        owners: Counter[str] = Counter()
+        start = 0
+        while True:
+            async with connection.limit:
+                try:
+                    with metrics.observe_probe_request("lock_owners"):
+                        page = await connection.client.list_jobs(
+                            start=start,
+                            size=self._page_size,
+                            sort="id",
+                            order="asc",
+                            **selector.filters("locked"),
+                        )
+                except (FlowableError, httpx.HTTPError) as error:
+                    raise ProbeError(f"listing locked jobs of {selector}: {error}") from error
+            owners.update(job.lock_owner for job in page.data if job.lock_owner)
+            start += len(page.data)
+            if not page.data or start >= page.total:
+                return owners

@@ -1,0 +1,393 @@
+"""Topic discovery: which deployed model elements hand out external-worker jobs on a topic.
+
+Flowable's `GET /jobs` can neither filter by topic nor show it: the topic lives only in the
+process or case model. So this module reads the engine's deployed definitions through the process
+API (`.../repository/process-definitions`) and the CMMN API (`.../cmmn-repository/
+case-definitions`), fetches each definition's XML once, and finds its external-worker tasks:
+
+- BPMN `<serviceTask flowable:type="external-worker" flowable:topic="T">`: its jobs carry
+  `processDefinitionId` and `elementId` = the task's id;
+- CMMN `<task flowable:type="external-worker" flowable:topic="T">`: its jobs carry
+  `scopeDefinitionId` and `elementId` = the *task's* id, not the id of the `<planItem>` that uses
+  it (verified on a real Flowable 7.2, pinned by tests/real/test_backlog_real.py).
+
+A definition never changes once deployed, so its parsed tasks are cached per definition id for as
+long as the definition is listed; the list itself is re-read at most once per interval, so new
+deployments appear within one interval. What can't be answered statically is reported as a
+problem string, never guessed: a topic given as an expression (`${...}`, `#{...}`) may evaluate to
+any topic, and an unparsable model may hide one. A missing CMMN API (404: a process-only engine) is
+logged once and discovery goes on with processes alone; a missing process API is an error,
+since it means a wrong `processApiPath`, and an empty answer would read as "no backlog".
+
+The XML is parsed with the standard library's `xml.etree`, not defusedxml: the documents come from
+the engine the operator is configured to trust, the bundled expat (>= 2.4.1) already stops
+entity-expansion bombs, ElementTree never fetches external entities, and documents declaring a
+DOCTYPE (the only way to declare entities) are refused outright, since BPMN and CMMN models have
+no use for one. That closes what defusedxml would, without another dependency.
+
+This module only reads models; it never counts jobs (that is `backlog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from flowable_worker_operator import metrics
+
+log = logging.getLogger(__name__)
+
+Scope = Literal["bpmn", "cmmn"]
+
+BPMN_MODEL_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CMMN_MODEL_NS = "http://www.omg.org/spec/CMMN/20151109/MODEL"
+EXTERNAL_WORKER_TYPE = "external-worker"
+_EXPRESSION_MARKERS = ("${", "#{")
+
+
+class DiscoveryError(Exception):
+    """The definitions or a model could not be read: discovery has no answer this time."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing one model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExternalTask:
+    """An external-worker task in a model: its element id and its topic as written."""
+
+    element_id: str
+    topic: str
+
+    @property
+    def topic_is_expression(self) -> bool:
+        """True when the topic is only known at run time, so it may be any topic."""
+        return any(marker in self.topic for marker in _EXPRESSION_MARKERS)
+
+
+@dataclass(frozen=True)
+class ParsedModel:
+    """What one definition's model says: its external-worker tasks, or why it could not say."""
+
+    tasks: tuple[ExternalTask, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Grammar:
+    """Where a model kind keeps its definitions and external-worker tasks."""
+
+    container: str
+    task: str
+    extension_namespaces: tuple[str, ...]
+
+
+_GRAMMARS: dict[Scope, _Grammar] = {
+    # Flowable still reads attributes in the old Activiti namespace for BPMN.
+    "bpmn": _Grammar(
+        container=f"{{{BPMN_MODEL_NS}}}process",
+        task=f"{{{BPMN_MODEL_NS}}}serviceTask",
+        extension_namespaces=("http://flowable.org/bpmn", "http://activiti.org/bpmn"),
+    ),
+    "cmmn": _Grammar(
+        container=f"{{{CMMN_MODEL_NS}}}case",
+        task=f"{{{CMMN_MODEL_NS}}}task",
+        extension_namespaces=("http://flowable.org/cmmn",),
+    ),
+}
+
+
+def _extension_attribute(element: ElementTree.Element, name: str, grammar: _Grammar) -> str | None:
+    for namespace in grammar.extension_namespaces:
+        value = element.get(f"{{{namespace}}}{name}")
+        if value is not None:
+            return value
+    return None
+
+
+def parse_model(
+    xml: bytes | str, *, scope: Scope, definition_key: str | None = None, source: str = "model"
+) -> ParsedModel:
+    """The external-worker tasks of one BPMN or CMMN document; never raises on bad input.
+
+    A deployment resource may hold several `<process>` (or `<case>`) elements, each its own
+    definition: with `definition_key`, only the element with that id counts. Tasks nested in
+    sub-processes or stages are found too. Malformed XML, a DOCTYPE, or a missing definition
+    element become a problem naming `source`, because one broken model must not stop the
+    discovery of all the others.
+    """
+    data = xml.encode() if isinstance(xml, str) else xml
+    if b"<!DOCTYPE" in data:
+        return ParsedModel(problems=(f"{source}: refused, the XML declares a DOCTYPE",))
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError as error:
+        return ParsedModel(problems=(f"{source}: malformed XML ({error})",))
+    grammar = _GRAMMARS[scope]
+    containers = [
+        element
+        for element in root.iter(grammar.container)
+        if definition_key is None or element.get("id") == definition_key
+    ]
+    if not containers:
+        wanted = "any" if definition_key is None else f"id {definition_key!r}"
+        tag = grammar.container.rpartition("}")[2]
+        return ParsedModel(problems=(f"{source}: no <{tag}> with {wanted} in the model",))
+    tasks: dict[ExternalTask, None] = {}  # ordered, de-duplicated
+    for container in containers:
+        for element in container.iter(grammar.task):
+            if _extension_attribute(element, "type", grammar) != EXTERNAL_WORKER_TYPE:
+                continue
+            element_id = element.get("id")
+            topic = _extension_attribute(element, "topic", grammar)
+            if element_id and topic:
+                tasks[ExternalTask(element_id=element_id, topic=topic.strip())] = None
+    return ParsedModel(tasks=tuple(tasks))
+
+
+# --------------------------------------------------------------------------------------------
+# The engine's definitions
+# --------------------------------------------------------------------------------------------
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    key: str
+    tenantId: str | None = None  # Flowable's wire name
+
+
+class _RowPage(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    data: list[_Row]
+    total: int
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A deployed process or case definition and what its model says."""
+
+    scope: Scope
+    id: str
+    key: str
+    tenant_id: str
+    model: ParsedModel
+
+
+@dataclass(frozen=True)
+class TopicUse:
+    """One model element that creates jobs on the topic: count its jobs to count the topic's."""
+
+    scope: Scope
+    definition_id: str
+    element_id: str
+
+
+@dataclass(frozen=True)
+class TopicMatch:
+    """Discovery's answer for a topic: the elements using it, and what it could not resolve."""
+
+    uses: tuple[TopicUse, ...]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Listing:
+    scope: Scope
+    path: str  # the definitions collection, relative to the engine's base URL
+    optional: bool  # a 404 means "this engine has no such API", not a misconfiguration
+
+
+def _api_path(path: str) -> str:
+    stripped = path.strip("/")
+    return f"/{stripped}" if stripped else ""
+
+
+class TopicDiscovery:
+    """Topic discovery for one engine, over an `httpx.AsyncClient` whose base URL is the engine's.
+
+    `find(topic)` re-lists definitions when the last listing is older than `interval_seconds`
+    (concurrent callers share one listing), fetches the XML of definitions it has not seen, and
+    answers from the cache. A listing or fetch failure raises `DiscoveryError` and is retried on
+    the next call: an answer built from a partial view could undercount, which is worse than none.
+    """
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        process_api_path: str = "/process-api",
+        cmmn_api_path: str = "/cmmn-api",
+        interval_seconds: float = 60.0,
+        page_size: int = 100,
+        fetch_concurrency: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if page_size < 1 or fetch_concurrency < 1:
+            raise ValueError("page_size and fetch_concurrency must be at least 1")
+        self._http = http
+        self._listings = (
+            _Listing(
+                "bpmn",
+                f"{_api_path(process_api_path)}/repository/process-definitions",
+                optional=False,
+            ),
+            _Listing(
+                "cmmn",
+                f"{_api_path(cmmn_api_path)}/cmmn-repository/case-definitions",
+                optional=True,
+            ),
+        )
+        self._interval = interval_seconds
+        self._page_size = page_size
+        self._fetch_limit = asyncio.Semaphore(fetch_concurrency)
+        self._clock = clock
+        self._refresh_lock = asyncio.Lock()
+        self._listed_at: float | None = None
+        # Parsed models by definition id: kept while the definition is listed, never re-fetched.
+        # After a successful refresh it holds exactly the listed definitions.
+        self._cache: dict[str, Definition] = {}
+        self._missing_apis: set[Scope] = set()  # noted once in the log, asked again each time
+
+    @property
+    def definitions(self) -> tuple[Definition, ...]:
+        """The definitions of the last listing, with their parsed models."""
+        return tuple(self._cache.values())
+
+    async def find(self, topic: str) -> TopicMatch:
+        """The model elements whose external-worker tasks use `topic`, and the problems.
+
+        Every expression topic and every unreadable model is a problem for every topic: any of
+        them might hand out this topic's jobs, so the pool must be told to name its selectors.
+        """
+        await self._refresh_if_due()
+        uses: list[TopicUse] = []
+        problems: list[str] = []
+        for definition in self._cache.values():
+            problems.extend(definition.model.problems)
+            for task in definition.model.tasks:
+                if task.topic_is_expression:
+                    problems.append(
+                        f"{definition.scope} definition {definition.id}: element "
+                        f"{task.element_id!r} takes its topic from the expression {task.topic!r}, "
+                        "which can't be resolved statically; give explicit backlog selectors"
+                    )
+                elif task.topic == topic:
+                    uses.append(TopicUse(definition.scope, definition.id, task.element_id))
+        return TopicMatch(uses=tuple(uses), problems=tuple(problems))
+
+    def forget(self) -> None:
+        """Drop the cache (its gauge share too); the next `find` lists and fetches afresh."""
+        metrics.DISCOVERY_DEFINITIONS.dec(len(self._cache))
+        self._cache = {}
+        self._listed_at = None
+
+    async def _refresh_if_due(self) -> None:
+        async with self._refresh_lock:
+            now = self._clock()
+            if self._listed_at is not None and now - self._listed_at < self._interval:
+                return
+            listed = [row for listing in self._listings for row in await self._list(listing)]
+            loaded = await asyncio.gather(
+                *(self._load(scope, row) for scope, row in listed if row.id not in self._cache),
+                return_exceptions=True,
+            )
+            # Keep every model that did load, even when another failed: it never changes.
+            for outcome in loaded:
+                if isinstance(outcome, Definition):
+                    self._cache[outcome.id] = outcome
+                    metrics.DISCOVERY_DEFINITIONS.inc()
+            failures = [outcome for outcome in loaded if isinstance(outcome, BaseException)]
+            if failures:
+                raise failures[0]
+            listed_ids = {row.id for _, row in listed}
+            previous = len(self._cache)
+            self._cache = {key: value for key, value in self._cache.items() if key in listed_ids}
+            metrics.DISCOVERY_DEFINITIONS.dec(previous - len(self._cache))
+            self._listed_at = now
+
+    async def _list(self, listing: _Listing) -> list[tuple[Scope, _Row]]:
+        """Every definition of one kind, page by page (sorted by id, so pages don't overlap)."""
+        rows: list[tuple[Scope, _Row]] = []
+        start = 0
+        while True:
+            params: dict[str, str | int] = {
+                "start": start,
+                "size": self._page_size,
+                "sort": "id",
+                "order": "asc",
+            }
+            response = await self._get(listing.path, params=params)
+            if response is None:  # the API is not there at all
+                if not listing.optional:
+                    raise DiscoveryError(
+                        f"GET {listing.path} -> 404: no process API there (check processApiPath)"
+                    )
+                if listing.scope not in self._missing_apis:
+                    self._missing_apis.add(listing.scope)
+                    log.warning(
+                        "no CMMN API at %s (404): discovering topics in process models only",
+                        listing.path,
+                    )
+                return []
+            page = self._page(response)
+            rows.extend((listing.scope, row) for row in page.data)
+            start += len(page.data)
+            if not page.data or start >= page.total:
+                return rows
+
+    async def _load(self, scope: Scope, row: _Row) -> Definition | None:
+        """Fetch and parse one definition's model; None if it vanished since the listing."""
+        listing = next(listing for listing in self._listings if listing.scope == scope)
+        async with self._fetch_limit:
+            response = await self._get(f"{listing.path}/{_quote(row.id)}/resourcedata")
+        if response is None:
+            return None
+        source = f"{scope} definition {row.id}"
+        model = parse_model(response.content, scope=scope, definition_key=row.key, source=source)
+        return Definition(scope, row.id, row.key, row.tenantId or "", model)
+
+    async def _get(
+        self, path: str, *, params: dict[str, str | int] | None = None
+    ) -> httpx.Response | None:
+        """GET, None on 404; any other failure is a `DiscoveryError`."""
+        try:
+            with metrics.observe_probe_request("discovery"):
+                response = await self._http.get(path, params=params)
+                if response.status_code != 404:
+                    response.raise_for_status()
+        except httpx.HTTPStatusError as error:
+            body = error.response.text[:300]
+            raise DiscoveryError(
+                f"GET {error.request.url} -> {error.response.status_code}: {body}"
+            ) from error
+        except httpx.HTTPError as error:
+            raise DiscoveryError(f"GET {path}: {type(error).__name__}: {error}") from error
+        return None if response.status_code == 404 else response
+
+    @staticmethod
+    def _page(response: httpx.Response) -> _RowPage:
+        try:
+            return _RowPage.model_validate_json(response.content)
+        except ValidationError as error:
+            raise DiscoveryError(
+                f"GET {response.request.url}: not a page of definitions: {error}"
+            ) from error
+
+
+def _quote(definition_id: str) -> str:
+    # Process definition ids hold colons (key:version:uuid); quote the id whole as a path segment.
+    return quote(definition_id, safe="")

@@ -1,0 +1,488 @@
+"""Topic discovery as a specification: which model elements a topic's jobs come from.
+
+Parsing is tested on XML text; `TopicDiscovery` against a fake repository behind
+`httpx.MockTransport` (the emulator serves only the external-job API), with a hand-driven clock
+so "at most once per interval" is checked without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from flowable_worker_operator import metrics
+from flowable_worker_operator.discovery import (
+    DiscoveryError,
+    ExternalTask,
+    ParsedModel,
+    TopicDiscovery,
+    TopicUse,
+    parse_model,
+)
+
+BASE_URL = "http://flowable.test"
+
+
+def bpmn(*processes: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        'xmlns:flowable="http://flowable.org/bpmn" targetNamespace="t">'
+        + "".join(processes)
+        + "</definitions>"
+    )
+
+
+def process(key: str, *tasks: str) -> str:
+    return f'<process id="{key}" isExecutable="true"><startEvent id="s"/>{"".join(tasks)}</process>'
+
+
+def external(element_id: str, topic: str) -> str:
+    return (
+        f'<serviceTask id="{element_id}" flowable:type="external-worker" flowable:topic="{topic}"/>'
+    )
+
+
+def cmmn(key: str, body: str) -> str:
+    return (
+        '<definitions xmlns="http://www.omg.org/spec/CMMN/20151109/MODEL" '
+        'xmlns:flowable="http://flowable.org/cmmn" targetNamespace="t">'
+        f'<case id="{key}"><casePlanModel id="plan">{body}</casePlanModel></case></definitions>'
+    )
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def test_bpmn_external_worker_tasks_are_found_with_their_topics() -> None:
+    xml = bpmn(
+        process(
+            "p",
+            external("checkInvoice", "invoices"),
+            external("sendMail", "mail"),
+            '<serviceTask id="javaTask" flowable:class="x.Y"/>',
+            '<userTask id="review"/>',
+        )
+    )
+
+    parsed = parse_model(xml, scope="bpmn", definition_key="p")
+
+    assert parsed == ParsedModel(
+        tasks=(ExternalTask("checkInvoice", "invoices"), ExternalTask("sendMail", "mail"))
+    )
+
+
+def test_bpmn_tasks_in_sub_processes_are_found() -> None:
+    xml = bpmn(process("p", f'<subProcess id="sub">{external("inner", "deep")}</subProcess>'))
+
+    assert parse_model(xml, scope="bpmn").tasks == (ExternalTask("inner", "deep"),)
+
+
+def test_only_the_definition_named_by_its_key_counts_in_a_multi_process_resource() -> None:
+    xml = bpmn(process("a", external("taskA", "t")), process("b", external("taskB", "t")))
+
+    assert parse_model(xml, scope="bpmn", definition_key="b").tasks == (ExternalTask("taskB", "t"),)
+
+
+def test_the_old_activiti_namespace_is_read_as_flowable_reads_it() -> None:
+    xml = bpmn(process("p")).replace(
+        "</process>",
+        '<serviceTask xmlns:activiti="http://activiti.org/bpmn" id="old" '
+        'activiti:type="external-worker" activiti:topic="legacy"/></process>',
+    )
+
+    assert parse_model(xml, scope="bpmn").tasks == (ExternalTask("old", "legacy"),)
+
+
+def test_cmmn_external_worker_task_is_found_by_its_task_id_not_its_plan_item_id() -> None:
+    xml = cmmn(
+        "case1",
+        '<planItem id="planItem1" definitionRef="approve"/>'
+        '<planItem id="planItem2" definitionRef="human"/>'
+        '<task id="approve" flowable:type="external-worker" flowable:topic="approvals"/>'
+        '<humanTask id="human"/>',
+    )
+
+    parsed = parse_model(xml, scope="cmmn", definition_key="case1")
+
+    assert parsed.tasks == (ExternalTask("approve", "approvals"),)
+
+
+def test_cmmn_tasks_inside_stages_are_found() -> None:
+    xml = cmmn(
+        "c",
+        '<planItem id="pi" definitionRef="stage"/><stage id="stage">'
+        '<planItem id="pi2" definitionRef="t"/>'
+        '<task id="t" flowable:type="external-worker" flowable:topic="staged"/></stage>',
+    )
+
+    assert parse_model(xml, scope="cmmn").tasks == (ExternalTask("t", "staged"),)
+
+
+def test_a_bpmn_parser_does_not_read_cmmn_tasks() -> None:
+    xml = cmmn("c", '<task id="t" flowable:type="external-worker" flowable:topic="x"/>')
+
+    assert parse_model(xml, scope="bpmn").problems
+
+
+def test_a_model_without_external_tasks_has_no_tasks_and_no_problems() -> None:
+    assert parse_model(bpmn(process("p", '<userTask id="u"/>')), scope="bpmn") == ParsedModel()
+
+
+def test_expression_topics_are_recognised() -> None:
+    assert ExternalTask("t", "${topicVar}").topic_is_expression
+    assert ExternalTask("t", "prefix-#{bean.topic()}").topic_is_expression
+    assert not ExternalTask("t", "plain-topic").topic_is_expression
+
+
+def test_malformed_xml_is_a_problem_naming_the_source_not_a_crash() -> None:
+    parsed = parse_model("<definitions><process", scope="bpmn", source="process definition p:1")
+
+    assert parsed.tasks == ()
+    assert len(parsed.problems) == 1
+    assert parsed.problems[0].startswith("process definition p:1: malformed XML")
+
+
+def test_a_doctype_is_refused_so_no_entity_can_expand() -> None:
+    xml = '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">]><definitions>&a;</definitions>'
+
+    assert "DOCTYPE" in parse_model(xml, scope="bpmn").problems[0]
+
+
+def test_a_missing_definition_element_is_a_problem() -> None:
+    parsed = parse_model(bpmn(process("other")), scope="bpmn", definition_key="wanted")
+
+    assert parsed.problems
+    assert "'wanted'" in parsed.problems[0]
+
+
+# -- discovery over the repository API -------------------------------------------------------
+
+
+@dataclass
+class FakeRepository:
+    """The process and CMMN repository APIs: definitions, their XML, and a log of requests."""
+
+    processes: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (key, xml)
+    cases: dict[str, tuple[str, str]] = field(default_factory=dict)
+    cmmn_api: bool = True
+    failing: dict[str, int] = field(default_factory=dict)  # path fragment -> status
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        for fragment, status in self.failing.items():
+            if fragment in path:
+                return httpx.Response(status, json={"message": "injected"})
+        for prefix, rows, present in (
+            ("/process-api/repository/process-definitions", self.processes, True),
+            ("/cmmn-api/cmmn-repository/case-definitions", self.cases, self.cmmn_api),
+        ):
+            if not path.startswith(prefix) or not present:
+                continue
+            rest = path[len(prefix) :]
+            if not rest:
+                return self._page(request, rows)
+            definition_id = httpx.URL(rest.removesuffix("/resourcedata")).path.strip("/")
+            found = rows.get(definition_id)
+            if found is None:
+                return httpx.Response(404, json={"message": "Not found"})
+            return httpx.Response(200, text=found[1], headers={"content-type": "text/xml"})
+        return httpx.Response(404, json={"status": 404, "error": "Not Found"})
+
+    @staticmethod
+    def _page(request: httpx.Request, rows: dict[str, tuple[str, str]]) -> httpx.Response:
+        start = int(request.url.params.get("start", "0"))
+        size = int(request.url.params.get("size", "10"))
+        ordered = sorted(rows.items())
+        data = [
+            {"id": key, "key": value[0], "tenantId": ""}
+            for key, value in ordered[start : start + size]
+        ]
+        return httpx.Response(200, json={"data": data, "total": len(rows), "start": start})
+
+    def count(self, fragment: str) -> int:
+        return sum(1 for request in self.requests if fragment in str(request.url))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def repository() -> FakeRepository:
+    return FakeRepository()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def http(repository: FakeRepository) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.MockTransport(repository.handle)
+    async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as client:
+        yield client
+
+
+def discovery(http: httpx.AsyncClient, clock: Clock, *, page_size: int = 100) -> TopicDiscovery:
+    return TopicDiscovery(http=http, interval_seconds=60.0, clock=clock, page_size=page_size)
+
+
+def add_process(repo: FakeRepository, definition_id: str, *tasks: str) -> None:
+    key = definition_id.split(":")[0]
+    repo.processes[definition_id] = (key, bpmn(process(key, *tasks)))
+
+
+async def test_finds_the_bpmn_and_cmmn_elements_using_a_topic(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "inv:1:a", external("check", "invoices"), external("mail", "mail"))
+    add_process(repository, "inv:2:b", external("check", "invoices"))
+    repository.cases["c-uuid"] = (
+        "case",
+        cmmn(
+            "case", '<task id="approve" flowable:type="external-worker" flowable:topic="invoices"/>'
+        ),
+    )
+
+    match = await discovery(http, clock).find("invoices")
+
+    assert set(match.uses) == {
+        TopicUse("bpmn", "inv:1:a", "check"),
+        TopicUse("bpmn", "inv:2:b", "check"),
+        TopicUse("cmmn", "c-uuid", "approve"),
+    }
+    assert match.problems == ()
+
+
+async def test_a_topic_nobody_uses_has_no_uses(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "p:1:a", external("t", "other"))
+
+    match = await discovery(http, clock).find("invoices")
+
+    assert match.uses == ()
+    assert match.problems == ()
+
+
+async def test_definitions_are_listed_page_by_page(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    for n in range(5):
+        add_process(repository, f"p{n}:1:x", external(f"task{n}", "topic"))
+
+    match = await discovery(http, clock, page_size=2).find("topic")
+
+    assert len(match.uses) == 5
+    assert repository.count("process-definitions?") == 3  # 2 + 2 + 1
+    listed = [r for r in repository.requests if r.url.path.endswith("process-definitions")]
+    assert [r.url.params["start"] for r in listed] == ["0", "2", "4"]
+    assert all(r.url.params["sort"] == "id" for r in listed)
+
+
+async def test_each_model_is_fetched_once_and_the_list_once_per_interval(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "p:1:a", external("t", "topic"))
+    found = discovery(http, clock)
+
+    await found.find("topic")
+    clock.now += 30
+    await found.find("topic")
+    assert repository.count("process-definitions?") == 1  # within the interval: no listing
+
+    clock.now += 31
+    add_process(repository, "p:2:b", external("t", "topic"))
+    match = await found.find("topic")
+
+    assert repository.count("process-definitions?") == 2
+    assert repository.count("p%3A1%3Aa/resourcedata") == 1  # cached for good
+    assert repository.count("p%3A2%3Ab/resourcedata") == 1
+    assert len(match.uses) == 2
+
+
+async def test_concurrent_finds_share_one_listing(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "p:1:a", external("t", "topic"))
+    found = discovery(http, clock)
+
+    await asyncio.gather(*(found.find("topic") for _ in range(10)))
+
+    assert repository.count("process-definitions?") == 1
+    assert repository.count("/resourcedata") == 1
+
+
+async def test_an_undeployed_definition_leaves_the_answer_and_the_cache(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "p:1:a", external("t", "topic"))
+    add_process(repository, "q:1:a", external("t", "topic"))
+    found = discovery(http, clock)
+    await found.find("topic")
+
+    del repository.processes["q:1:a"]
+    clock.now += 61
+    match = await found.find("topic")
+
+    assert match.uses == (TopicUse("bpmn", "p:1:a", "t"),)
+    assert [d.id for d in found.definitions] == ["p:1:a"]
+
+
+async def test_a_definition_gone_between_listing_and_fetch_is_skipped(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "p:1:a", external("t", "topic"))
+    repository.failing["gone/resourcedata"] = 404
+    repository.processes["gone"] = ("gone", "")
+
+    match = await discovery(http, clock).find("topic")
+
+    assert match.uses == (TopicUse("bpmn", "p:1:a", "t"),)
+
+
+async def test_expression_topics_are_problems_naming_definition_and_element(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "p:1:a", external("fixed", "topic"), external("dyn", "${topicVar}"))
+
+    match = await discovery(http, clock).find("topic")
+
+    assert match.uses == (TopicUse("bpmn", "p:1:a", "fixed"),)
+    assert len(match.problems) == 1
+    assert "p:1:a" in match.problems[0]
+    assert "'dyn'" in match.problems[0]
+    assert "${topicVar}" in match.problems[0]
+    assert "selectors" in match.problems[0]
+
+
+async def test_a_malformed_model_is_a_problem_and_the_others_still_count(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "p:1:a", external("t", "topic"))
+    repository.processes["bad:1:x"] = ("bad", "<definitions><process id=")
+    found = discovery(http, clock)
+
+    match = await found.find("topic")
+
+    assert match.uses == (TopicUse("bpmn", "p:1:a", "t"),)
+    assert len(match.problems) == 1
+    assert "bad:1:x" in match.problems[0]
+    clock.now += 61
+    await found.find("topic")
+    assert repository.count("bad%3A1%3Ax/resourcedata") == 1  # a broken model stays broken
+
+
+async def test_a_missing_cmmn_api_is_noted_once_and_bpmn_discovery_goes_on(
+    repository: FakeRepository,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    repository.cmmn_api = False
+    add_process(repository, "p:1:a", external("t", "topic"))
+    found = discovery(http, clock)
+
+    with caplog.at_level(logging.WARNING, logger="flowable_worker_operator.discovery"):
+        first = await found.find("topic")
+        clock.now += 61
+        second = await found.find("topic")
+
+    assert first.uses == second.uses == (TopicUse("bpmn", "p:1:a", "t"),)
+    assert len([r for r in caplog.records if "no CMMN API" in r.getMessage()]) == 1
+
+
+async def test_a_missing_process_api_is_an_error_not_an_empty_answer(
+    repository: FakeRepository, clock: Clock
+) -> None:
+    transport = httpx.MockTransport(repository.handle)
+    async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as client:
+        found = TopicDiscovery(http=client, process_api_path="/service", clock=clock)
+        with pytest.raises(DiscoveryError, match="processApiPath"):
+            await found.find("topic")
+
+
+@pytest.mark.parametrize("fragment", ["process-definitions", "resourcedata", "case-definitions"])
+async def test_server_errors_fail_discovery_and_the_next_call_retries(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock, fragment: str
+) -> None:
+    add_process(repository, "p:1:a", external("t", "topic"))
+    repository.failing[fragment] = 500
+    found = discovery(http, clock)
+
+    with pytest.raises(DiscoveryError, match="500"):
+        await found.find("topic")
+
+    del repository.failing[fragment]
+    assert (await found.find("topic")).uses == (TopicUse("bpmn", "p:1:a", "t"),)
+
+
+async def test_a_malformed_listing_fails_discovery(clock: Clock) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=json.dumps({"rows": []}).encode())
+
+    transport = httpx.MockTransport(answer)
+    async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as client:
+        with pytest.raises(DiscoveryError, match="not a page of definitions"):
+            await TopicDiscovery(http=client, clock=clock).find("topic")
+
+
+async def test_a_transport_failure_fails_discovery(clock: Clock) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    transport = httpx.MockTransport(answer)
+    async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as client:
+        with pytest.raises(DiscoveryError, match="ConnectError"):
+            await TopicDiscovery(http=client, clock=clock).find("topic")
+
+
+async def test_the_gauge_follows_the_cached_definitions(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    def gauge() -> float:
+        value = metrics.REGISTRY.get_sample_value("flowable_pool_discovery_definitions")
+        assert value is not None
+        return value
+
+    before = gauge()
+    add_process(repository, "p:1:a", external("t", "topic"))
+    add_process(repository, "q:1:a", external("t", "topic"))
+    found = discovery(http, clock)
+
+    await found.find("topic")
+    assert gauge() == before + 2
+
+    found.forget()
+    assert gauge() == before
+
+
+async def test_models_loaded_before_another_failed_are_not_fetched_again(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "good:1:a", external("t", "topic"))
+    add_process(repository, "flaky:1:a", external("t", "topic"))
+    repository.failing["flaky:1:a/resourcedata"] = 502
+    found = discovery(http, clock)
+    with pytest.raises(DiscoveryError):
+        await found.find("topic")
+
+    del repository.failing["flaky:1:a/resourcedata"]
+    match = await found.find("topic")
+
+    assert len(match.uses) == 2
+    assert repository.count("good%3A1%3Aa/resourcedata") == 1
