@@ -1,0 +1,119 @@
+"""Pool conditions: transitions keep their time, order is fixed, statuses read back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from flowable_worker_operator.status import (
+    CONDITION_TYPES,
+    condition_status,
+    find_condition,
+    format_time,
+    set_condition,
+)
+
+T0 = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=5)
+
+
+def test_a_new_condition_gets_every_field() -> None:
+    conditions = set_condition(
+        [], type="Ready", status=True, reason="Scaling", message="ok", generation=3, now=T0
+    )
+    assert conditions == [
+        {
+            "type": "Ready",
+            "status": "True",
+            "observedGeneration": 3,
+            "lastTransitionTime": "2026-11-28T10:00:00Z",
+            "reason": "Scaling",
+            "message": "ok",
+        }
+    ]
+
+
+def test_same_status_keeps_the_transition_time_but_updates_the_rest() -> None:
+    first = set_condition(
+        [], type="Active", status=True, reason="Backlog", message="3 jobs", generation=1, now=T0
+    )
+    second = set_condition(
+        first, type="Active", status=True, reason="Backlog", message="9 jobs", generation=2, now=T1
+    )
+    (condition,) = second
+    assert condition["lastTransitionTime"] == "2026-11-28T10:00:00Z"
+    assert (condition["message"], condition["observedGeneration"]) == ("9 jobs", 2)
+
+
+def test_a_status_change_moves_the_transition_time() -> None:
+    first = set_condition(
+        [], type="Active", status=True, reason="Backlog", message="", generation=1, now=T0
+    )
+    second = set_condition(
+        first, type="Active", status=False, reason="Idle", message="", generation=1, now=T1
+    )
+    assert second[0]["lastTransitionTime"] == "2026-11-28T10:05:00Z"
+    assert second[0]["status"] == "False"
+
+
+def test_unknown_status() -> None:
+    conditions = set_condition(
+        [],
+        type="EngineReachable",
+        status=None,
+        reason="NotProbed",
+        message="",
+        generation=1,
+        now=T0,
+    )
+    assert conditions[0]["status"] == "Unknown"
+    assert condition_status(conditions, "EngineReachable") is None
+
+
+def test_conditions_keep_a_fixed_order_and_foreign_ones_come_last() -> None:
+    conditions: list[dict[str, object]] = [{"type": "ZCustom", "status": "True"}]
+    for kind in reversed(CONDITION_TYPES):
+        conditions = set_condition(
+            conditions, type=kind, status=False, reason="R", message="", generation=1, now=T0
+        )
+    assert [c["type"] for c in conditions] == [
+        "Ready",
+        "Active",
+        "Fallback",
+        "Paused",
+        "EngineReachable",
+        "ZCustom",
+    ]
+
+
+def test_the_input_is_not_changed() -> None:
+    before = [
+        {
+            "type": "Ready",
+            "status": "False",
+            "lastTransitionTime": "x",
+            "reason": "R",
+            "message": "",
+        }
+    ]
+    set_condition(before, type="Ready", status=True, reason="R", message="", generation=1, now=T0)
+    assert before[0]["status"] == "False"
+
+
+def test_reading_conditions_back() -> None:
+    conditions = set_condition(
+        [], type="Paused", status=True, reason="Annotation", message="", generation=1, now=T0
+    )
+    assert condition_status(conditions, "Paused") is True
+    assert condition_status(conditions, "Ready") is None
+    assert find_condition(conditions, "Ready") is None
+    found = find_condition(conditions, "Paused")
+    assert found is not None
+    assert found["reason"] == "Annotation"
+
+
+def test_times_are_utc_to_the_second() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    assert format_time(datetime(2026, 11, 28, 12, 0, 0, 999, tzinfo=plus_two)) == (
+        "2026-11-28T10:00:00Z"
+    )
+    assert format_time(datetime(2026, 11, 28, 10, 0, 0)) == "2026-11-28T10:00:00Z"

@@ -1,0 +1,425 @@
+"""Building the worker Deployment: env from the spec, auth and TLS, the template merge, the hash."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+
+from flowable_worker.config import load_settings
+from flowable_worker_operator.spec import Pool, parse_pool
+from flowable_worker_operator.targets import (
+    CA_MOUNT_PATH,
+    DELETION_COST_ANNOTATION,
+    POOL_LABEL,
+    TEMPLATE_HASH_ANNOTATION,
+    build_deployment,
+    set_deletion_costs,
+)
+
+IMAGE = "ghcr.io/example/flowable-worker:1.0"
+
+
+def make_pool(worker: dict[str, Any] | None = None, **spec: Any) -> Pool:
+    body_spec: dict[str, Any] = {
+        "engine": {"url": "http://flowable:8080/flowable-rest"},
+        "topic": "invoices",
+        "worker": {"handler": {"python": "invoices.handlers:check"}, **(worker or {})},
+    }
+    body_spec.update(spec)
+    return parse_pool(
+        {
+            "metadata": {"name": "inv", "namespace": "billing", "uid": "uid-1", "generation": 1},
+            "spec": body_spec,
+        }
+    )
+
+
+def build(pool: Pool, replicas: int = 2) -> dict[str, Any]:
+    return build_deployment(pool, default_image=IMAGE, replicas=replicas)
+
+
+def container(manifest: dict[str, Any], name: str = "worker") -> dict[str, Any]:
+    pod = manifest["spec"]["template"]["spec"]
+    found: dict[str, Any]
+    (found,) = [c for c in pod["containers"] if c["name"] == name]
+    return found
+
+
+def env(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Env of the worker container by name (plain values as text, references as dicts)."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(manifest)["env"]}
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+def test_deployment_is_named_after_the_pool_and_owned_by_it() -> None:
+    manifest = build(make_pool(), replicas=3)
+    meta = manifest["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("inv-worker", "billing")
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "flowable-worker.io/v1alpha1",
+            "kind": "ExternalWorkerPool",
+            "name": "inv",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert manifest["spec"]["replicas"] == 3
+
+
+def test_labels_and_selector() -> None:
+    manifest = build(make_pool())
+    assert manifest["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "flowable-worker",
+        "app.kubernetes.io/instance": "inv",
+        "app.kubernetes.io/managed-by": "flowable-worker-operator",
+        "flowable-worker.io/pool": "inv",
+    }
+    assert manifest["spec"]["selector"] == {"matchLabels": {POOL_LABEL: "inv"}}
+    assert manifest["spec"]["template"]["metadata"]["labels"][POOL_LABEL] == "inv"
+
+
+# --- the worker container -----------------------------------------------------------------------
+
+
+def test_python_handler_env_reads_back_as_the_same_worker_settings() -> None:
+    pool = make_pool(
+        {"concurrency": 4, "lockDuration": "PT2M", "handlerTimeout": "90s"},
+        engine={"url": "http://flowable:8080/rest", "timeoutSeconds": 2.5},
+    )
+    values = env(build(pool))
+    settings = load_settings([], {k: v for k, v in values.items() if isinstance(v, str)})
+    assert settings.flowable_url == "http://flowable:8080/rest"
+    assert settings.topics == ("invoices",)
+    assert settings.handler == "invoices.handlers:check"
+    assert settings.concurrency == 4
+    assert settings.lock_duration.total_seconds() == 120
+    assert settings.handler_timeout is not None
+    assert settings.handler_timeout.total_seconds() == 90
+    assert settings.request_timeout.total_seconds() == 2.5
+    assert values["FLOWABLE_WORKER_LOCK_DURATION"] == "PT2M"
+    assert values["FLOWABLE_EXTERNAL_JOB_API_PATH"] == "/external-job-api"
+
+
+def test_no_handler_timeout_env_when_none_is_given() -> None:
+    assert "FLOWABLE_WORKER_HANDLER_TIMEOUT" not in env(build(make_pool()))
+
+
+def test_http_handler_sets_url_and_its_timeout_as_the_handler_timeout() -> None:
+    pool = make_pool({"handler": {"http": {"url": "http://svc/jobs", "timeoutSeconds": 20}}})
+    values = env(build(pool))
+    assert values["FLOWABLE_WORKER_HANDLER_URL"] == "http://svc/jobs"
+    assert values["FLOWABLE_WORKER_HANDLER_TIMEOUT"] == "PT20S"
+    assert "FLOWABLE_WORKER_HANDLER" not in values
+
+
+def test_http_timeout_does_not_lengthen_a_shorter_handler_timeout() -> None:
+    pool = make_pool(
+        {
+            "handler": {"http": {"url": "http://svc/jobs", "timeoutSeconds": 60}},
+            "handlerTimeout": "PT10S",
+        }
+    )
+    assert env(build(pool))["FLOWABLE_WORKER_HANDLER_TIMEOUT"] == "PT10S"
+
+
+def test_command_handler_is_quoted_so_the_worker_splits_it_back() -> None:
+    argv = ["/bin/run", "--name", "two words", "it's"]
+    values = env(build(make_pool({"handler": {"command": argv}})))
+    assert tuple(shlex.split(values["FLOWABLE_WORKER_HANDLER_COMMAND"])) == tuple(argv)
+    settings = load_settings(
+        [],
+        {
+            "FLOWABLE_URL": "http://f",
+            "FLOWABLE_TOPIC": "t",
+            **{k: v for k, v in values.items() if isinstance(v, str)},
+        },
+    )
+    assert settings.handler_command == tuple(argv)
+
+
+def test_grace_period_ends_before_the_kubelet_kills() -> None:
+    manifest = build(make_pool({"terminationGracePeriodSeconds": 60}))
+    assert manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60
+    assert env(manifest)["FLOWABLE_WORKER_GRACE_PERIOD"] == "PT55S"
+    assert env(build(make_pool()))["FLOWABLE_WORKER_GRACE_PERIOD"] == "PT25S"
+    # A short grace keeps most of it for handlers, still below the kill.
+    assert (
+        env(build(make_pool({"terminationGracePeriodSeconds": 5})))["FLOWABLE_WORKER_GRACE_PERIOD"]
+        == "PT4S"
+    )
+
+
+def test_image_defaults_and_pull_policy() -> None:
+    assert container(build(make_pool()))["image"] == IMAGE
+    assert "imagePullPolicy" not in container(build(make_pool()))
+    own = container(build(make_pool({"image": "mine:2", "imagePullPolicy": "Always"})))
+    assert (own["image"], own["imagePullPolicy"]) == ("mine:2", "Always")
+
+
+def test_metrics_port_probes_scrape_annotations_and_non_root() -> None:
+    manifest = build(make_pool())
+    worker = container(manifest)
+    assert worker["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}]
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert worker["securityContext"]["allowPrivilegeEscalation"] is False
+    template = manifest["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9464",
+        "prometheus.io/path": "/metrics",
+    }
+    assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+# --- auth and TLS -------------------------------------------------------------------------------
+
+
+def test_credentials_come_from_the_secret_each_key_optional() -> None:
+    pool = make_pool(engine={"url": "https://f", "authSecretRef": {"name": "creds"}})
+    values = env(build(pool))
+    for variable, key in (
+        ("FLOWABLE_USERNAME", "username"),
+        ("FLOWABLE_PASSWORD", "password"),
+        ("FLOWABLE_TOKEN", "token"),
+    ):
+        assert values[variable] == {"secretKeyRef": {"name": "creds", "key": key, "optional": True}}
+
+
+def test_no_credentials_without_a_secret() -> None:
+    assert not {"FLOWABLE_USERNAME", "FLOWABLE_PASSWORD", "FLOWABLE_TOKEN"} & set(
+        env(build(make_pool()))
+    )
+
+
+def test_ca_secret_is_mounted_read_only_and_named_in_the_env() -> None:
+    pool = make_pool(
+        engine={"url": "https://f", "tls": {"caSecretRef": {"name": "ca", "key": "root.pem"}}}
+    )
+    manifest = build(pool)
+    pod = manifest["spec"]["template"]["spec"]
+    (volume,) = pod["volumes"]
+    assert volume["secret"] == {
+        "secretName": "ca",
+        "items": [{"key": "root.pem", "path": "root.pem"}],
+    }
+    (mount,) = container(manifest)["volumeMounts"]
+    assert mount == {"name": volume["name"], "mountPath": CA_MOUNT_PATH, "readOnly": True}
+    assert env(manifest)["FLOWABLE_CA_BUNDLE"] == f"{CA_MOUNT_PATH}/root.pem"
+    assert "FLOWABLE_VERIFY_TLS" not in env(manifest)
+
+
+def test_insecure_skip_verify_turns_verification_off() -> None:
+    pool = make_pool(engine={"url": "https://f", "tls": {"insecureSkipVerify": True}})
+    assert env(build(pool))["FLOWABLE_VERIFY_TLS"] == "false"
+
+
+# --- the user's env and template ----------------------------------------------------------------
+
+
+def test_user_env_is_appended_and_replaces_ours_by_name() -> None:
+    pool = make_pool(
+        {
+            "concurrency": 4,
+            "env": [
+                {"name": "FLOWABLE_WORKER_CONCURRENCY", "value": "9"},
+                {"name": "EXTRA", "value": "x"},
+            ],
+        }
+    )
+    names = [e["name"] for e in container(build(pool))["env"]]
+    assert names.count("FLOWABLE_WORKER_CONCURRENCY") == 1
+    assert names[-2:] == ["FLOWABLE_WORKER_CONCURRENCY", "EXTRA"]
+    assert env(build(pool))["FLOWABLE_WORKER_CONCURRENCY"] == "9"
+
+
+def test_template_metadata_merges_but_the_selector_label_wins() -> None:
+    pool = make_pool(
+        {
+            "template": {
+                "metadata": {
+                    "labels": {"team": "billing", POOL_LABEL: "someone-else"},
+                    "annotations": {"prometheus.io/port": "9999", "note": "hi"},
+                }
+            }
+        }
+    )
+    meta = build(pool)["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "billing"
+    assert meta["labels"][POOL_LABEL] == "inv"
+    assert meta["annotations"]["note"] == "hi"
+    assert meta["annotations"]["prometheus.io/port"] == "9999"
+    assert meta["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def test_template_worker_container_merges_field_by_field() -> None:
+    resources = {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
+    pool = make_pool(
+        {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "resources": resources,
+                            "env": [
+                                {"name": "FLOWABLE_TOPIC", "value": "other"},
+                                {"name": "TZ", "value": "UTC"},
+                            ],
+                        }
+                    ]
+                }
+            }
+        }
+    )
+    manifest = build(pool)
+    worker = container(manifest)
+    assert worker["resources"] == resources
+    assert worker["image"] == IMAGE  # kept
+    assert worker["livenessProbe"]["httpGet"]["path"] == "/healthz"  # kept
+    assert env(manifest)["FLOWABLE_TOPIC"] == "other"
+    assert env(manifest)["TZ"] == "UTC"
+    assert env(manifest)["FLOWABLE_URL"] == "http://flowable:8080/flowable-rest"
+    assert len(manifest["spec"]["template"]["spec"]["containers"]) == 1
+
+
+def test_template_other_containers_become_sidecars() -> None:
+    sidecar = {"name": "proxy", "image": "envoy:1"}
+    pool = make_pool({"template": {"spec": {"containers": [sidecar]}}})
+    containers = build(pool)["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["worker", "proxy"]
+    assert containers[1] == sidecar
+
+
+def test_template_pod_spec_fields_replace_ours() -> None:
+    pool = make_pool(
+        {
+            "template": {
+                "spec": {
+                    "securityContext": {"runAsUser": 1234},
+                    "nodeSelector": {"pool": "workers"},
+                    "serviceAccountName": "worker-sa",
+                }
+            }
+        }
+    )
+    pod = build(pool)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsUser": 1234}
+    assert pod["nodeSelector"] == {"pool": "workers"}
+    assert pod["serviceAccountName"] == "worker-sa"
+
+
+def test_template_volumes_merge_by_name_with_the_ca_volume() -> None:
+    pool = make_pool(
+        {
+            "template": {
+                "spec": {
+                    "volumes": [{"name": "scratch", "emptyDir": {}}],
+                    "containers": [
+                        {"name": "worker", "volumeMounts": [{"name": "scratch", "mountPath": "/s"}]}
+                    ],
+                }
+            }
+        },
+        engine={"url": "https://f", "tls": {"caSecretRef": {"name": "ca"}}},
+    )
+    manifest = build(pool)
+    pod = manifest["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["flowable-ca", "scratch"]
+    assert [m["mountPath"] for m in container(manifest)["volumeMounts"]] == [CA_MOUNT_PATH, "/s"]
+
+
+def test_building_does_not_mutate_the_pools_template() -> None:
+    pool = make_pool({"template": {"spec": {"containers": [{"name": "worker", "env": []}]}}})
+    before = pool.model_dump()
+    build(pool)
+    build(pool)
+    assert pool.model_dump() == before
+
+
+# --- the hash -----------------------------------------------------------------------------------
+
+
+def test_hash_is_stable_and_ignores_replicas() -> None:
+    first = build(make_pool(), replicas=1)["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+    again = build(make_pool(), replicas=7)["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+    assert first == again
+    assert len(first) == 16
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        {"concurrency": 5},
+        {"image": "other:1"},
+        {"env": [{"name": "A", "value": "1"}]},
+        {"template": {"metadata": {"labels": {"x": "y"}}}},
+    ],
+)
+def test_hash_changes_with_the_spec(worker: dict[str, Any]) -> None:
+    base = build(make_pool())["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+    changed = build(make_pool(worker))["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+    assert base != changed
+
+
+def test_a_pool_without_worker_cannot_be_built() -> None:
+    pool = parse_pool(
+        {
+            "metadata": {"name": "p", "namespace": "n", "uid": "u", "generation": 1},
+            "spec": {
+                "engine": {"url": "http://f"},
+                "topic": "t",
+                "scaleTargetRef": {"name": "existing"},
+                "scaling": {"jobsPerReplica": 2},
+            },
+        }
+    )
+    with pytest.raises(ValueError, match=r"no spec\.worker"):
+        build(pool)
+
+
+# --- deletion costs (with a stand-in core API: which pods are written) ---------------------------
+
+
+class _Obj:
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
+class FakeCore:
+    def __init__(self, pods: dict[str, dict[str, str]]) -> None:
+        self.pods = pods
+        self.patched: list[tuple[str, dict[str, Any]]] = []
+
+    def list_namespaced_pod(self, *, namespace: str, label_selector: str) -> Any:
+        items = [
+            _Obj(metadata=_Obj(name=name, annotations=ann, deletion_timestamp=None))
+            for name, ann in self.pods.items()
+        ]
+        return _Obj(items=items)
+
+    def patch_namespaced_pod(self, *, name: str, namespace: str, body: Any, **_: Any) -> None:
+        self.patched.append((name, body))
+
+
+def test_deletion_costs_patch_only_pods_whose_value_changes() -> None:
+    core = FakeCore(
+        {
+            "a": {DELETION_COST_ANNOTATION: "3"},  # unchanged
+            "b": {},  # idle, never marked: gets 0
+            "c": {DELETION_COST_ANNOTATION: "2"},  # now idle: back to 0
+            "d": {DELETION_COST_ANNOTATION: "0"},  # idle and already 0
+        }
+    )
+    patched = set_deletion_costs(core, "ns", "x=y", {"a": 3, "zombie": 5})
+    assert patched == 2
+    assert dict(core.patched) == {
+        "b": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "0"}}},
+        "c": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "0"}}},
+    }
