@@ -52,7 +52,7 @@ test-real: setup flowable-server ## smoke tests of the real Flowable test server
 test-packaging: setup ## the worker image's pip install (no operator extra) in a fresh venv
 	$(PYTEST) tests/packaging -q
 
-test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster ## everything CI runs
+test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e ## everything CI runs
 	@echo "make test: all suites passed"
 
 run-worker: setup ## main job for now: a worker against a local Flowable (FLOWABLE_URL, FLOWABLE_TOPIC)
@@ -66,6 +66,10 @@ cluster-bin: ## build (or reuse) kube-apiserver, controller-manager, scheduler, 
 
 test-cluster: setup cluster-bin ## tests against the real local control plane (tests/cluster)
 	$(PYTEST) tests/cluster -q
+
+.PHONY: test-e2e
+test-e2e: setup flowable-server cluster-bin ## the operator end to end: local cluster + real Flowable + worker processes
+	$(PYTEST) tests/e2e -q
 
 .PHONY: test-worker bench-worker
 test-worker: setup flowable-server ## the worker runtime against real Flowable and a fault-injecting emulator

@@ -17,13 +17,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Literal
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+
+from flowable_worker_operator.scaling import Reason
+
+if TYPE_CHECKING:
+    from flowable_worker_operator.reconcile import Outcome
 
 PREFIX = "flowable_pool_"
 
@@ -87,3 +92,88 @@ def observe_probe_request(kind: ProbeKind) -> Iterator[None]:
 def _finish(kind: ProbeKind, started: float, result: Literal["ok", "error"]) -> None:
     PROBE_REQUEST_DURATION.labels(kind=kind).observe(time.perf_counter() - started)
     PROBE_REQUESTS.labels(kind=kind, result=result).inc()
+
+
+# --- per pool ---------------------------------------------------------------------------------
+# Labelled by namespace and pool: one series per pool, as KEDA labels per ScaledObject. A pool's
+# series are removed when its daemon stops, so deleted pools do not linger on /metrics.
+
+_POOL_LABELS = ("namespace", "pool")
+
+POOL_BACKLOG = Gauge(
+    PREFIX + "backlog_jobs",
+    "Jobs of the pool's topic at the last successful probe: state=unlocked (waiting) or locked "
+    "(in flight)",
+    [*_POOL_LABELS, "state"],
+    registry=REGISTRY,
+)
+POOL_REPLICAS = Gauge(
+    PREFIX + "replicas",
+    "Replicas of the pool's workload after the last tick",
+    _POOL_LABELS,
+    registry=REGISTRY,
+)
+POOL_DESIRED_REPLICAS = Gauge(
+    PREFIX + "desired_replicas",
+    "Replicas the last decision asked for",
+    _POOL_LABELS,
+    registry=REGISTRY,
+)
+POOL_PROBE_FAILURES = Gauge(
+    PREFIX + "probe_consecutive_failures",
+    "Backlog probes failed in a row (0 after a success); the fallback starts at its threshold",
+    _POOL_LABELS,
+    registry=REGISTRY,
+)
+POOL_DECISIONS = Counter(
+    PREFIX + "decisions",
+    "Scaling decisions by reason (ScaleUp, ScaleDown, Stable, Idle, Activated, CooledDown, "
+    "Fallback, Paused, ProbeFailedHolding)",
+    [*_POOL_LABELS, "reason"],
+    registry=REGISTRY,
+)
+POOL_SCALE_CHANGES = Counter(
+    PREFIX + "scale_changes",
+    "Replica changes the operator applied, by direction (up, down)",
+    [*_POOL_LABELS, "direction"],
+    registry=REGISTRY,
+)
+TICK_ERRORS = Counter(
+    PREFIX + "tick_errors",
+    "Ticks that failed unexpectedly (e.g. the API server refused a write); the pool is retried",
+    registry=REGISTRY,
+)
+
+
+def record_tick(namespace: str, pool: str, outcome: Outcome) -> None:
+    """Publish one tick's outcome for the pool."""
+    status = outcome.status
+    labels = {"namespace": namespace, "pool": pool}
+    if outcome.backlog is not None:
+        POOL_BACKLOG.labels(**labels, state="unlocked").set(outcome.backlog.unlocked)
+        POOL_BACKLOG.labels(**labels, state="locked").set(outcome.backlog.locked)
+    if "replicas" in status:
+        POOL_REPLICAS.labels(**labels).set(status["replicas"])
+    if outcome.decision is not None:
+        POOL_DESIRED_REPLICAS.labels(**labels).set(outcome.decision.desired_replicas)
+        POOL_DECISIONS.labels(**labels, reason=str(outcome.decision.reason)).inc()
+    probe = status.get("probe") or {}
+    POOL_PROBE_FAILURES.labels(**labels).set(probe.get("consecutiveFailures", 0))
+    if outcome.change:
+        direction = "up" if outcome.change > 0 else "down"
+        POOL_SCALE_CHANGES.labels(**labels, direction=direction).inc()
+
+
+def forget_pool(namespace: str, pool: str) -> None:
+    """Drop a deleted pool's series."""
+    series: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
+        (POOL_REPLICAS, ()),
+        (POOL_DESIRED_REPLICAS, ()),
+        (POOL_PROBE_FAILURES, ()),
+    ]
+    series += [(POOL_BACKLOG, (state,)) for state in ("unlocked", "locked")]
+    series += [(POOL_DECISIONS, (str(reason),)) for reason in Reason]
+    series += [(POOL_SCALE_CHANGES, (direction,)) for direction in ("up", "down")]
+    for metric, extra in series:
+        with suppress(KeyError):
+            metric.remove(namespace, pool, *extra)

@@ -190,6 +190,12 @@ class WorkerSpec(_Model):
                 "handlerTimeout must be shorter than lockDuration, or a job "
                 "still running could be acquired by another worker"
             )
+        http_timeout = self.handler.http.timeout_seconds if self.handler.http else None
+        if http_timeout is not None and timedelta(seconds=http_timeout) >= self.lock_duration:
+            raise ValueError(
+                "handler.http.timeoutSeconds must be shorter than lockDuration (the worker "
+                "would refuse to start)"
+            )
         return self
 
 

@@ -173,6 +173,11 @@ def test_a_scale_target_needs_jobs_per_replica() -> None:
             "handlerTimeout must be shorter than lockDuration",
         ),
         (
+            {"worker": {"handler": {"http": {"url": "http://h", "timeoutSeconds": 300}}}},
+            {},
+            "timeoutSeconds must be shorter than lockDuration",
+        ),
+        (
             {"backlog": {"selectors": [{"elementId": "task"}]}},
             {},
             "exactly one of processDefinitionId, scopeDefinitionId",

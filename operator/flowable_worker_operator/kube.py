@@ -1,0 +1,69 @@
+"""The operator's Kubernetes I/O behind the `reconcile.Workload` protocol, plus status writes.
+
+The official `kubernetes` client is synchronous; every call here runs in a worker thread
+(`asyncio.to_thread`) so one slow API call never stalls the event loop that kopf and every other
+pool's tick share. One `ApiClient` (one connection pool) serves all pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client as k8s
+
+from flowable_worker_operator import targets
+from flowable_worker_operator.backlog import Engine
+from flowable_worker_operator.engines import resolve_engine
+from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool
+
+__all__ = ["ClusterWorkload"]
+
+
+class ClusterWorkload:
+    """Deployments, scale subresources, pods, Secrets and pool status, through one API client."""
+
+    def __init__(self, api_client: Any, *, default_image: str) -> None:
+        self._api_client = api_client
+        self._apps = k8s.AppsV1Api(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._default_image = default_image
+
+    async def engine(self, pool: Pool) -> Engine:
+        return await asyncio.to_thread(resolve_engine, self._core, pool.namespace, pool.spec.engine)
+
+    async def ensure(self, pool: Pool, *, initial_replicas: int) -> None:
+        await asyncio.to_thread(
+            targets.ensure_deployment,
+            self._apps,
+            pool,
+            default_image=self._default_image,
+            initial_replicas=initial_replicas,
+        )
+
+    async def scale(self, pool: Pool) -> targets.Scale:
+        return await asyncio.to_thread(targets.read_scale, self._api_client, pool)
+
+    async def set_replicas(self, pool: Pool, replicas: int) -> None:
+        await asyncio.to_thread(targets.set_replicas, self._api_client, pool, replicas)
+
+    async def set_deletion_costs(
+        self, pool: Pool, selector: str, locks_by_pod: Mapping[str, int]
+    ) -> int:
+        return await asyncio.to_thread(
+            targets.set_deletion_costs, self._core, pool.namespace, selector, locks_by_pod
+        )
+
+    async def write_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the pool's status subresource (lists such as conditions are replaced)."""
+        await asyncio.to_thread(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": dict(status)},
+        )

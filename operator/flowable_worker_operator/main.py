@@ -1,0 +1,226 @@
+"""`flowable-worker-operator`: run the operator from flags and environment variables.
+
+A bad configuration exits with code 2 and one line saying what is wrong, before anything connects
+to Kubernetes. SIGTERM/SIGINT stop kopf cleanly (daemons are stopped, connections closed): exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
+
+from flowable_worker.logs import configure_logging
+
+__all__ = ["OperatorConfig", "main", "parse_args"]
+
+PROG = "flowable-worker-operator"
+
+
+def _version() -> str:
+    try:
+        return version("flowable-worker-operator")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0.0.0"
+
+
+DEFAULT_WORKER_IMAGE = f"ghcr.io/flowable-worker-operator/worker:{_version()}"
+
+EPILOG = """\
+Each flag can also be set by the environment variable shown in its help; a flag wins over the
+variable. Examples:
+
+  # every namespace, JSON logs, metrics and /healthz on :8080 (the in-cluster default)
+  flowable-worker-operator --all-namespaces
+
+  # two namespaces, readable logs, a kubeconfig from $KUBECONFIG (a laptop)
+  flowable-worker-operator -n billing -n shipping --log-format text
+
+Pools are ExternalWorkerPool resources (kubectl explain ewp.spec); docs/operator.md explains
+every decision the operator takes and the conditions and Events it reports.
+"""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything `main` needs, checked."""
+
+    namespaces: tuple[str, ...]
+    worker_image: str
+    metrics_host: str
+    metrics_port: int
+    probe_share_seconds: float
+    discovery_interval_seconds: float
+    log_format: str
+    log_level: str
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the line is what a pod's log shows first.
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Scale Flowable external-worker Deployments to the backlog of their topic: watches "
+            "ExternalWorkerPool resources, counts each pool's waiting and in-flight jobs in "
+            "Flowable, and sets the worker Deployment's replicas (HPA v2 semantics, scale to zero)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="watch this namespace (repeat for several; env FLOWABLE_OPERATOR_NAMESPACES, "
+        "comma-separated). Default: all namespaces",
+    )
+    where.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (needs the ClusterRole in deploy/rbac)",
+    )
+    parser.add_argument(
+        "--worker-image",
+        default=_env("FLOWABLE_OPERATOR_WORKER_IMAGE", DEFAULT_WORKER_IMAGE),
+        help="image for pools that name none (env FLOWABLE_OPERATOR_WORKER_IMAGE; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=_env("FLOWABLE_OPERATOR_METRICS_HOST", "0.0.0.0"),
+        help="address for /metrics and /healthz (env FLOWABLE_OPERATOR_METRICS_HOST; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_int_env("FLOWABLE_OPERATOR_METRICS_PORT", 8080),
+        help="port for /metrics and /healthz, 0 to disable (env FLOWABLE_OPERATOR_METRICS_PORT; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
+        "--probe-share-seconds",
+        type=float,
+        default=_float_env("FLOWABLE_OPERATOR_PROBE_SHARE_SECONDS", 1.0),
+        help="answer pools asking Flowable the same question within this many seconds with one "
+        "request (env FLOWABLE_OPERATOR_PROBE_SHARE_SECONDS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--discovery-interval",
+        type=float,
+        default=_float_env("FLOWABLE_OPERATOR_DISCOVERY_INTERVAL", 60.0),
+        metavar="SECONDS",
+        help="re-list deployed process/case definitions at most this often to find the elements "
+        "that use a pool's topic (env FLOWABLE_OPERATOR_DISCOVERY_INTERVAL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=_env("FLOWABLE_OPERATOR_LOG_FORMAT", "json"),
+        help="log lines as JSON objects or text (env FLOWABLE_OPERATOR_LOG_FORMAT; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        default=_env("FLOWABLE_OPERATOR_LOG_LEVEL", "INFO").upper(),
+        help="env FLOWABLE_OPERATOR_LOG_LEVEL; default %(default)s",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return parser
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        _fail(f"{name}={raw!r} is not a whole number")
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        _fail(f"{name}={raw!r} is not a number")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
+    """Flags over environment variables; exits 2 with one line on anything unusable."""
+    args = _build_parser().parse_args(argv)
+    namespaces: tuple[str, ...] = ()
+    if not args.all_namespaces:
+        listed = args.namespaces or [
+            ns for ns in os.environ.get("FLOWABLE_OPERATOR_NAMESPACES", "").split(",") if ns
+        ]
+        namespaces = tuple(ns.strip() for ns in listed if ns.strip())
+    if not 0 <= args.metrics_port <= 65535:
+        _fail(f"--metrics-port must be 0..65535, got {args.metrics_port}")
+    if args.probe_share_seconds < 0:
+        _fail("--probe-share-seconds must not be negative")
+    if args.discovery_interval <= 0:
+        _fail("--discovery-interval must be positive")
+    if not args.worker_image.strip():
+        _fail("--worker-image must not be empty")
+    return OperatorConfig(
+        namespaces=namespaces,
+        worker_image=args.worker_image.strip(),
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        probe_share_seconds=args.probe_share_seconds,
+        discovery_interval_seconds=args.discovery_interval,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, connect, and run kopf until a signal stops it."""
+    config = parse_args(argv)
+    configure_logging(fmt=config.log_format, level=config.log_level)
+    # Imported here so `--help` and configuration errors answer without loading kopf.
+    from flowable_worker_operator.serve import serve
+
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        pass
+    except OSError as error:  # e.g. the metrics port is taken
+        logging.getLogger(__name__).error("cannot run: %s", error)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

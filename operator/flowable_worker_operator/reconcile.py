@@ -1,0 +1,415 @@
+"""One polling tick of one pool: read the spec, measure, decide, apply, report.
+
+This is the imperative shell around `scaling.decide`. It owns the order of operations and what
+each failure means, and nothing else: Kubernetes and Flowable are reached through the two small
+protocols below (`Workload`, `Prober`), so the whole tick runs in unit tests with fakes and in the
+operator with the real adapters (`kube.ClusterWorkload`, `backlog.BacklogProber`).
+
+What a failure means is the point of this module:
+- a bad spec or a missing Secret/target stops the tick with `Ready=False` and a Warning Event; the
+  pool's replicas are left alone (never "fixed" by guessing);
+- a failed probe is a `ProbeFailed` observation: the core holds replicas, or applies the fallback
+  after `failureThreshold` failures; it never reads as an empty backlog;
+- scaling down first marks pods that hold locks as expensive to delete, so the ReplicaSet
+  controller removes idle pods first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
+from flowable_worker_operator.engines import EngineConfigError
+from flowable_worker_operator.scaling import (
+    Backlog,
+    Decision,
+    History,
+    Observation,
+    ProbeFailed,
+    Reason,
+    decide,
+)
+from flowable_worker_operator.spec import Pool, SpecError, parse_pool
+from flowable_worker_operator.status import format_time, set_condition
+from flowable_worker_operator.targets import (
+    NotControlledError,
+    Scale,
+    TargetError,
+    TargetNotFoundError,
+)
+
+__all__ = [
+    "Event",
+    "Outcome",
+    "PoolState",
+    "Prober",
+    "Reconciler",
+    "Workload",
+]
+
+log = logging.getLogger(__name__)
+
+SPEC_RETRY = timedelta(seconds=30)
+"""How soon a pool whose spec or target is unusable is looked at again (a spec change wakes it
+at once anyway)."""
+
+
+class Workload(Protocol):
+    """What a tick needs from Kubernetes.
+
+    Problems a user can fix raise `TargetError` (workload) or `EngineConfigError` (Secrets).
+    """
+
+    async def engine(self, pool: Pool) -> Engine: ...
+
+    async def ensure(self, pool: Pool, *, initial_replicas: int) -> None: ...
+
+    async def scale(self, pool: Pool) -> Scale: ...
+
+    async def set_replicas(self, pool: Pool, replicas: int) -> None: ...
+
+    async def set_deletion_costs(
+        self, pool: Pool, selector: str, locks_by_pod: Mapping[str, int]
+    ) -> int: ...
+
+
+class Prober(Protocol):
+    """What a tick needs from Flowable."""
+
+    async def backlog(
+        self, engine: Engine, topic: str, selectors: Sequence[Selector] | None
+    ) -> ProbeResult: ...
+
+    async def lock_owners(
+        self, engine: Engine, selectors: Sequence[Selector]
+    ) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the pool: Normal or Warning, a CamelCase reason, a sentence."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class PoolState:
+    """What the operator remembers about one pool between ticks (in memory, per pool)."""
+
+    history: History = field(default_factory=History)
+    consecutive_failures: int = 0
+    last_success: datetime | None = None
+    last_error: str | None = None
+    warned: set[str] = field(default_factory=set)
+    restored: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A tick's result for the shell: the status to write, Events to post, when to come back."""
+
+    status: dict[str, Any]
+    events: tuple[Event, ...]
+    next_tick: timedelta
+    decision: Decision | None = None
+    backlog: Backlog | None = None
+    change: int = 0
+    """The replica change this tick applied (0 if none, or if applying it failed)."""
+
+
+class Reconciler:
+    """Runs ticks; one per operator process, shared by every pool."""
+
+    def __init__(self, *, workload: Workload, prober: Prober) -> None:
+        self._workload = workload
+        self._prober = prober
+
+    async def tick(self, body: Mapping[str, Any], state: PoolState, now: datetime) -> Outcome:
+        """One pass for the pool in ``body``; never raises for anything a user can cause."""
+        previous: Mapping[str, Any] = body.get("status") or {}
+        conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        if not state.restored:
+            _restore(state, previous)
+        try:
+            pool = parse_pool(body)
+        except SpecError as exc:
+            return self._stopped(
+                state, conditions, generation, now, reason="InvalidSpec", message=str(exc)
+            )
+        try:
+            engine: Engine | ProbeError = await self._workload.engine(pool)
+        except EngineConfigError as exc:
+            # Without credentials nothing can be measured: that is a failed probe, so the core
+            # holds or falls back, and Ready says what to fix.
+            engine = ProbeError(str(exc))
+        try:
+            spec = pool.scaling_spec()
+            if pool.spec.worker is not None:
+                initial = pool.paused_replicas if pool.paused_replicas is not None else 0
+                await self._workload.ensure(pool, initial_replicas=max(initial, spec.min_replicas))
+            scale = await self._workload.scale(pool)
+        except TargetError as exc:
+            return self._stopped(
+                state, conditions, generation, now, reason=_target_reason(exc), message=str(exc)
+            )
+
+        observed, result = await self._observe(pool, engine, state, now)
+        decision = decide(
+            spec=spec,
+            observation=Observation(
+                now=now,
+                current_replicas=scale.replicas,
+                backlog=observed,
+                consecutive_failures=state.consecutive_failures,
+            ),
+            history=state.history,
+        )
+        events: list[Event] = []
+        replicas = scale.replicas
+        last_scale: str | None = previous.get("lastScaleTime")
+        if decision.desired_replicas != scale.replicas:
+            try:
+                selectors = () if result is None else result.selectors
+                await self._apply(pool, engine, scale, decision, observed, selectors)
+            except (TargetError, ProbeError) as exc:
+                events.append(Event("Warning", "ScaleFailed", f"could not scale: {exc}"))
+            else:
+                replicas = decision.desired_replicas
+                last_scale = _timestamp(now)
+                events.append(Event("Normal", str(decision.reason), decision.message))
+        state.history = decision.history
+        problems = () if result is None else result.problems
+        for problem in problems:
+            if problem not in state.warned:
+                state.warned.add(problem)
+                events.append(Event("Warning", "TopicNotResolved", problem))
+        conditions = _conditions(
+            conditions,
+            pool=pool,
+            decision=decision,
+            observed=observed,
+            problems=problems,
+            generation=generation,
+            now=now,
+        )
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "desiredReplicas": decision.desired_replicas,
+            "selector": scale.selector,
+            "lastScaleTime": last_scale,
+            "lastActiveTime": _timestamp(decision.history.last_active_time),
+            "probe": {
+                "consecutiveFailures": state.consecutive_failures,
+                "lastSuccessTime": _timestamp(state.last_success),
+                "lastError": state.last_error,
+            },
+            "conditions": conditions,
+        }
+        if isinstance(observed, Backlog):
+            status["backlog"] = {"unlocked": observed.unlocked, "locked": observed.locked}
+        if result is not None:
+            status["selectors"] = [_selector_status(s, pool.spec.topic) for s in result.selectors]
+        return Outcome(
+            status=status,
+            events=tuple(events),
+            next_tick=pool.spec.scaling.polling_interval,
+            decision=decision,
+            backlog=observed if isinstance(observed, Backlog) else None,
+            change=replicas - scale.replicas,
+        )
+
+    async def _observe(
+        self, pool: Pool, engine: Engine | ProbeError, state: PoolState, now: datetime
+    ) -> tuple[Backlog | ProbeFailed, ProbeResult | None]:
+        """Measure, and keep the failure count the fallback depends on."""
+        if isinstance(engine, ProbeError):
+            error: ProbeError = engine
+        else:
+            explicit = [_selector(s) for s in pool.spec.backlog.selectors] or None
+            try:
+                result = await self._prober.backlog(engine, pool.spec.topic, explicit)
+            except ProbeError as exc:
+                error = exc
+            else:
+                state.consecutive_failures = 0
+                state.last_success = now
+                state.last_error = None
+                return result.backlog, result
+        state.consecutive_failures += 1
+        state.last_error = str(error)
+        log.warning(
+            "backlog probe failed for %s/%s (%d in a row): %s",
+            pool.namespace,
+            pool.name,
+            state.consecutive_failures,
+            error,
+        )
+        return ProbeFailed(error=str(error)), None
+
+    async def _apply(
+        self,
+        pool: Pool,
+        engine: Engine | ProbeError,
+        scale: Scale,
+        decision: Decision,
+        observed: Backlog | ProbeFailed,
+        selectors: Sequence[Selector],
+    ) -> None:
+        """Set the replicas; before going down, make pods that hold locks the last to go."""
+        going_down = decision.desired_replicas < scale.replicas
+        if (
+            going_down
+            and isinstance(observed, Backlog)
+            and observed.locked > 0
+            and isinstance(engine, Engine)
+            and scale.selector
+        ):
+            owners = await self._prober.lock_owners(engine, selectors)
+            await self._workload.set_deletion_costs(pool, scale.selector, owners)
+        await self._workload.set_replicas(pool, decision.desired_replicas)
+
+    def _stopped(
+        self,
+        state: PoolState,
+        conditions: list[dict[str, Any]],
+        generation: int,
+        now: datetime,
+        *,
+        reason: str,
+        message: str,
+    ) -> Outcome:
+        """A tick that cannot act: say why in Ready and (once per problem) in a Warning Event."""
+        conditions = set_condition(
+            conditions,
+            type="Ready",
+            status=False,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+        events: tuple[Event, ...] = ()
+        key = f"{generation}:{reason}:{message}"
+        if key not in state.warned:
+            state.warned.add(key)
+            events = (Event("Warning", reason, message),)
+        return Outcome(
+            status={"observedGeneration": generation, "conditions": conditions},
+            events=events,
+            next_tick=SPEC_RETRY,
+        )
+
+
+def _conditions(
+    conditions: list[dict[str, Any]],
+    *,
+    pool: Pool,
+    decision: Decision,
+    observed: Backlog | ProbeFailed,
+    problems: Sequence[str],
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The five conditions after a tick that reached a decision."""
+    spec = pool.scaling_spec()
+
+    def put(type_: str, status: bool | None, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions,
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+
+    if isinstance(observed, Backlog):
+        put("EngineReachable", True, "ProbeSucceeded", "the backlog was measured")
+        active = observed.unlocked > spec.activation_backlog or observed.locked > 0
+        put(
+            "Active",
+            active,
+            "JobsOutstanding" if active else "Idle",
+            f"{observed.unlocked} unlocked and {observed.locked} locked jobs",
+        )
+    else:
+        put("EngineReachable", False, "ProbeFailed", observed.error)
+        put("Active", None, "ProbeFailed", "the backlog is unknown")
+    put(
+        "Fallback",
+        decision.reason is Reason.FALLBACK,
+        "FallbackApplied" if decision.reason is Reason.FALLBACK else "ProbeHealthy",
+        decision.message if decision.reason is Reason.FALLBACK else "no fallback in effect",
+    )
+    put(
+        "Paused",
+        pool.paused,
+        "Paused" if pool.paused else "NotPaused",
+        decision.message if pool.paused else "scaling is active",
+    )
+    if problems:
+        put("Ready", False, "TopicNotResolved", "; ".join(problems))
+    else:
+        put("Ready", True, str(decision.reason), decision.message)
+    return conditions
+
+
+def _target_reason(error: TargetError) -> str:
+    if isinstance(error, TargetNotFoundError):
+        return "TargetNotFound"
+    if isinstance(error, NotControlledError):
+        return "TargetNotControlled"
+    return "TargetError"
+
+
+def _restore(state: PoolState, status: Mapping[str, Any]) -> None:
+    """After a restart, keep the idle clock from status so cooldown is not lost or reset."""
+    state.restored = True
+    active = _parse_timestamp(status.get("lastActiveTime"))
+    if active is not None and state.history.last_active_time is None:
+        state.history = replace(state.history, last_active_time=active)
+    probe = status.get("probe") or {}
+    state.consecutive_failures = int(probe.get("consecutiveFailures") or 0)
+
+
+def _selector(spec: Any) -> Selector:
+    return Selector(
+        element_id=spec.element_id,
+        process_definition_id=spec.process_definition_id,
+        scope_definition_id=spec.scope_definition_id,
+        tenant_id=spec.tenant_id,
+    )
+
+
+def _selector_status(selector: Selector, topic: str) -> dict[str, Any]:
+    shown = {
+        "topic": topic,
+        "elementId": selector.element_id,
+        "processDefinitionId": selector.process_definition_id,
+        "scopeDefinitionId": selector.scope_definition_id,
+        "tenantId": selector.tenant_id,
+    }
+    return {key: value for key, value in shown.items() if value is not None}
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return None if value is None else format_time(value)
+
+
+def _parse_timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,217 @@
+"""The whole loop, for real: Flowable -> operator -> Deployment -> pods -> worker processes.
+
+Parts: the real local control plane (kube-apiserver, etcd, controller-manager, scheduler, kwok)
+and the pod runner from tests/cluster, the real Flowable server from tests/conftest.py, the pool
+CRD from deploy/crds, and the operator itself as a subprocess (`flowable-worker-operator`, the
+installed console script) watching one test namespace with a kubeconfig, as a user would run it.
+Worker pods carry the run-as-process label, so each Running pod becomes a `flowable-worker`
+process on this machine. Nothing here skips: a missing part fails with what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
+
+from localstack.cluster import LocalCluster
+from localstack.podrunner import RUN_AS_PROCESS_LABEL
+from tests.cluster.conftest import api_client, cluster, namespace, podrunner
+from tests.cluster.helpers import eventually
+
+__all__ = ["api_client", "cluster", "namespace", "podrunner"]  # fixtures shared with tests/cluster
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "deploy" / "crds" / "externalworkerpools.flowable-worker.io.yaml"
+BIN = Path(sys.executable).parent
+GROUP, VERSION, PLURAL = "flowable-worker.io", "v1alpha1", "externalworkerpools"
+
+
+def _console_script(name: str) -> Path:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make setup` (pip install -e '.[operator,dev]')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: LocalCluster) -> Path:
+    """The pool CRD, installed once per session with kubectl, as the README tells users to."""
+    cluster.kubectl("apply", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
+    return CRD
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class OperatorProcess:
+    """The operator running as a subprocess; its log is kept for a failing test's report."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_url: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        return httpx.get(self.metrics_url, timeout=5).text
+
+
+@pytest.fixture
+def operator(
+    cluster: LocalCluster, crd: Path, namespace: str, api_client: Any, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    port = _free_port()
+    log_path = tmp_path / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(_console_script("flowable-worker-operator")),
+                "--namespace",
+                namespace,
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                str(port),
+                "--log-format",
+                "text",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    running = OperatorProcess(process, log_path, f"http://127.0.0.1:{port}/metrics")
+
+    def healthy() -> bool:
+        assert process.poll() is None, f"the operator exited early:\n{running.log()}"
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        return False
+
+    eventually(healthy, timeout=60)
+    yield running
+    # Pools carry the operator's finalizer: delete them while it still runs, or the namespace
+    # could never be deleted.
+    custom = k8s_client.CustomObjectsApi(api_client)
+    for pool in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        with contextlib.suppress(ApiException):
+            custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, pool["metadata"]["name"]
+            )
+    eventually(
+        lambda: (
+            not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        ),
+        timeout=30,
+    )
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail(f"the operator ignored SIGTERM for 30 s:\n{running.log()[-4000:]}")
+    assert code == 0, f"the operator exited {code} on SIGTERM:\n{running.log()[-4000:]}"
+
+
+def worker_template(*, run_as_process: bool) -> dict[str, Any]:
+    """Pod template overrides: local processes need the console script's path, not an image."""
+    template: dict[str, Any] = {
+        "spec": {"containers": [{"name": "worker", "command": [str(BIN / "flowable-worker")]}]}
+    }
+    if run_as_process:
+        template["metadata"] = {"labels": {RUN_AS_PROCESS_LABEL: "true"}}
+    return template
+
+
+def create_pool(api_client: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    k8s_client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ExternalWorkerPool",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
+def read_pool(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
+    pool: dict[str, Any] = k8s_client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return pool
+
+
+def condition(pool: dict[str, Any], type_: str) -> dict[str, Any]:
+    for item in (pool.get("status") or {}).get("conditions") or []:
+        if item["type"] == type_:
+            return dict(item)
+    return {}
+
+
+def deployment_replicas(api_client: Any, namespace: str, name: str) -> int | None:
+    try:
+        scale = k8s_client.AppsV1Api(api_client).read_namespaced_deployment_scale(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return int(scale.spec.replicas or 0)
+
+
+def events_for(api_client: Any, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    events = k8s_client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}"
+    )
+    return [(e.type, e.reason, e.message) for e in events.items]
+
+
+class ReplicaWatch:
+    """Samples a Deployment's replicas in the background: what a test saw, in order."""
+
+    def __init__(self, api_client: Any, namespace: str, name: str) -> None:
+        import threading
+
+        self.seen: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(api_client, namespace, name), daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, api_client: Any, namespace: str, name: str) -> None:
+        while not self._stop.is_set():
+            replicas = deployment_replicas(api_client, namespace, name)
+            if replicas is not None and (not self.seen or self.seen[-1] != replicas):
+                self.seen.append(replicas)
+            time.sleep(0.2)
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.seen

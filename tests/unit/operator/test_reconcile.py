@@ -1,0 +1,280 @@
+"""One tick of one pool, with Kubernetes and Flowable replaced by small fakes.
+
+What is checked is what each failure means: a bad spec or target stops with Ready=False and one
+Warning; a failed probe holds (or falls back) and never scales to zero; scaling down marks busy
+pods first; the idle clock survives an operator restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from flowable_worker import ClientSettings
+from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
+from flowable_worker_operator.engines import EngineConfigError
+from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
+from flowable_worker_operator.scaling import Backlog, Reason
+from flowable_worker_operator.spec import Pool
+from flowable_worker_operator.targets import Scale, TargetNotFoundError
+
+NOW = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
+ENGINE = Engine(client=ClientSettings(base_url="http://flowable:8080"))
+SELECTOR = Selector(element_id="check", process_definition_id="invoice:1:7")
+
+
+@dataclass
+class FakeWorkload:
+    replicas: int = 0
+    engine_error: str | None = None
+    target_missing: bool = False
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    async def engine(self, pool: Pool) -> Engine:
+        if self.engine_error is not None:
+            raise EngineConfigError(self.engine_error)
+        return ENGINE
+
+    async def ensure(self, pool: Pool, *, initial_replicas: int) -> None:
+        self.calls.append(("ensure", initial_replicas))
+
+    async def scale(self, pool: Pool) -> Scale:
+        if self.target_missing:
+            raise TargetNotFoundError("Deployment billing/legacy not found")
+        return Scale(replicas=self.replicas, current_replicas=self.replicas, selector="app=x")
+
+    async def set_replicas(self, pool: Pool, replicas: int) -> None:
+        self.calls.append(("set_replicas", replicas))
+        self.replicas = replicas
+
+    async def set_deletion_costs(
+        self, pool: Pool, selector: str, locks_by_pod: Mapping[str, int]
+    ) -> int:
+        self.calls.append(("set_deletion_costs", dict(locks_by_pod)))
+        return len(locks_by_pod)
+
+
+@dataclass
+class FakeProber:
+    backlog_value: Backlog | ProbeError = field(default_factory=lambda: Backlog(0, 0))
+    problems: tuple[str, ...] = ()
+    owners: dict[str, int] = field(default_factory=dict)
+    asked: list[Sequence[Selector] | None] = field(default_factory=list)
+
+    async def backlog(
+        self, engine: Engine, topic: str, selectors: Sequence[Selector] | None
+    ) -> ProbeResult:
+        self.asked.append(selectors)
+        if isinstance(self.backlog_value, ProbeError):
+            raise self.backlog_value
+        return ProbeResult(
+            backlog=self.backlog_value, selectors=(SELECTOR,), problems=self.problems
+        )
+
+    async def lock_owners(self, engine: Engine, selectors: Sequence[Selector]) -> dict[str, int]:
+        return dict(self.owners)
+
+
+def body(
+    scaling: dict[str, Any] | None = None,
+    *,
+    status: dict[str, Any] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    pool_spec: dict[str, Any] = {
+        "engine": {"url": "http://flowable:8080"},
+        "topic": "invoices",
+        "worker": {"handler": {"python": "h:check"}, "concurrency": 4},
+        "scaling": scaling or {},
+    }
+    pool_spec.update(spec or {})
+    return {
+        "metadata": {"name": "invoices", "namespace": "billing", "uid": "u", "generation": 2},
+        "spec": pool_spec,
+        "status": status or {},
+    }
+
+
+def condition(outcome: Outcome, type_: str) -> dict[str, Any]:
+    return next(c for c in outcome.status["conditions"] if c["type"] == type_)
+
+
+async def tick(
+    workload: FakeWorkload,
+    prober: FakeProber,
+    pool: dict[str, Any],
+    state: PoolState,
+    now: datetime = NOW,
+) -> Outcome:
+    return await Reconciler(workload=workload, prober=prober).tick(pool, state, now)
+
+
+async def test_work_arriving_activates_the_pool_and_reports_it() -> None:
+    workload, prober = FakeWorkload(replicas=0), FakeProber(Backlog(unlocked=10, locked=0))
+    outcome = await tick(workload, prober, body(), PoolState())
+    assert workload.calls == [("ensure", 0), ("set_replicas", 3)]  # ceil(10 / 4)
+    assert outcome.decision is not None
+    assert outcome.decision.reason is Reason.ACTIVATED
+    status = outcome.status
+    assert (status["replicas"], status["desiredReplicas"]) == (3, 3)
+    assert status["backlog"] == {"unlocked": 10, "locked": 0}
+    assert status["observedGeneration"] == 2
+    assert status["lastScaleTime"] == "2026-11-28T10:00:00Z"
+    assert status["selectors"] == [
+        {"topic": "invoices", "elementId": "check", "processDefinitionId": "invoice:1:7"}
+    ]
+    assert condition(outcome, "Ready")["status"] == "True"
+    assert condition(outcome, "Active")["status"] == "True"
+    assert condition(outcome, "EngineReachable")["status"] == "True"
+    assert [(e.type, e.reason) for e in outcome.events] == [("Normal", "Activated")]
+    assert outcome.next_tick == timedelta(seconds=15)
+    assert prober.asked == [None]  # no explicit selectors: discovery
+
+
+async def test_explicit_selectors_are_passed_to_the_probe() -> None:
+    prober = FakeProber()
+    selectors = [{"elementId": "check", "processDefinitionId": "invoice:1:7", "tenantId": "acme"}]
+    await tick(
+        FakeWorkload(), prober, body(spec={"backlog": {"selectors": selectors}}), PoolState()
+    )
+    assert prober.asked == [
+        [Selector(element_id="check", process_definition_id="invoice:1:7", tenant_id="acme")]
+    ]
+
+
+async def test_a_bad_spec_is_reported_once_and_touches_nothing() -> None:
+    workload, prober, state = FakeWorkload(), FakeProber(), PoolState()
+    bad = body({"minReplicas": 5, "maxReplicas": 2})
+    first = await tick(workload, prober, bad, state)
+    ready = condition(first, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "minReplicas must not exceed maxReplicas" in ready["message"]
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "InvalidSpec")]
+    again = await tick(workload, prober, bad, state)
+    assert again.events == ()  # the same problem is not posted every interval
+    assert workload.calls == []
+    assert prober.asked == []
+    assert first.next_tick == timedelta(seconds=30)
+
+
+async def test_a_missing_target_is_a_condition_not_a_crash() -> None:
+    workload = FakeWorkload(target_missing=True)
+    pool = body(spec={"worker": None, "scaleTargetRef": {"name": "legacy"}}, scaling={})
+    pool["spec"].pop("worker")
+    pool["spec"]["scaling"] = {"jobsPerReplica": 2}
+    outcome = await tick(workload, FakeProber(), pool, PoolState())
+    ready = condition(outcome, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
+    assert workload.calls == []  # no Deployment is built for a scaleTargetRef pool
+
+
+async def test_an_unreachable_engine_never_scales_to_zero() -> None:
+    workload = FakeWorkload(replicas=2)
+    prober = FakeProber(ProbeError("connection refused"))
+    state = PoolState()
+    pool = body(
+        {"cooldownPeriod": "0s", "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}
+    )
+    for minute in range(5):
+        outcome = await tick(workload, prober, pool, state, NOW + timedelta(minutes=minute))
+        assert outcome.decision is not None
+        assert outcome.decision.reason is Reason.PROBE_FAILED_HOLDING
+    assert workload.replicas == 2
+    assert ("set_replicas", 0) not in workload.calls
+    assert outcome.status["probe"]["consecutiveFailures"] == 5
+    assert outcome.status["probe"]["lastError"] == "connection refused"
+    assert "backlog" not in outcome.status
+    assert condition(outcome, "EngineReachable")["status"] == "False"
+    assert condition(outcome, "Active")["status"] == "Unknown"
+
+
+async def test_fallback_applies_after_the_threshold_and_ends_when_the_probe_recovers() -> None:
+    workload = FakeWorkload(replicas=1)
+    prober = FakeProber(ProbeError("503 from Flowable"))
+    state = PoolState()
+    pool = body({"fallback": {"failureThreshold": 2, "replicas": 4}})
+    first = await tick(workload, prober, pool, state)
+    assert workload.replicas == 1
+    assert condition(first, "Fallback")["status"] == "False"
+    second = await tick(workload, prober, pool, state, NOW + timedelta(seconds=15))
+    assert workload.replicas == 4
+    assert condition(second, "Fallback")["status"] == "True"
+    prober.backlog_value = Backlog(unlocked=16, locked=0)
+    third = await tick(workload, prober, pool, state, NOW + timedelta(seconds=30))
+    assert condition(third, "Fallback")["status"] == "False"
+    assert third.status["probe"]["consecutiveFailures"] == 0
+
+
+async def test_missing_credentials_count_as_a_failed_probe() -> None:
+    workload = FakeWorkload(replicas=1, engine_error="Secret billing/flowable-auth not found")
+    prober = FakeProber()
+    outcome = await tick(workload, prober, body(), PoolState())
+    assert prober.asked == []
+    assert outcome.status["probe"]["lastError"] == "Secret billing/flowable-auth not found"
+    assert workload.replicas == 1
+
+
+async def test_scaling_down_marks_busy_pods_before_lowering_replicas() -> None:
+    workload = FakeWorkload(replicas=3)
+    prober = FakeProber(Backlog(unlocked=0, locked=3), owners={"invoices-worker-a": 3})
+    pool = body({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}})
+    await tick(workload, prober, pool, PoolState())
+    assert workload.calls[1:] == [
+        ("set_deletion_costs", {"invoices-worker-a": 3}),
+        ("set_replicas", 1),
+    ]
+
+
+async def test_scaling_down_an_idle_pool_needs_no_lock_lookup() -> None:
+    workload = FakeWorkload(replicas=3)
+    prober = FakeProber(Backlog(unlocked=4, locked=0))
+    pool = body({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}})
+    await tick(workload, prober, pool, PoolState())
+    assert workload.calls[1:] == [("set_replicas", 1)]
+
+
+async def test_the_idle_clock_survives_an_operator_restart() -> None:
+    """lastActiveTime in status: a restarted operator does not wait a second full cooldown."""
+    idle_since = NOW - timedelta(seconds=400)
+    status = {"lastActiveTime": idle_since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    workload = FakeWorkload(replicas=2)
+    outcome = await tick(workload, FakeProber(), body(status=status), PoolState())
+    assert outcome.decision is not None
+    assert outcome.decision.reason is Reason.COOLED_DOWN
+    assert workload.replicas == 0
+    assert condition(outcome, "Active")["status"] == "False"
+
+
+async def test_paused_pool_is_frozen_and_says_so() -> None:
+    workload = FakeWorkload(replicas=2)
+    pool = body()
+    pool["metadata"]["annotations"] = {"flowable-worker.io/paused-replicas": "1"}
+    outcome = await tick(workload, FakeProber(Backlog(100, 0)), pool, PoolState())
+    assert workload.replicas == 1
+    assert condition(outcome, "Paused")["status"] == "True"
+
+
+async def test_unresolvable_topics_are_warned_once_and_make_ready_false() -> None:
+    problem = "process invoice:2:9 element 'dyn' uses topic expression ${topic}"
+    prober = FakeProber(Backlog(0, 0), problems=(problem,))
+    state = PoolState()
+    first = await tick(FakeWorkload(), prober, body(), state)
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "TopicNotResolved")]
+    assert condition(first, "Ready")["reason"] == "TopicNotResolved"
+    second = await tick(FakeWorkload(), prober, body(), state, NOW + timedelta(seconds=15))
+    assert second.events == ()
+
+
+@pytest.mark.parametrize("replicas", [0, 3])
+async def test_a_steady_pool_writes_the_same_status_twice(replicas: int) -> None:
+    """Unchanged inputs give an equal status, so the shell can skip the write."""
+    workload = FakeWorkload(replicas=replicas)
+    prober = FakeProber(Backlog(unlocked=4 * replicas, locked=0))
+    state = PoolState()
+    first = await tick(workload, prober, body(), state)
+    second = await tick(workload, prober, body(status=first.status), state)
+    assert first.status == second.status
