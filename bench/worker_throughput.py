@@ -54,6 +54,7 @@ class Result:
     jobs: int
     seconds: float
     cpu_seconds: float | None
+    server_cpu_seconds: float | None = None
 
     @property
     def jobs_per_s(self) -> float:
@@ -64,6 +65,12 @@ class Result:
         if self.cpu_seconds is None or self.jobs == 0:
             return None
         return self.cpu_seconds / self.jobs * 1000
+
+    @property
+    def server_cpu_per_1000(self) -> float | None:
+        if self.server_cpu_seconds is None or self.jobs == 0:
+            return None
+        return self.server_cpu_seconds / self.jobs * 1000
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -101,6 +108,7 @@ async def measure(
     definition_id: str,
     instances: int,
     within: float,
+    server_pid: int | None = None,
 ) -> Result:
     """Start `command`, watch the backlog drain, stop it; throughput over the drain window."""
     log, process = spawn(name, command, env)
@@ -108,13 +116,15 @@ async def measure(
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             deadline = time.monotonic() + within
             start_left = instances
-            started_at = cpu_at_start = None
+            started_at = cpu_at_start = server_at_start = None
             while True:
                 left = await remaining_jobs(http, definition_id)
                 now = time.monotonic()
                 if started_at is None and left < instances:
                     started_at, start_left = now, left
                     cpu_at_start = process_cpu_seconds(process.pid)
+                    if server_pid is not None:
+                        server_at_start = process_cpu_seconds(server_pid)
                 if left == 0:
                     break
                 if now > deadline:
@@ -124,9 +134,14 @@ async def measure(
                 await asyncio.sleep(0.02)
             finished_at = time.monotonic()
             cpu = process_cpu_seconds(process.pid) - (cpu_at_start or 0.0)
+            server_cpu = (
+                None
+                if server_pid is None or server_at_start is None
+                else process_cpu_seconds(server_pid) - server_at_start
+            )
         assert started_at is not None
         # Jobs done inside the window: everything left when the first completion was seen.
-        return Result(name, start_left, finished_at - started_at, cpu)
+        return Result(name, start_left, finished_at - started_at, cpu, server_cpu)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -298,7 +313,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     [a.replace("{topic}", topic) for a in command],
                     {k: v.replace("{topic}", topic) for k, v in env.items()},
                     base_url=server.base_url, definition_id=definition, instances=args.instances,
-                    within=args.timeout,
+                    within=args.timeout, server_pid=server.pid,
                 )
                 runs[name].append(result)
                 print(f"  round {round_number} {name}: {result.jobs} jobs in "
@@ -311,12 +326,24 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
     where = f", {args.latency_ms:g} ms round trip added" if args.latency_ms > 0 else ", loopback"
     print(f"\nmedian of {args.rounds} rounds, {args.instances} instances each{where}")
-    print(f"{'contender':<16} {'jobs':>6} {'seconds':>8} {'jobs/s':>8} {'cpu s/1000':>11}")
+    print(f"{'contender':<16} {'jobs':>6} {'seconds':>8} {'jobs/s':>8} {'cpu s/1000':>11} "
+          f"{'server cpu s/1000':>18}")
     for r in results.values():
         cpu = "-" if r.cpu_per_1000 is None or r.name == "server_limit" else f"{r.cpu_per_1000:.2f}"
-        print(f"{r.name:<16} {r.jobs:>6} {r.seconds:>8.2f} {r.jobs_per_s:>8.0f} {cpu:>11}")
+        server_cpu = "-" if r.server_cpu_per_1000 is None else f"{r.server_cpu_per_1000:.2f}"
+        print(f"{r.name:<16} {r.jobs:>6} {r.seconds:>8.2f} {r.jobs_per_s:>8.0f} {cpu:>11} "
+              f"{server_cpu:>18}")
     ours, official = results["ours"], results["official"]
     equal, limit = results["official_equal"], results["server_limit"]
+    # What this machine allows at all: every job costs the server `server_cpu` and our worker
+    # `ours.cpu` CPU seconds, and both share `cores`, so no run of ours can beat
+    # cores / (server + ours) jobs/s, whatever the client does.
+    cores = os.cpu_count() or 1
+    per_job = ((ours.server_cpu_per_1000 or 0.0) + (ours.cpu_per_1000 or 0.0)) / 1000
+    bound = cores / per_job if per_job > 0 else 0.0
+    print(f"\n{cores} cores shared by server and worker: at ours' CPU per job (server + worker "
+          f"{per_job * 1000:.2f} ms) no run can exceed {bound:.0f} jobs/s, i.e. "
+          f"{bound / official.jobs_per_s:.2f}x the official client's {official.jobs_per_s:.0f}")
     return {
         "ours_jobs_per_s": round(ours.jobs_per_s, 1),
         "official_jobs_per_s": round(official.jobs_per_s, 1),
@@ -328,6 +355,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "ours_cpu_s_per_1000": round(ours.cpu_per_1000 or 0.0, 3),
         "official_cpu_s_per_1000": round(official.cpu_per_1000 or 0.0, 3),
         "official_equal_cpu_s_per_1000": round(equal.cpu_per_1000 or 0.0, 3),
+        "server_cpu_s_per_1000_ours": round(ours.server_cpu_per_1000 or 0.0, 3),
+        "server_cpu_s_per_1000_official": round(official.server_cpu_per_1000 or 0.0, 3),
+        "cores": cores,
+        "ratio_default_bound_this_machine": round(bound / official.jobs_per_s, 2),
     }
 
 

@@ -180,6 +180,11 @@ class FlowableServer:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (benchmarks read its CPU time from /proc)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def log_path(self) -> Path | None:
         """The server's stdout+stderr, for a look when something went wrong."""
         return None if self._log_dir is None else self._log_dir / "flowable-server.log"
