@@ -13,7 +13,7 @@ FWO_CACHE ?= $(HOME)/.cache/flowable-worker-operator
 export FWO_CACHE
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help setup lint test test-unit test-packaging test-contract test-real flowable-server prereqs-java run-worker
+.PHONY: help setup lint test test-unit test-packaging test-contract test-real flowable-server prereqs-java run-worker demo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 lint: setup ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
-	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py tests/support
+	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py tests/support
 	$(BIN)/hadolint Dockerfile
 
 prereqs-java:
@@ -55,7 +55,7 @@ test-packaging: setup ## the worker image's pip install (no operator extra) in a
 test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e ## everything CI runs
 	@echo "make test: all suites passed"
 
-run-worker: setup ## main job for now: a worker against a local Flowable (FLOWABLE_URL, FLOWABLE_TOPIC)
+run-worker: setup ## one worker against a Flowable you run (FLOWABLE_URL, FLOWABLE_TOPIC, FLOWABLE_WORKER_HANDLER)
 	$(BIN)/flowable-worker
 
 # Local Kubernetes control plane (issue 4): real binaries built from Go modules, cached in $(FWO_CACHE)/k8s.
@@ -66,6 +66,10 @@ cluster-bin: ## build (or reuse) kube-apiserver, controller-manager, scheduler, 
 
 test-cluster: setup cluster-bin ## tests against the real local control plane (tests/cluster)
 	$(PYTEST) tests/cluster -q
+
+.PHONY: demo
+demo: setup flowable-server cluster-bin ## main job: Flowable + local cluster + operator + workers, a backlog scaled live
+	$(BIN)/python -m localstack.demo $(DEMO_ARGS)
 
 .PHONY: test-e2e
 test-e2e: setup flowable-server cluster-bin ## the operator end to end: local cluster + real Flowable + worker processes

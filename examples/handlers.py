@@ -5,6 +5,9 @@ Run with `PYTHONPATH=examples FLOWABLE_WORKER_HANDLER=handlers:check_invoice flo
 
 from __future__ import annotations
 
+import os
+import time
+
 from flowable_worker import BpmnError, Job
 
 
@@ -16,3 +19,12 @@ def check_invoice(job: Job) -> dict[str, object]:
     if amount > 1000:
         raise BpmnError("TOO_BIG", {"limit": 1000})
     return {"approved": True}
+
+
+def check_invoice_slowly(job: Job) -> dict[str, object]:
+    """`check_invoice` taking `DEMO_WORK_SECONDS` (default 0.5 s) per invoice, as real work does.
+
+    `make demo` uses it so that a backlog lasts long enough to watch the operator scale.
+    """
+    time.sleep(float(os.environ.get("DEMO_WORK_SECONDS", "0.5")))
+    return check_invoice(job)

@@ -143,7 +143,6 @@ class SelectorSpec(_Model):
 
 class BacklogSpec(_Model):
     selectors: tuple[SelectorSpec, ...] = ()
-    discovery_interval: Duration = timedelta(seconds=60)
 
 
 class HTTPHandlerSpec(_Model):

@@ -43,7 +43,6 @@ def test_a_minimal_pool_gets_every_default() -> None:
     assert spec.engine.external_job_api_path == "/external-job-api"
     assert spec.engine.process_api_path == "/process-api"
     assert spec.backlog.selectors == ()
-    assert spec.backlog.discovery_interval == timedelta(seconds=60)
     assert spec.worker is not None
     assert spec.worker.concurrency == 16
     assert spec.worker.lock_duration == timedelta(minutes=5)
