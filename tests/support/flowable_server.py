@@ -308,10 +308,10 @@ def start_flowable_server(
 ) -> FlowableServer:
     """A started server, for a session fixture. Use it as a context manager or call `stop()`:
 
-        @pytest.fixture(scope="session")
-        def flowable_server() -> Iterator[FlowableServer]:
-            with start_flowable_server() as server:
-                yield server
+    @pytest.fixture(scope="session")
+    def flowable_server() -> Iterator[FlowableServer]:
+        with start_flowable_server() as server:
+            yield server
     """
     return FlowableServer(
         reset_expired_jobs_interval=reset_expired_jobs_interval,
@@ -677,9 +677,7 @@ class RealFlowable:
                 element_id=element_id,
                 exclusive=exclusive,
             )
-            start = (
-                api.start_process_instance if scope_type == "bpmn" else api.start_case_instance
-            )
+            start = api.start_process_instance if scope_type == "bpmn" else api.start_case_instance
 
             async def start_one() -> CreatedJob:
                 async with semaphore:
@@ -706,9 +704,7 @@ class RealFlowable:
 
     async def instance_variables(self, created: CreatedJob) -> dict[str, Any]:
         async with self.api() as api:
-            items = await api.historic_variables(
-                created.instance_id, scope_type=created.scope_type
-            )
+            items = await api.historic_variables(created.instance_id, scope_type=created.scope_type)
         return from_rest_variables(items)
 
     async def dead_letter_job_ids(self, created: Sequence[CreatedJob]) -> list[str]:

@@ -44,12 +44,24 @@ class EmulatedFlowable:
         created: list[CreatedJob] = []
         for _ in range(count):
             job = self.emulator.create_job(
-                topic, element_id=element_id, element_name=self._element_name,
-                scope_type=scope_type, tenant_id=tenant_id, variables=rest, exclusive=exclusive)
+                topic,
+                element_id=element_id,
+                element_name=self._element_name,
+                scope_type=scope_type,
+                tenant_id=tenant_id,
+                variables=rest,
+                exclusive=exclusive,
+            )
             instance = self.emulator.instance(job.instance_id)
-            created.append(CreatedJob(
-                instance_id=instance.id, definition_id=instance.definition_id,
-                element_id=element_id, scope_type=scope_type, tenant_id=tenant_id))
+            created.append(
+                CreatedJob(
+                    instance_id=instance.id,
+                    definition_id=instance.definition_id,
+                    element_id=element_id,
+                    scope_type=scope_type,
+                    tenant_id=tenant_id,
+                )
+            )
         return created
 
     async def instance_finished(self, created: CreatedJob) -> bool:

@@ -55,9 +55,14 @@ class FlowableEmulator:
         if self._server is not None:
             return self
         self._server = EmulatorHTTPServer(
-            ("127.0.0.1", 0), state=self.state, faults=self.faults, log=self.log,
-            credentials=self._credentials, context_path=self._context_path,
-            base_url=lambda: self.base_url)
+            ("127.0.0.1", 0),
+            state=self.state,
+            faults=self.faults,
+            log=self.log,
+            credentials=self._credentials,
+            context_path=self._context_path,
+            base_url=lambda: self.base_url,
+        )
         self._runner = ServerThread(self._server, reset_interval_seconds=self._reset_interval)
         self._runner.start()
         return self
@@ -71,8 +76,12 @@ class FlowableEmulator:
     def __enter__(self) -> FlowableEmulator:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -108,9 +117,15 @@ class FlowableEmulator:
 
         `exclusive` is the task's `flowable:exclusive` (default true, as in Flowable)."""
         return self.state.create_job(
-            topic, element_id=element_id, element_name=element_name, scope_type=scope_type,
-            tenant_id=tenant_id, variables=variables, definition_id=definition_id,
-            exclusive=exclusive)
+            topic,
+            element_id=element_id,
+            element_name=element_name,
+            scope_type=scope_type,
+            tenant_id=tenant_id,
+            variables=variables,
+            definition_id=definition_id,
+            exclusive=exclusive,
+        )
 
     def reset_expired_locks(self) -> int:
         """Run the engine's expired-lock reset now; returns how many jobs it unlocked."""

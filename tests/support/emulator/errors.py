@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-_REASONS = {400: "Bad request", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-            500: "Internal server error"}
+_REASONS = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    500: "Internal server error",
+}
 
 
 class ApiError(Exception):

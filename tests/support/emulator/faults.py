@@ -82,8 +82,7 @@ class FaultInjector:
         """The fault for this request, if any; counts it against the rule's budget."""
         with self._lock:
             for rule in self._rules:
-                if rule.exhausted or not rule.matches(method=method, path=path,
-                                                      endpoint=endpoint):
+                if rule.exhausted or not rule.matches(method=method, path=path, endpoint=endpoint):
                     continue
                 if rule.probability is not None and self._rng.random() >= rule.probability:
                     continue

@@ -47,7 +47,9 @@ def parse_duration(text: str) -> timedelta:
     if time_part and hours is None and minutes is None and seconds is None:
         raise ValueError(f"Text cannot be parsed to a Duration: {text}")
     total = timedelta(
-        days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0),
+        days=int(days or 0),
+        hours=int(hours or 0),
+        minutes=int(minutes or 0),
         seconds=int(seconds or 0),
     )
     if fraction:

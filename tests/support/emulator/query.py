@@ -77,8 +77,10 @@ def _flag(params: Mapping[str, str], name: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise bad_request(f"Failed to convert value of type 'java.lang.String' to required type "
-                      f"'boolean'; Invalid boolean value [{raw}]")
+    raise bad_request(
+        f"Failed to convert value of type 'java.lang.String' to required type "
+        f"'boolean'; Invalid boolean value [{raw}]"
+    )
 
 
 def _int(params: Mapping[str, str], name: str, default: int) -> int:
@@ -88,8 +90,10 @@ def _int(params: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise bad_request(f"Failed to convert value of type 'java.lang.String' to required type "
-                          f"'java.lang.Integer'; For input string: \"{raw}\"") from None
+        raise bad_request(
+            f"Failed to convert value of type 'java.lang.String' to required type "
+            f"'java.lang.Integer'; For input string: \"{raw}\""
+        ) from None
     return value if value >= 0 else default
 
 
@@ -124,8 +128,9 @@ def select(jobs: Iterable[Job], params: Mapping[str, str]) -> Page:
     if sort not in _SORTS:
         raise bad_request(f"Value for param 'sort' is not valid, '{sort}' is not a valid property")
     if order not in ("asc", "desc"):
-        raise bad_request(f"Value for param 'order' is not valid : '{order}', "
-                          "must be 'asc' or 'desc'")
+        raise bad_request(
+            f"Value for param 'order' is not valid : '{order}', must be 'asc' or 'desc'"
+        )
     checks: list[Callable[[Job], bool]] = []
     for param, attribute in _EQUALS.items():
         wanted = params.get(param)
@@ -140,5 +145,10 @@ def select(jobs: Iterable[Job], params: Mapping[str, str]) -> Page:
         checks.append(lambda j: regex.fullmatch(j.tenant_id or "") is not None)
     matching = [j for j in jobs if all(check(j) for check in checks)]
     matching.sort(key=_sort_key(_SORTS[sort]), reverse=order == "desc")
-    return Page(rows=matching[start:start + size], total=len(matching), start=start, sort=sort,
-                order=order)
+    return Page(
+        rows=matching[start : start + size],
+        total=len(matching),
+        start=start,
+        sort=sort,
+        order=order,
+    )

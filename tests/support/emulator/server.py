@@ -97,9 +97,17 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], *, state: EngineState, faults: FaultInjector,
-                 log: RequestLog, credentials: Credentials, context_path: str,
-                 base_url: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        state: EngineState,
+        faults: FaultInjector,
+        log: RequestLog,
+        credentials: Credentials,
+        context_path: str,
+        base_url: Callable[[], str],
+    ) -> None:
         super().__init__(address, _Handler)
         self.state = state
         self.faults = faults
@@ -165,17 +173,26 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         prefix = self.server.context_path + API_ROOT
         inside = split.path.startswith(prefix + "/")
-        path = split.path[len(prefix):] if inside else split.path
+        path = split.path[len(prefix) :] if inside else split.path
         endpoint, job_id, known_path = route(method, path) if inside else ("unknown", None, False)
         body = _parse(raw)
         fault = self.server.faults.pick(method=method, path=path, endpoint=endpoint)
 
         def record(status: int | None) -> None:
             """Logged before the answer goes out, so a client never sees an unlogged reply."""
-            self.server.log.append(RequestRecord(
-                method=method, path=path, query=split.query, endpoint=endpoint, job_id=job_id,
-                body=body, status=status, fault=fault.kind if fault else None,
-                at=datetime.now(UTC)))
+            self.server.log.append(
+                RequestRecord(
+                    method=method,
+                    path=path,
+                    query=split.query,
+                    endpoint=endpoint,
+                    job_id=job_id,
+                    body=body,
+                    status=status,
+                    fault=fault.kind if fault else None,
+                    at=datetime.now(UTC),
+                )
+            )
 
         if fault is not None and fault.kind is FaultKind.LATENCY:
             time.sleep(fault.delay_seconds)
@@ -190,10 +207,15 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint == "unknown":
             status = 405 if known_path else 404
             record(status)
-            self._send_json(status, {
-                "timestamp": datetime.now(UTC).isoformat(), "status": status,
-                "error": "Not Found" if status == 404 else "Method Not Allowed",
-                "path": split.path})
+            self._send_json(
+                status,
+                {
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "status": status,
+                    "error": "Not Found" if status == 404 else "Method Not Allowed",
+                    "path": split.path,
+                },
+            )
             return
         try:
             status, payload = self._dispatch(endpoint, job_id, raw, body, split.query)
@@ -209,15 +231,21 @@ class _Handler(BaseHTTPRequestHandler):
         record(status)
         self._send_json(status, payload)
 
-    def _dispatch(self, endpoint: str, job_id: str | None, raw: bytes, body: Any,
-                  query: str) -> tuple[int, Any]:
+    def _dispatch(
+        self, endpoint: str, job_id: str | None, raw: bytes, body: Any, query: str
+    ) -> tuple[int, Any]:
         state = self.server.state
         api_url = self.server.base_url() + API_ROOT
         if endpoint == "listJobs":
             page = state.list_jobs(dict(parse_qsl(query, keep_blank_values=True)))
-            return 200, {"data": [j.to_rest(api_url) for j in page.rows], "total": page.total,
-                         "start": page.start, "sort": page.sort, "order": page.order,
-                         "size": len(page.rows)}
+            return 200, {
+                "data": [j.to_rest(api_url) for j in page.rows],
+                "total": page.total,
+                "start": page.start,
+                "sort": page.sort,
+                "order": page.order,
+                "size": len(page.rows),
+            }
         if endpoint == "getJob":
             assert job_id is not None
             return 200, state.get_job(job_id).to_rest(api_url)
@@ -226,15 +254,19 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None and raw.strip() != b"null":
             raise bad_request("JSON parse error: request body is not valid JSON")
         if endpoint == "acquire":
-            return 200, [dict(job.to_rest(api_url), variables=variables)
-                         for job, variables in state.acquire(body)]
+            return 200, [
+                dict(job.to_rest(api_url), variables=variables)
+                for job, variables in state.acquire(body)
+            ]
         if endpoint == "unacquireAll":
             state.unacquire_all(body)
             return 204, None
         assert job_id is not None
         operations: dict[str, Callable[[str, Any], None]] = {
-            "complete": state.complete, "bpmnError": state.bpmn_error,
-            "cmmnTerminate": state.cmmn_terminate, "fail": state.fail,
+            "complete": state.complete,
+            "bpmnError": state.bpmn_error,
+            "cmmnTerminate": state.cmmn_terminate,
+            "fail": state.fail,
             "unacquire": state.unacquire,
         }
         operations[endpoint](job_id, body)
@@ -278,8 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Abort the TCP connection with an RST (SO_LINGER 0), sending no response at all."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.rfile.close()  # drop the makefile reference so close() really closes the fd
         self.connection.close()
 
@@ -314,12 +345,20 @@ class ServerThread:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self._threads.append(threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="flowable-emulator-http", daemon=True))
+        self._threads.append(
+            threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="flowable-emulator-http",
+                daemon=True,
+            )
+        )
         if self._reset_interval is not None:
-            self._threads.append(threading.Thread(
-                target=self._reset_loop, name="flowable-emulator-reset", daemon=True))
+            self._threads.append(
+                threading.Thread(
+                    target=self._reset_loop, name="flowable-emulator-reset", daemon=True
+                )
+            )
         for thread in self._threads:
             thread.start()
 

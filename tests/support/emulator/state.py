@@ -69,8 +69,7 @@ def _integer(body: Mapping[str, Any], name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise bad_request(
-            f"Cannot deserialize value of type `int` from String \"{value}\"") from None
+        raise bad_request(f'Cannot deserialize value of type `int` from String "{value}"') from None
 
 
 def _duration(body: Mapping[str, Any], name: str) -> timedelta | None:
@@ -87,8 +86,9 @@ def _duration(body: Mapping[str, Any], name: str) -> timedelta | None:
     try:
         return parse_duration(value)
     except ValueError as error:
-        raise bad_request(f"Cannot deserialize value of type `java.time.Duration` from String "
-                          f"\"{value}\": {error}") from None
+        raise bad_request(
+            f'Cannot deserialize value of type `java.time.Duration` from String "{value}": {error}'
+        ) from None
 
 
 def _required_worker(body: Mapping[str, Any], message: str = "workerId is required") -> str:
@@ -143,9 +143,16 @@ class EngineState:
                 definition_id = self._definitions[key]
             instance_id = _new_id()
             job = Job(
-                id=_new_id(), correlation_id=_new_id(), kind=scope_type, topic=topic,
-                instance_id=instance_id, element_id=element_id, element_name=element_name,
-                create_time=self.now(), tenant_id=tenant_id or "", exclusive=exclusive,
+                id=_new_id(),
+                correlation_id=_new_id(),
+                kind=scope_type,
+                topic=topic,
+                instance_id=instance_id,
+                element_id=element_id,
+                element_name=element_name,
+                create_time=self.now(),
+                tenant_id=tenant_id or "",
+                exclusive=exclusive,
             )
             if scope_type == "bpmn":
                 job.process_instance_id = instance_id
@@ -158,8 +165,13 @@ class EngineState:
                 job.scope_type = "cmmn"
             self._jobs[job.id] = job
             self._instances[instance_id] = Instance(
-                id=instance_id, kind=scope_type, definition_id=definition_id,
-                element_id=element_id, topic=topic, tenant_id=tenant_id, job_id=job.id,
+                id=instance_id,
+                kind=scope_type,
+                definition_id=definition_id,
+                element_id=element_id,
+                topic=topic,
+                tenant_id=tenant_id,
+                job_id=job.id,
                 variables=stored,
             )
             return job.copy()
@@ -189,8 +201,10 @@ class EngineState:
             now = self.now()
             expiry = now + timedelta(milliseconds=lock_millis)
             candidates = [
-                job for job in self._jobs.values()
-                if job.topic == topic and job.lock_expiration_time is None
+                job
+                for job in self._jobs.values()
+                if job.topic == topic
+                and job.lock_expiration_time is None
                 and _scope_matches(job, scope_type)
             ][:wanted]
             # Flowable locks an exclusive BPMN job's process instance while acquiring it; if a
@@ -238,9 +252,10 @@ class EngineState:
                 job.retries = new_retries
                 job.lock_owner = None
                 job.lock_expiration_time = (
-                    None if retry_timeout is None
-                    else self.now() + timedelta(milliseconds=retry_timeout // timedelta(
-                        milliseconds=1))
+                    None
+                    if retry_timeout is None
+                    else self.now()
+                    + timedelta(milliseconds=retry_timeout // timedelta(milliseconds=1))
                 )
             else:
                 del self._jobs[job_id]
@@ -257,7 +272,8 @@ class EngineState:
             owned = [job for job in self._jobs.values() if job.lock_owner == worker]
             if tenant and any(job.tenant_id != tenant for job in owned):
                 raise bad_request(
-                    "provided worker id has external worker jobs from different tenant.")
+                    "provided worker id has external worker jobs from different tenant."
+                )
             for job in owned:
                 job.lock_owner = None
                 job.lock_expiration_time = None
@@ -322,8 +338,9 @@ class EngineState:
 
     def completions(self, *, instance_id: str | None = None) -> list[Completion]:
         with self._lock:
-            return [c for c in self._completions
-                    if instance_id is None or c.instance_id == instance_id]
+            return [
+                c for c in self._completions if instance_id is None or c.instance_id == instance_id
+            ]
 
     # ----------------------------------------------------------------- internals
 
@@ -351,11 +368,13 @@ class EngineState:
             if outcome == "bpmnError" and job.process_instance_id is None:
                 raise bad_request(
                     f"Can only complete BPMN external job with a BPMN error. Job with id "
-                    f"'{job_id}' is from scope '{job.scope_type}'")
+                    f"'{job_id}' is from scope '{job.scope_type}'"
+                )
             if outcome == "cmmnTerminate" and job.scope_type != "cmmn":
                 raise bad_request(
                     f"Can only terminate CMMN external job. Job with id '{job_id}' is from "
-                    f"scope '{job.scope_type}'")
+                    f"scope '{job.scope_type}'"
+                )
             given = var.as_list(var.normalize_variables(request.get("variables")))
             error_code = _string(request, "errorCode") if outcome == "bpmnError" else None
             del self._jobs[job_id]
@@ -363,10 +382,17 @@ class EngineState:
             var.merge(instance.variables, given)
             instance.finished = True
             instance.outcome = outcome
-            self._completions.append(Completion(
-                job_id=job_id, instance_id=instance.id, outcome=outcome, worker_id=worker,
-                variables=tuple(given), error_code=error_code, at=self.now(),
-            ))
+            self._completions.append(
+                Completion(
+                    job_id=job_id,
+                    instance_id=instance.id,
+                    outcome=outcome,
+                    worker_id=worker,
+                    variables=tuple(given),
+                    error_code=error_code,
+                    at=self.now(),
+                )
+            )
 
 
 def _locks_scope(job: Job) -> bool:
@@ -381,5 +407,3 @@ def _scope_matches(job: Job, scope_type: str | None) -> bool:
     if scope_type == "bpmn":
         return job.scope_type is None
     return job.scope_type == scope_type
-
-

@@ -17,10 +17,23 @@ from typing import Any
 
 from .errors import bad_request
 
-REST_TYPES = frozenset({
-    "string", "integer", "long", "short", "double", "bigDecimal", "bigInteger", "boolean",
-    "date", "instant", "localDate", "localDateTime", "json",
-})
+REST_TYPES = frozenset(
+    {
+        "string",
+        "integer",
+        "long",
+        "short",
+        "double",
+        "bigDecimal",
+        "bigInteger",
+        "boolean",
+        "date",
+        "instant",
+        "localDate",
+        "localDateTime",
+        "json",
+    }
+)
 
 _INT32 = 2**31
 _INT64 = 2**63
@@ -73,9 +86,11 @@ _FRACTION = re.compile(r"\.(\d+)")
 
 def _with_fraction_digits(text: str, digits: int) -> str:
     """Cut a time text's fraction of a second to `digits` (0: drop it), as the engine prints it."""
+
     def cut(match: re.Match[str]) -> str:
         kept = match.group(1)[:digits]
         return f".{kept}" if kept.strip("0") else ""  # Java prints no fraction when it is zero
+
     return _FRACTION.sub(cut, text, count=1)
 
 
