@@ -14,6 +14,9 @@ from tests.support.emulator import FlowableEmulator
 from tests.support.emulator.backend import EmulatedFlowable
 from tests.support.flowable_server import FlowableServer, RealFlowable, start_flowable_server
 
+# The local Kubernetes control plane's fixtures (cluster, podrunner, api_client, namespace).
+pytest_plugins = ("tests.support.k8s_fixtures",)
+
 
 @pytest.fixture(scope="session")
 def flowable_server() -> Iterator[FlowableServer]:

@@ -1,21 +1,7 @@
-"""Small helpers shared by the cluster tests."""
+"""Small helpers shared by the cluster tests: the blocking poll lives in tests/support/waiting."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
+from tests.support.waiting import poll_until as eventually
 
-
-def eventually(
-    condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.2
-) -> Any:
-    """Poll ``condition`` until it returns something truthy and return that; fail on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition still false after {timeout:.0f}s: {result!r}")
-        time.sleep(interval)
+__all__ = ["eventually"]

@@ -29,10 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from localstack.cluster import LocalCluster
 from localstack.podrunner import RUN_AS_PROCESS_LABEL
-from tests.cluster.conftest import api_client, cluster, namespace, podrunner
 from tests.cluster.helpers import eventually
-
-__all__ = ["api_client", "cluster", "namespace", "podrunner"]  # fixtures shared with tests/cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy" / "crds" / "externalworkerpools.flowable-worker.io.yaml"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 async def eventually(
@@ -23,3 +24,18 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition still false after {within:.0f}s")
         await asyncio.sleep(interval)
+
+
+def poll_until(
+    condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.2
+) -> Any:
+    """Blocking form for synchronous tests (Kubernetes API calls): poll ``condition`` until it
+    returns something truthy and return that; fail with AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition still false after {timeout:.0f}s: {result!r}")
+        time.sleep(interval)
