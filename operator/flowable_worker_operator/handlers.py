@@ -101,7 +101,7 @@ async def _scale_pool(
             raise
         except Exception:
             log.exception("tick failed for pool %s/%s; retrying", namespace, name)
-            metrics.TICK_ERRORS.inc()
+            metrics.TICK_ERRORS.labels(namespace=namespace, pool=name).inc()
             written = None
             pause = ERROR_BACKOFF
         await _sleep(pause, wake, stopped)

@@ -119,6 +119,24 @@ POOL_DESIRED_REPLICAS = Gauge(
     _POOL_LABELS,
     registry=REGISTRY,
 )
+POOL_WORKLOAD_REPLICAS = Gauge(
+    PREFIX + "workload_replicas",
+    "Replicas the pool's workload reports in its /scale status (pods that exist, ready or not)",
+    _POOL_LABELS,
+    registry=REGISTRY,
+)
+POOL_MIN_REPLICAS = Gauge(
+    PREFIX + "min_replicas",
+    "The pool's spec.scaling.minReplicas",
+    _POOL_LABELS,
+    registry=REGISTRY,
+)
+POOL_MAX_REPLICAS = Gauge(
+    PREFIX + "max_replicas",
+    "The pool's spec.scaling.maxReplicas",
+    _POOL_LABELS,
+    registry=REGISTRY,
+)
 POOL_PROBE_FAILURES = Gauge(
     PREFIX + "probe_consecutive_failures",
     "Backlog probes failed in a row (0 after a success); the fallback starts at its threshold",
@@ -141,6 +159,7 @@ POOL_SCALE_CHANGES = Counter(
 TICK_ERRORS = Counter(
     PREFIX + "tick_errors",
     "Ticks that failed unexpectedly (e.g. the API server refused a write); the pool is retried",
+    _POOL_LABELS,
     registry=REGISTRY,
 )
 
@@ -154,6 +173,11 @@ def record_tick(namespace: str, pool: str, outcome: Outcome) -> None:
         POOL_BACKLOG.labels(**labels, state="locked").set(outcome.backlog.locked)
     if "replicas" in status:
         POOL_REPLICAS.labels(**labels).set(status["replicas"])
+    if outcome.workload_replicas is not None:
+        POOL_WORKLOAD_REPLICAS.labels(**labels).set(outcome.workload_replicas)
+    if outcome.replica_bounds is not None:
+        POOL_MIN_REPLICAS.labels(**labels).set(outcome.replica_bounds[0])
+        POOL_MAX_REPLICAS.labels(**labels).set(outcome.replica_bounds[1])
     if outcome.decision is not None:
         POOL_DESIRED_REPLICAS.labels(**labels).set(outcome.decision.desired_replicas)
         POOL_DECISIONS.labels(**labels, reason=str(outcome.decision.reason)).inc()
@@ -170,6 +194,10 @@ def forget_pool(namespace: str, pool: str) -> None:
         (POOL_REPLICAS, ()),
         (POOL_DESIRED_REPLICAS, ()),
         (POOL_PROBE_FAILURES, ()),
+        (POOL_WORKLOAD_REPLICAS, ()),
+        (POOL_MIN_REPLICAS, ()),
+        (POOL_MAX_REPLICAS, ()),
+        (TICK_ERRORS, ()),
     ]
     series += [(POOL_BACKLOG, (state,)) for state in ("unlocked", "locked")]
     series += [(POOL_DECISIONS, (str(reason),)) for reason in Reason]

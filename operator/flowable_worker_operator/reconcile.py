@@ -121,6 +121,10 @@ class Outcome:
     backlog: Backlog | None = None
     change: int = 0
     """The replica change this tick applied (0 if none, or if applying it failed)."""
+    workload_replicas: int | None = None
+    """Pods the workload reported in its /scale status at the start of the tick."""
+    replica_bounds: tuple[int, int] | None = None
+    """The pool's (minReplicas, maxReplicas)."""
 
 
 class Reconciler:
@@ -224,6 +228,8 @@ class Reconciler:
             decision=decision,
             backlog=observed if isinstance(observed, Backlog) else None,
             change=replicas - scale.replicas,
+            workload_replicas=scale.current_replicas,
+            replica_bounds=(spec.min_replicas, spec.max_replicas),
         )
 
     async def _observe(
