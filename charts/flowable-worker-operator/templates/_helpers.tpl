@@ -1,0 +1,103 @@
+{{/*
+Names and labels shared by every template. The full name is "<release>-<chart>" unless the
+release name already contains the chart name (then the release name alone), cut to 63 characters:
+Kubernetes names and label values allow no more.
+*/}}
+{{- define "fwo.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "fwo.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "fwo.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: stable for the life of a release (a Deployment's selector is immutable). */}}
+{{- define "fwo.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fwo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "fwo.labels" -}}
+helm.sh/chart: {{ include "fwo.chart" . }}
+app.kubernetes.io/name: {{ include "fwo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: flowable-worker-operator
+{{- end }}
+
+{{- define "fwo.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fwo.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "fwo.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "fwo.workerImage" -}}
+{{- .Values.workerImage | default (printf "ghcr.io/flowable-worker-operator/worker:%s" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The operator's rules on namespaced resources: the same as deploy/rbac/cluster-role.yaml, used by
+the ClusterRole (all namespaces) or by one Role per watched namespace.
+*/}}
+{{- define "fwo.namespacedRules" -}}
+# The pools: watch them, record kopf's progress (annotations, finalizers) and the status.
+- apiGroups: [flowable-worker.io]
+  resources: [externalworkerpools]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [flowable-worker.io]
+  resources: [externalworkerpools/status]
+  verbs: [get, patch, update]
+# The worker Deployments it owns, and the /scale of those and of scaleTargetRef targets.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch, update]
+# controller.kubernetes.io/pod-deletion-cost on pods that hold job locks, before scaling down.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, patch]
+# engine.authSecretRef and engine.tls.caSecretRef, read by name, never listed.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# Events about pools (kopf posts core/v1 Events; events.k8s.io for newer clients).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/* What kopf needs cluster-wide whatever it watches: resource discovery and namespaces. */}}
+{{- define "fwo.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}

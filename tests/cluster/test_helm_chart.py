@@ -1,0 +1,472 @@
+"""charts/flowable-worker-operator with the real helm, and installed on the real API server.
+
+Rendering proves what each value turns into (the operator's flags, RBAC scoped to the watched
+namespaces, the monitoring objects built from the chart's files); the schema proves bad values fail
+with a message; the install proves the packaged chart, CRD included, deploys and becomes Ready
+(kwok runs the pod) and that uninstalling leaves the CRD, as Helm always does with crds/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flowable_worker_operator.main import parse_args
+from localstack.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).parents[2]
+CHART = REPO / "charts" / "flowable-worker-operator"
+DEPLOY = REPO / "deploy"
+CRD_NAME = "externalworkerpools.flowable-worker.io"
+CRD_FILE = f"{CRD_NAME}.yaml"
+RELEASE = "fwo"
+FULLNAME = f"{RELEASE}-flowable-worker-operator"
+POOLS = "externalworkerpools"
+
+Doc = dict[str, Any]
+
+
+def _app_version() -> str:
+    return str(yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
+
+
+def render(cluster: LocalCluster, *args: str) -> list[Doc]:
+    """`helm template` of the chart in the repo; every rendered object, parsed."""
+    out = cluster.helm("template", RELEASE, str(CHART), "--namespace", "ops", *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def only(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
+    return found[0]
+
+
+def kinds(docs: list[Doc]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+def container(docs: list[Doc]) -> Doc:
+    (operator,) = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return dict(operator)
+
+
+def rules_of(path: Path, name: str) -> list[Doc]:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return list(next(d["rules"] for d in docs if d["metadata"]["name"] == name))
+
+
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
+
+
+def grants(rules: list[Doc], resource: str) -> bool:
+    return any(resource in rule["resources"] for rule in rules)
+
+
+# --- lint and the CRD ----------------------------------------------------------------------------
+
+
+def test_the_chart_passes_strict_lint_with_defaults_and_with_everything_enabled(
+    cluster: LocalCluster,
+) -> None:
+    cluster.helm("lint", "--strict", str(CHART))
+    cluster.helm(
+        "lint",
+        "--strict",
+        str(CHART),
+        "--set",
+        "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
+        "--set",
+        "watchNamespaces={a,b}",
+    )
+
+
+def test_the_charts_crd_is_the_deploy_crd_through_a_symlink() -> None:
+    link = CHART / "crds" / CRD_FILE
+
+    assert link.is_symlink()
+    assert link.resolve() == (DEPLOY / "crds" / CRD_FILE).resolve()
+
+
+def test_template_with_crds_carries_the_crd(cluster: LocalCluster) -> None:
+    docs = render(cluster, "--include-crds")
+
+    crd = only(docs, "CustomResourceDefinition")
+    assert crd == yaml.safe_load((DEPLOY / "crds" / CRD_FILE).read_text())
+
+
+def test_the_packaged_chart_carries_the_crd_file_itself(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    package = _package(cluster, tmp_path)
+
+    with tarfile.open(package) as archive:
+        member = archive.getmember(f"flowable-worker-operator/crds/{CRD_FILE}")
+        assert member.isfile()  # the symlink's content, not a link
+        extracted = archive.extractfile(member)
+        assert extracted is not None
+        assert extracted.read() == (DEPLOY / "crds" / CRD_FILE).read_bytes()
+
+
+def _package(cluster: LocalCluster, into: Path) -> Path:
+    cluster.helm("package", str(CHART), "--destination", str(into))
+    (package,) = into.glob("flowable-worker-operator-*.tgz")
+    return package
+
+
+def test_the_chart_refuses_a_kubernetes_older_than_1_30(cluster: LocalCluster) -> None:
+    result = cluster.helm("template", RELEASE, str(CHART), "--kube-version", "1.29.0", check=False)
+
+    assert result.returncode != 0
+    assert "kubeVersion" in result.stderr or "1.30" in result.stderr, result.stderr
+
+
+# --- defaults ------------------------------------------------------------------------------------
+
+
+def test_defaults_render_one_operator_watching_every_namespace(cluster: LocalCluster) -> None:
+    docs = render(cluster)
+
+    roles = ["ClusterRole"] * 3  # the operator's, pool-editor, pool-viewer
+    assert kinds(docs) == sorted(
+        ["ServiceAccount", *roles, "ClusterRoleBinding", "Service", "Deployment"]
+    )
+    deploy = only(docs, "Deployment", FULLNAME)
+    assert deploy["metadata"]["namespace"] == "ops"
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    operator = container(docs)
+    version = _app_version()
+    assert operator["image"] == f"ghcr.io/flowable-worker-operator/operator:{version}"
+    assert operator["command"] == ["flowable-worker-operator"]
+    assert operator["args"] == [
+        "--all-namespaces",
+        f"--worker-image=ghcr.io/flowable-worker-operator/worker:{version}",
+        "--metrics-port=8080",
+        "--probe-share-seconds=1",
+        "--discovery-interval=60",
+        "--log-format=json",
+        "--log-level=INFO",
+    ]
+    assert operator["ports"] == [{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
+
+
+def test_default_args_are_accepted_by_the_operator_cli(cluster: LocalCluster) -> None:
+    config = parse_args(container(render(cluster))["args"])
+
+    assert config.namespaces == ()
+    assert config.metrics_port == 8080
+    assert config.worker_image.endswith(f"/worker:{_app_version()}")
+
+
+def test_defaults_run_non_root_with_a_read_only_root_and_a_scratch_tmp(
+    cluster: LocalCluster,
+) -> None:
+    docs = render(cluster)
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    operator = container(docs)
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert operator["securityContext"]["readOnlyRootFilesystem"] is True
+    assert operator["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"name": "tmp", "mountPath": "/tmp"} in operator["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+
+
+def test_the_cluster_role_is_deploy_rbac_and_bound_to_the_service_account(
+    cluster: LocalCluster,
+) -> None:
+    docs = render(cluster)
+
+    role = only(docs, "ClusterRole", FULLNAME)
+    assert role["rules"] == rules_of(
+        DEPLOY / "rbac" / "cluster-role.yaml", "flowable-worker-operator"
+    )
+    binding = only(docs, "ClusterRoleBinding", FULLNAME)
+    assert binding["roleRef"]["name"] == FULLNAME
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}]
+    account = only(docs, "ServiceAccount")
+    assert account["metadata"]["name"] == FULLNAME
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == FULLNAME
+
+
+def test_user_roles_are_deploy_rbacs_and_only_behind_their_value(cluster: LocalCluster) -> None:
+    docs = render(cluster)
+    for suffix in ("pool-editor", "pool-viewer"):
+        role = only(docs, "ClusterRole", f"{FULLNAME}-{suffix}")
+        expected = rules_of(
+            DEPLOY / "rbac" / "user-roles.yaml", f"flowable-worker-operator-{suffix}"
+        )
+        assert role["rules"] == expected
+    editor = only(docs, "ClusterRole", f"{FULLNAME}-pool-editor")["metadata"]["labels"]
+    assert editor["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+
+    without = render(cluster, "--set", "rbac.aggregateUserRoles=false")
+    assert [d["metadata"]["name"] for d in without if d["kind"] == "ClusterRole"] == [FULLNAME]
+
+
+def test_every_object_carries_the_standard_labels(cluster: LocalCluster) -> None:
+    for doc in render(cluster):
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "flowable-worker-operator"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/version"] == _app_version()
+
+
+def test_the_metrics_service_selects_the_operator_pod(cluster: LocalCluster) -> None:
+    docs = render(cluster)
+    service = only(docs, "Service", f"{FULLNAME}-metrics")
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8080, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
+
+
+# --- values --------------------------------------------------------------------------------------
+
+
+def test_watched_namespaces_get_a_role_each_and_no_cluster_wide_pool_rights(
+    cluster: LocalCluster,
+) -> None:
+    docs = render(cluster, "--set", "watchNamespaces={a,b}")
+
+    args = container(docs)["args"]
+    assert args[:2] == ["--namespace=a", "--namespace=b"]
+    assert "--all-namespaces" not in args
+    assert parse_args(args).namespaces == ("a", "b")
+    deploy_rules = rules_of(DEPLOY / "rbac" / "cluster-role.yaml", "flowable-worker-operator")
+    namespaced = [r for r in deploy_rules if not CLUSTER_SCOPED & set(r["resources"])]
+    for ns in ("a", "b"):
+        role = only([d for d in docs if d["metadata"].get("namespace") == ns], "Role")
+        assert role["rules"] == namespaced
+        binding = only([d for d in docs if d["metadata"].get("namespace") == ns], "RoleBinding")
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}
+        ]
+    # What kopf needs cluster-wide, and nothing on pools, Deployments, pods or Secrets.
+    operator_role = only(docs, "ClusterRole", FULLNAME)
+    assert {r for rule in operator_role["rules"] for r in rule["resources"]} == CLUSTER_SCOPED
+    assert operator_role["rules"] == [
+        r for r in deploy_rules if CLUSTER_SCOPED & set(r["resources"])
+    ]
+    pool_roles = [d for d in docs if d["kind"] == "ClusterRole" and grants(d["rules"], POOLS)]
+    assert all(r["metadata"]["name"].endswith(("-pool-editor", "-pool-viewer")) for r in pool_roles)
+
+
+def test_values_become_the_operators_flags_and_pod_settings(cluster: LocalCluster) -> None:
+    docs = render(
+        cluster,
+        "--set",
+        "workerImage=registry.local/worker:7,probeShareSeconds=0.5,discoveryInterval=30",
+        "--set",
+        "logFormat=text,logLevel=DEBUG,image.tag=dev,priorityClassName=ops-critical",
+        "--set",
+        "extraEnv[0].name=HTTPS_PROXY,extraEnv[0].value=http://proxy:3128",
+        "--set",
+        "nodeSelector.pool=ops,podAnnotations.team=bpm",
+        "--set",
+        "tolerations[0].key=ops,tolerations[0].operator=Exists",
+    )
+
+    operator = container(docs)
+    config = parse_args(operator["args"])
+    assert config.worker_image == "registry.local/worker:7"
+    assert config.probe_share_seconds == 0.5
+    assert config.discovery_interval_seconds == 30
+    assert (config.log_format, config.log_level) == ("text", "DEBUG")
+    assert operator["image"] == "ghcr.io/flowable-worker-operator/operator:dev"
+    assert operator["env"] == [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]
+    template = only(docs, "Deployment")["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"team": "bpm"}
+    assert template["spec"]["nodeSelector"] == {"pool": "ops"}
+    assert template["spec"]["tolerations"] == [{"key": "ops", "operator": "Exists"}]
+    assert template["spec"]["priorityClassName"] == "ops-critical"
+
+
+# --- monitoring (rendered only: the local cluster has no Prometheus Operator CRDs) ----------------
+
+
+@pytest.fixture(scope="module")
+def monitoring(cluster: LocalCluster) -> list[Doc]:
+    return render(
+        cluster,
+        "--set",
+        "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
+        "--set",
+        "serviceMonitor.labels.release=prom,grafanaDashboard.annotations.grafana_folder=Flowable",
+    )
+
+
+def test_monitoring_objects_are_off_by_default(cluster: LocalCluster) -> None:
+    docs = render(cluster)
+
+    assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule", "ConfigMap")]
+
+
+def test_the_service_monitor_scrapes_the_metrics_service(monitoring: list[Doc]) -> None:
+    monitor = only(monitoring, "ServiceMonitor")
+    service = only(monitoring, "Service")
+
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http-metrics", "/metrics")
+    # files/prometheus-rules.yaml finds the operator by its job name and needs the pools'
+    # namespace label kept as scraped.
+    assert endpoint["honorLabels"] is True
+    job = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    assert "flowable-worker-operator" in job
+
+
+def test_the_prometheus_rule_spec_is_the_charts_rules_file(monitoring: list[Doc]) -> None:
+    rule = only(monitoring, "PrometheusRule")
+
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    expected = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    assert rule["spec"] == expected
+    assert rule["spec"]["groups"]
+
+
+def test_the_dashboard_config_map_holds_the_charts_dashboard(monitoring: list[Doc]) -> None:
+    config_map = only(monitoring, "ConfigMap")
+
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Flowable"}
+    (content,) = config_map["data"].values()
+    expected = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    assert json.loads(content) == expected
+
+
+# --- the values schema ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("logFormat=xml", "/logFormat"),
+        ("logLevel=TRACE", "/logLevel"),
+        ("image.tag=5", "/image/tag"),
+        ("watchNamespaces[0]=Not_A_Namespace", "/watchNamespaces/0"),
+        ("discoveryInterval=0", "/discoveryInterval"),
+        ("replicas=2", "'replicas' not allowed"),
+        ("serviceMonitor.enable=true", "'enable' not allowed"),
+    ],
+)
+def test_the_schema_rejects_a_bad_value_with_a_message(
+    cluster: LocalCluster, setting: str, message: str
+) -> None:
+    result = cluster.helm("template", RELEASE, str(CHART), "--set", setting, check=False)
+
+    assert result.returncode == 1
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+# --- install on the real API server --------------------------------------------------------------
+
+
+@pytest.fixture
+def installed(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> Iterator[tuple[str, str, subprocess.CompletedProcess[str]]]:
+    """The packaged chart installed into a fresh namespace that enforces Pod Security
+    "restricted" (so a pod the template makes must pass it); uninstalled afterwards if needed."""
+    release = f"fwo-{namespace}"
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    package = _package(cluster, tmp_path)
+    result = cluster.helm(
+        "install",
+        release,
+        str(package),
+        "--namespace",
+        namespace,
+        "--set",
+        "logFormat=text,workerImage=registry.local/worker:1",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    yield release, namespace, result
+    cluster.helm("uninstall", release, "--namespace", namespace, "--wait", check=False)
+
+
+def _get(cluster: LocalCluster, *args: str) -> Doc:
+    return dict(json.loads(cluster.kubectl("get", *args, "-o", "json").stdout))
+
+
+def test_install_deploys_a_ready_operator_and_prints_the_notes(
+    cluster: LocalCluster,
+    installed: tuple[str, str, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    release, namespace, result = installed
+    fullname = f"{release}-flowable-worker-operator"
+
+    assert "STATUS: deployed" in result.stdout
+    assert "NOTES:" in result.stdout
+    assert "kubectl get ewp -A" in result.stdout
+    # The first pool the notes show is one the API server accepts.
+    pool = result.stdout.split("<<'POOL'\n")[1].split("\nPOOL")[0]
+    (tmp_path / "pool.yaml").write_text(pool)
+    cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(tmp_path / "pool.yaml"))
+    deploy = _get(cluster, "deployment", fullname, "-n", namespace)
+    assert deploy["status"].get("readyReplicas") == 1  # --wait returned: kwok ran the pod
+    (operator,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert operator["args"] == [
+        "--all-namespaces",
+        "--worker-image=registry.local/worker:1",
+        "--metrics-port=8080",
+        "--probe-share-seconds=1",
+        "--discovery-interval=60",
+        "--log-format=text",
+        "--log-level=INFO",
+    ]
+    crd = _get(cluster, "crd", CRD_NAME)
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    # The bound ClusterRole works: the operator's ServiceAccount may watch pools anywhere.
+    account = f"system:serviceaccount:{namespace}:{fullname}"
+    can = cluster.kubectl("auth", "can-i", f"--as={account}", "watch", POOLS, "-A", check=False)
+    assert can.stdout.strip() == "yes"
+
+
+def test_uninstall_removes_the_operator_and_keeps_the_crd(
+    cluster: LocalCluster, installed: tuple[str, str, subprocess.CompletedProcess[str]]
+) -> None:
+    release, namespace, _ = installed
+    fullname = f"{release}-flowable-worker-operator"
+
+    cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
+
+    gone = cluster.kubectl("get", "deployment", fullname, "-n", namespace, check=False)
+    assert gone.returncode != 0
+    assert "NotFound" in gone.stderr
+    role = cluster.kubectl("get", "clusterrole", fullname, check=False)
+    assert "NotFound" in role.stderr
+    assert _get(cluster, "crd", CRD_NAME)["metadata"]["name"] == CRD_NAME
