@@ -8,14 +8,12 @@ log should show it: exit code 2 and one line.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 # The minimal-environment runner of the worker's install tests: same rules for both images.
-from tests.packaging.test_worker_install import REPO_ROOT, run
+from tests.packaging.images import REPO_ROOT, fresh_venv, run
 
 OPERATOR_CLI = "flowable-worker-operator"
 
@@ -23,22 +21,7 @@ OPERATOR_CLI = "flowable-worker-operator"
 @pytest.fixture(scope="module")
 def operator_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding `pip install "<repo>[operator]"`, as the operator image does."""
-    venv = tmp_path_factory.mktemp("operator-image") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            f"{REPO_ROOT}[operator]",
-        ],
-        check=True,
-        timeout=600,
-    )
-    return venv
+    return fresh_venv(tmp_path_factory, "operator-image", f"{REPO_ROOT}[operator]")
 
 
 def test_the_image_install_carries_the_operator_dependencies(operator_env: Path) -> None:

@@ -7,34 +7,18 @@ there and that nothing it imports needs kopf or kubernetes.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.packaging.images import REPO_ROOT, fresh_venv, run
 
 
 @pytest.fixture(scope="module")
 def worker_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding `pip install <repo>` (no extras), as the image does."""
-    venv = tmp_path_factory.mktemp("worker-image") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-         "--disable-pip-version-check", str(REPO_ROOT)],
-        check=True, timeout=600,
-    )
-    return venv
-
-
-def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    """Run with a minimal environment, as a container would (no FLOWABLE_* from the caller)."""
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", **env}
-    return subprocess.run(command, capture_output=True, text=True, env=clean, timeout=60,
-                          check=False)
+    return fresh_venv(tmp_path_factory, "worker-image", str(REPO_ROOT))
 
 
 def test_the_image_install_has_no_operator_dependencies(worker_env: Path) -> None:
