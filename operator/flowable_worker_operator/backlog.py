@@ -21,7 +21,6 @@ malformed answer, unreadable definitions). It never answers zero instead: the sc
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
@@ -220,32 +219,19 @@ class SharedAnswers(Generic[K, V]):
 # --------------------------------------------------------------------------------------------
 
 
-def _tls_verify(settings: ClientSettings) -> ssl.SSLContext | bool:
-    # As FlowableClient does it (its helper is private to the worker package).
-    if not settings.verify_tls:
-        return False
-    if settings.ca_bundle is not None:
-        return ssl.create_default_context(cafile=settings.ca_bundle)
-    return True
-
-
 def _repository_http(
     settings: ClientSettings, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
     """A client for the process and CMMN APIs with the same auth, TLS and timeouts as the
     external-job API's: they are the same server and the same credentials."""
-    auth: httpx.Auth | None = None
-    headers = {"Accept": "application/json, text/xml, application/xml"}
-    if settings.username is not None and settings.password is not None:
-        auth = httpx.BasicAuth(settings.username, settings.password)
-    elif settings.token is not None:
-        headers["Authorization"] = f"Bearer {settings.token}"
+    auth, headers = settings.http_auth()
+    headers["Accept"] = "application/json, text/xml, application/xml"
     return httpx.AsyncClient(
         base_url=settings.base_url,
         auth=auth,
         headers=headers,
         timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
-        verify=_tls_verify(settings) if transport is None else True,
+        verify=settings.tls_verify() if transport is None else True,
         transport=transport,
     )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -46,22 +45,6 @@ def _job_path(prefix: str, job_id: str, suffix: str = "") -> str:
     return f"{prefix}/{quote(job_id, safe='')}{suffix}"
 
 
-def _tls_verify(settings: ClientSettings) -> ssl.SSLContext | bool:
-    if not settings.verify_tls:
-        return False
-    if settings.ca_bundle is not None:
-        return ssl.create_default_context(cafile=settings.ca_bundle)
-    return True
-
-
-def _auth(settings: ClientSettings) -> tuple[httpx.Auth | None, dict[str, str]]:
-    if settings.username is not None and settings.password is not None:
-        return httpx.BasicAuth(settings.username, settings.password), {}
-    if settings.token is not None:
-        return None, {"Authorization": f"Bearer {settings.token}"}
-    return None, {}
-
-
 def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value is not None}
 
@@ -90,7 +73,7 @@ class FlowableClient:
             base_seconds=settings.retry_backoff_seconds,
             max_seconds=settings.retry_backoff_max_seconds,
         )
-        auth, headers = _auth(settings)
+        auth, headers = settings.http_auth()
         self._http = httpx.AsyncClient(
             base_url=settings.external_job_api_url,
             auth=auth,
@@ -102,7 +85,7 @@ class FlowableClient:
                 max_connections=settings.max_connections,
                 max_keepalive_connections=settings.max_connections,
             ),
-            verify=_tls_verify(settings) if transport is None else True,
+            verify=settings.tls_verify() if transport is None else True,
             transport=transport,
         )
 

@@ -7,6 +7,9 @@ opens a connection; `FlowableClient` does that.
 
 from __future__ import annotations
 
+import ssl
+
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -50,6 +53,22 @@ class ClientSettings(BaseModel):
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password must be given together")
         return self
+
+    def tls_verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify=`: off, a context trusting `ca_bundle`, or the system's trust store."""
+        if not self.verify_tls:
+            return False
+        if self.ca_bundle is not None:
+            return ssl.create_default_context(cafile=self.ca_bundle)
+        return True
+
+    def http_auth(self) -> tuple[httpx.Auth | None, dict[str, str]]:
+        """httpx's `auth=` and the headers to send: Basic, Bearer, or nothing."""
+        if self.username is not None and self.password is not None:
+            return httpx.BasicAuth(self.username, self.password), {}
+        if self.token is not None:
+            return None, {"Authorization": f"Bearer {self.token}"}
+        return None, {}
 
     @property
     def external_job_api_url(self) -> str:
