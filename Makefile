@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 lint: setup ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
-	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py tests/support
+	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py localstack/operator_process.py tests/support
 	$(BIN)/hadolint Dockerfile
 
 prereqs-java:

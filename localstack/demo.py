@@ -14,14 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +29,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from localstack.cluster import LocalCluster, MissingPrerequisiteError, find_bin_dir, free_port
+from localstack.cluster import LocalCluster, MissingPrerequisiteError, find_bin_dir
+from localstack.operator_process import OperatorProcessError, run_operator
 from localstack.podrunner import RUN_AS_PROCESS_LABEL, PodRunner
 from tests.support.flowable_server import FlowableRestApi, FlowableServer, FlowableServerError
 
@@ -102,57 +99,6 @@ def pool_spec(flowable_url: str, args: argparse.Namespace) -> dict[str, Any]:
             },
         },
     }
-
-
-@contextlib.contextmanager
-def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(BIN / "flowable-worker-operator"),
-                "-n",
-                NAMESPACE,
-                "--metrics-host",
-                "127.0.0.1",
-                "--metrics-port",
-                str(port),
-                "--log-format",
-                "text",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the operator exited: see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the operator did not get ready: see {log_path}")
-            time.sleep(0.3)
-        console.print(f"operator running (pid {process.pid}, metrics :{port}, log {log_path})")
-        yield process
-    finally:
-        # Remove the pool while the operator runs: its finalizer is the operator's to clear.
-        with contextlib.suppress(Exception):
-            custom = k8s_client.CustomObjectsApi()
-            custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, POOL)
-            for _ in range(50):
-                custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, POOL)
-                time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def observe(run: Run, runner: PodRunner, finished: int) -> Sample:
@@ -261,7 +207,10 @@ async def demo(args: argparse.Namespace, workdir: Path) -> int:
         cluster.kubectl("apply", "-f", str(CRD))
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
         cluster.kubectl("create", "namespace", NAMESPACE)
-        stack.enter_context(operator_process(cluster.kubeconfig, workdir / "operator.log"))
+        operator = stack.enter_context(
+            run_operator(cluster.kubeconfig, NAMESPACE, workdir / "operator.log")
+        )
+        console.print(f"operator running (pid {operator.process.pid}, {operator.metrics_url})")
 
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
             model = await FlowableRestApi(http).deploy(
@@ -369,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fwo-demo-") as workdir:
             return asyncio.run(demo(args, Path(workdir)))
-    except (MissingPrerequisiteError, FlowableServerError) as error:
+    except (MissingPrerequisiteError, FlowableServerError, OperatorProcessError) as error:
         print(f"make demo: error: {error}", file=sys.stderr)
         return 2
 

@@ -10,26 +10,19 @@ process on this machine. Nothing here skips: a missing part fails with what to i
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from localstack.cluster import LocalCluster
+from localstack.operator_process import OperatorProcess, OperatorProcessError, run_operator
 from localstack.podrunner import RUN_AS_PROCESS_LABEL
-from tests.cluster.helpers import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy" / "crds" / "externalworkerpools.flowable-worker.io.yaml"
@@ -52,84 +45,16 @@ def crd(cluster: LocalCluster) -> Path:
     return CRD
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class OperatorProcess:
-    """The operator running as a subprocess; its log is kept for a failing test's report."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    metrics_url: str
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def metrics(self) -> str:
-        return httpx.get(self.metrics_url, timeout=5).text
-
-
 @pytest.fixture
 def operator(
-    cluster: LocalCluster, crd: Path, namespace: str, api_client: Any, tmp_path: Path
+    cluster: LocalCluster, crd: Path, namespace: str, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
-    port = _free_port()
-    log_path = tmp_path / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(_console_script("flowable-worker-operator")),
-                "--namespace",
-                namespace,
-                "--metrics-host",
-                "127.0.0.1",
-                "--metrics-port",
-                str(port),
-                "--log-format",
-                "text",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    running = OperatorProcess(process, log_path, f"http://127.0.0.1:{port}/metrics")
-
-    def healthy() -> bool:
-        assert process.poll() is None, f"the operator exited early:\n{running.log()}"
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        return False
-
-    eventually(healthy, timeout=60)
-    yield running
-    # Pools carry the operator's finalizer: delete them while it still runs, or the namespace
-    # could never be deleted.
-    custom = k8s_client.CustomObjectsApi(api_client)
-    for pool in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
-        with contextlib.suppress(ApiException):
-            custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, pool["metadata"]["name"]
-            )
-    eventually(
-        lambda: (
-            not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-        ),
-        timeout=30,
-    )
-    os.killpg(process.pid, signal.SIGTERM)
+    """The operator watching this test's namespace; its exit code on SIGTERM must be 0."""
     try:
-        code = process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        pytest.fail(f"the operator ignored SIGTERM for 30 s:\n{running.log()[-4000:]}")
-    assert code == 0, f"the operator exited {code} on SIGTERM:\n{running.log()[-4000:]}"
+        with run_operator(cluster.kubeconfig, namespace, tmp_path / "operator.log") as running:
+            yield running
+    except OperatorProcessError as error:
+        pytest.fail(str(error)[-4000:])
 
 
 def worker_template(*, run_as_process: bool) -> dict[str, Any]:
