@@ -93,8 +93,12 @@ def spawn(
     """Start one contender; its output goes to bench/.<name>.log (git-ignored by the dot)."""
     log = (REPO_ROOT / "bench" / f".{name}.log").open("wb")
     process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+        command,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
     )
     return log, process
 
@@ -158,9 +162,16 @@ def start_latency_proxy(port: int, round_trip_ms: float) -> tuple[str, subproces
         sock.bind(("127.0.0.1", 0))
         listen = sock.getsockname()[1]
     proxy = subprocess.Popen(
-        [sys.executable, str(Path(THIS_FILE).with_name("latency_proxy.py")), str(listen),
-         "127.0.0.1", str(port), str(round_trip_ms)],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(Path(THIS_FILE).with_name("latency_proxy.py")),
+            str(listen),
+            "127.0.0.1",
+            str(port),
+            str(round_trip_ms),
+        ],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     assert proxy.stdout is not None
     if proxy.stdout.readline().strip() != b"ready":
@@ -218,17 +229,24 @@ async def run_raw(url: str, topic: str, concurrency: int, batch: int, acquirers:
     transport = LeanTransport(max_connections=concurrency + acquirers)
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     room = asyncio.Semaphore(2 * concurrency)  # jobs acquired but not yet completed
-    async with httpx.AsyncClient(base_url=url + "/external-job-api", transport=transport,
-                                 timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=url + "/external-job-api", transport=transport, timeout=30
+    ) as http:
+
         async def acquire(index: int) -> None:
             worker = f"raw-{index}"
             while not stop.is_set():
                 for _ in range(batch):
                     await room.acquire()
-                response = await http.post("/acquire/jobs", json={
-                    "topic": topic, "workerId": worker, "lockDuration": "PT5M",
-                    "numberOfTasks": batch,
-                })
+                response = await http.post(
+                    "/acquire/jobs",
+                    json={
+                        "topic": topic,
+                        "workerId": worker,
+                        "lockDuration": "PT5M",
+                        "numberOfTasks": batch,
+                    },
+                )
                 jobs = response.json() if response.status_code == 200 else []
                 for _ in range(batch - len(jobs)):
                     room.release()
@@ -275,16 +293,32 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             stack.callback(stop_process, proxy)
         me = [sys.executable, THIS_FILE]
         contenders: list[tuple[str, list[str], dict[str, str]]] = [
-            ("server_limit", [*me, "_raw", url, "{topic}", str(args.raw_concurrency),
-                              str(args.raw_batch), str(args.raw_acquirers)], {}),
-            ("ours", [sys.executable, "-m", "flowable_worker"], {
-                "FLOWABLE_URL": url, "FLOWABLE_TOPIC": "{topic}",
-                "FLOWABLE_WORKER_HANDLER": "tests.worker.handlers:noop",
-                "FLOWABLE_WORKER_ID": "bench-ours",
-                "FLOWABLE_WORKER_METRICS_HOST": "127.0.0.1",
-                "FLOWABLE_WORKER_METRICS_PORT": str(args.metrics_port),
-                "PYTHONPATH": str(REPO_ROOT),
-            }),
+            (
+                "server_limit",
+                [
+                    *me,
+                    "_raw",
+                    url,
+                    "{topic}",
+                    str(args.raw_concurrency),
+                    str(args.raw_batch),
+                    str(args.raw_acquirers),
+                ],
+                {},
+            ),
+            (
+                "ours",
+                [sys.executable, "-m", "flowable_worker"],
+                {
+                    "FLOWABLE_URL": url,
+                    "FLOWABLE_TOPIC": "{topic}",
+                    "FLOWABLE_WORKER_HANDLER": "tests.worker.handlers:noop",
+                    "FLOWABLE_WORKER_ID": "bench-ours",
+                    "FLOWABLE_WORKER_METRICS_HOST": "127.0.0.1",
+                    "FLOWABLE_WORKER_METRICS_PORT": str(args.metrics_port),
+                    "PYTHONPATH": str(REPO_ROOT),
+                },
+            ),
             ("official", [*me, "_official", url, "{topic}", "1"], {}),
             ("official_equal", [*me, "_official", url, "{topic}", str(DEFAULT_CONCURRENCY)], {}),
         ]
@@ -298,7 +332,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 f"warmup-{name}",
                 [a.replace("{topic}", topic) for a in command],
                 {k: v.replace("{topic}", topic) for k, v in env.items()},
-                base_url=server.base_url, definition_id=definition, instances=size,
+                base_url=server.base_url,
+                definition_id=definition,
+                instances=size,
                 within=args.timeout,
             )
         print("  warmed up", file=sys.stderr, flush=True)
@@ -312,13 +348,19 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     name,
                     [a.replace("{topic}", topic) for a in command],
                     {k: v.replace("{topic}", topic) for k, v in env.items()},
-                    base_url=server.base_url, definition_id=definition, instances=args.instances,
-                    within=args.timeout, server_pid=server.pid,
+                    base_url=server.base_url,
+                    definition_id=definition,
+                    instances=args.instances,
+                    within=args.timeout,
+                    server_pid=server.pid,
                 )
                 runs[name].append(result)
-                print(f"  round {round_number} {name}: {result.jobs} jobs in "
-                      f"{result.seconds:.2f}s = {result.jobs_per_s:.0f}/s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  round {round_number} {name}: {result.jobs} jobs in "
+                    f"{result.seconds:.2f}s = {result.jobs_per_s:.0f}/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         results = {name: median_result(found) for name, found in runs.items()}
     finally:
         stack.close()
@@ -326,13 +368,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
     where = f", {args.latency_ms:g} ms round trip added" if args.latency_ms > 0 else ", loopback"
     print(f"\nmedian of {args.rounds} rounds, {args.instances} instances each{where}")
-    print(f"{'contender':<16} {'jobs':>6} {'seconds':>8} {'jobs/s':>8} {'cpu s/1000':>11} "
-          f"{'server cpu s/1000':>18}")
+    print(
+        f"{'contender':<16} {'jobs':>6} {'seconds':>8} {'jobs/s':>8} {'cpu s/1000':>11} "
+        f"{'server cpu s/1000':>18}"
+    )
     for r in results.values():
         cpu = "-" if r.cpu_per_1000 is None or r.name == "server_limit" else f"{r.cpu_per_1000:.2f}"
         server_cpu = "-" if r.server_cpu_per_1000 is None else f"{r.server_cpu_per_1000:.2f}"
-        print(f"{r.name:<16} {r.jobs:>6} {r.seconds:>8.2f} {r.jobs_per_s:>8.0f} {cpu:>11} "
-              f"{server_cpu:>18}")
+        print(
+            f"{r.name:<16} {r.jobs:>6} {r.seconds:>8.2f} {r.jobs_per_s:>8.0f} {cpu:>11} "
+            f"{server_cpu:>18}"
+        )
     ours, official = results["ours"], results["official"]
     equal, limit = results["official_equal"], results["server_limit"]
     # What this machine allows at all: every job costs the server `server_cpu` and our worker
@@ -341,9 +387,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     per_job = ((ours.server_cpu_per_1000 or 0.0) + (ours.cpu_per_1000 or 0.0)) / 1000
     bound = cores / per_job if per_job > 0 else 0.0
-    print(f"\n{cores} cores shared by server and worker: at ours' CPU per job (server + worker "
-          f"{per_job * 1000:.2f} ms) no run can exceed {bound:.0f} jobs/s, i.e. "
-          f"{bound / official.jobs_per_s:.2f}x the official client's {official.jobs_per_s:.0f}")
+    print(
+        f"\n{cores} cores shared by server and worker: at ours' CPU per job (server + worker "
+        f"{per_job * 1000:.2f} ms) no run can exceed {bound:.0f} jobs/s, i.e. "
+        f"{bound / official.jobs_per_s:.2f}x the official client's {official.jobs_per_s:.0f}"
+    )
     return {
         "ours_jobs_per_s": round(ours.jobs_per_s, 1),
         "official_jobs_per_s": round(official.jobs_per_s, 1),
@@ -371,20 +419,32 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2000, help="jobs per contender")
-    parser.add_argument("--warmup", type=int, default=4000,
-                        help="jobs for the load generator to warm the server's JIT")
-    parser.add_argument("--warmup-round", type=int, default=1000,
-                        help="jobs per contender in the unrecorded warm-up round")
-    parser.add_argument("--raw-concurrency", type=int, default=16,
-                        help="server_limit: completes in flight")
-    parser.add_argument("--raw-batch", type=int, default=16,
-                        help="server_limit: jobs per acquire")
-    parser.add_argument("--raw-acquirers", type=int, default=1,
-                        help="server_limit: acquire loops")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="runs per contender; the median is reported")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="round trip added between the workers and Flowable (a proxy)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=4000,
+        help="jobs for the load generator to warm the server's JIT",
+    )
+    parser.add_argument(
+        "--warmup-round",
+        type=int,
+        default=1000,
+        help="jobs per contender in the unrecorded warm-up round",
+    )
+    parser.add_argument(
+        "--raw-concurrency", type=int, default=16, help="server_limit: completes in flight"
+    )
+    parser.add_argument("--raw-batch", type=int, default=16, help="server_limit: jobs per acquire")
+    parser.add_argument("--raw-acquirers", type=int, default=1, help="server_limit: acquire loops")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs per contender; the median is reported"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="round trip added between the workers and Flowable (a proxy)",
+    )
     parser.add_argument("--metrics-port", type=int, default=19464)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per contender")
     args = parser.parse_args()
