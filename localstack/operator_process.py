@@ -39,6 +39,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     port: int
+    crashed: bool = False
 
     @property
     def metrics_url(self) -> str:
@@ -49,6 +50,13 @@ class OperatorProcess:
 
     def metrics(self) -> str:
         return httpx.get(self.metrics_url, timeout=5).text
+
+    def crash(self) -> None:
+        """SIGKILL, as an OOM kill or a node failure would: nothing gets to clean up."""
+        self.crashed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def healthy(self) -> bool:
         if self.process.poll() is not None:
@@ -63,7 +71,9 @@ class OperatorProcess:
 def run_operator(
     kubeconfig: Path, namespace: str, log_path: Path, *, ready_timeout: float = 60.0
 ) -> Iterator[OperatorProcess]:
-    """Start the operator, wait for `/healthz`, yield; raise if it does not stop with exit 0."""
+    """Start the operator, wait for `/healthz`, yield; raise if it does not stop with exit 0.
+
+    After `crash()` the pools are left for the next operator, as after a real crash."""
     if not CONSOLE_SCRIPT.exists():
         raise OperatorProcessError(
             f"{CONSOLE_SCRIPT} is missing: run `make setup` (pip install -e '.[operator,dev]')"
@@ -84,10 +94,11 @@ def run_operator(
                 raise OperatorProcessError(f"not ready in {ready_timeout:.0f}s:\n{running.log()}")
             time.sleep(0.2)
         yield running
-        _delete_pools(kubeconfig, namespace)
+        if not running.crashed:
+            _delete_pools(kubeconfig, namespace)
     finally:
         code = _stop(process)
-    if code != 0:
+    if code != 0 and not running.crashed:
         raise OperatorProcessError(f"the operator exited {code} on SIGTERM:\n{running.log()}")
 
 

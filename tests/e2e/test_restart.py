@@ -1,0 +1,88 @@
+"""An operator that crashes and comes back: a busy pool keeps its replicas, an idle one cools down.
+
+Fault injection is the emulator's job here (jobs created and drained at will); the operator and
+the API server are real. A restarted operator has no scaling history in memory: it must neither
+scale a busy pool down nor forget how long an idle pool has been idle (status.lastActiveTime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowable_worker import ClientSettings, FlowableClient
+from localstack.cluster import LocalCluster
+from localstack.operator_process import run_operator
+from tests.support.emulator import FlowableEmulator
+from tests.support.waiting import poll_until
+
+from .conftest import create_pool, deployment_replicas, read_pool
+
+pytestmark = pytest.mark.timeout(600)
+
+
+async def test_a_restarted_operator_holds_a_busy_pool_and_then_cools_it_down(
+    cluster: LocalCluster,
+    crd: Path,
+    namespace: str,
+    api_client: Any,
+    emulator: FlowableEmulator,
+    tmp_path: Path,
+) -> None:
+    topic = f"e2e-{uuid.uuid4().hex[:8]}"
+    for _ in range(6):
+        emulator.create_job(topic, element_id="check", definition_id="restart:1:1")
+    spec = {
+        "engine": {"url": emulator.base_url},
+        "topic": topic,
+        "backlog": {"selectors": [{"elementId": "check", "processDefinitionId": "restart:1:1"}]},
+        "worker": {"handler": {"python": "tests.e2e.handlers:work"}, "concurrency": 2},
+        "scaling": {
+            "maxReplicas": 5,
+            "pollingInterval": "1s",
+            "cooldownPeriod": "5s",
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
+        },
+    }
+
+    def replicas() -> int | None:
+        return deployment_replicas(api_client, namespace, "restart-worker")
+
+    with run_operator(cluster.kubeconfig, namespace, tmp_path / "first.log") as first:
+        create_pool(api_client, namespace, "restart", spec)
+        poll_until(lambda: replicas() == 3, timeout=60)
+        first.crash()
+
+    with run_operator(cluster.kubeconfig, namespace, tmp_path / "second.log") as second:
+        before = _probe_time(api_client, namespace)
+        # The new operator measures again (a later successful probe) and keeps all 3 replicas.
+        poll_until(lambda: _probe_time(api_client, namespace) != before, timeout=60)
+        for _ in range(5):
+            assert replicas() == 3, second.log()[-3000:]
+            await asyncio.sleep(1)
+        # Drain the backlog behind the pool's back: it scales down, then cools down to zero.
+        settings = ClientSettings(base_url=emulator.base_url)
+        async with FlowableClient(settings) as client:
+            jobs = await client.acquire_jobs(
+                topic=topic, worker_id="drain", lock_duration="PT1M", number_of_tasks=10
+            )
+            assert len(jobs) == 6
+            for job in jobs:
+                await client.complete_job(job.id, worker_id="drain")
+        idle_at = time.monotonic()
+        poll_until(lambda: replicas() == 0, timeout=60)
+        waited = time.monotonic() - idle_at
+        status = read_pool(api_client, namespace, "restart")["status"]
+        assert status["backlog"] == {"unlocked": 0, "locked": 0}
+        assert waited >= 4, f"scaled to zero {waited:.1f}s after going idle, cooldown is 5s"
+
+
+def _probe_time(api_client: Any, namespace: str) -> str | None:
+    status = read_pool(api_client, namespace, "restart").get("status") or {}
+    last: str | None = (status.get("probe") or {}).get("lastSuccessTime")
+    return last
