@@ -209,12 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     configure_logging(fmt=config.log_format, level=config.log_level)
     # Imported here so `--help` and configuration errors answer without loading kopf.
-    from flowable_worker_operator.serve import serve
+    from flowable_worker_operator.serve import NoClusterError, serve
 
     try:
         asyncio.run(serve(config))
     except KeyboardInterrupt:
         pass
+    except NoClusterError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     except OSError as error:  # e.g. the metrics port is taken
         logging.getLogger(__name__).error("cannot run: %s", error)
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -22,9 +23,13 @@ from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.main import OperatorConfig
 from flowable_worker_operator.reconcile import Reconciler
 
-__all__ = ["serve"]
+__all__ = ["NoClusterError", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+class NoClusterError(RuntimeError):
+    """Neither a pod's service account nor a usable kubeconfig: nothing to talk to."""
 
 
 def kubernetes_api_client() -> Any:
@@ -32,7 +37,14 @@ def kubernetes_api_client() -> Any:
     try:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+        try:
+            k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+        except (k8s_config.ConfigException, OSError) as error:
+            where = os.environ.get("KUBECONFIG", "~/.kube/config")
+            raise NoClusterError(
+                f"no Kubernetes credentials: not in a pod, and no usable kubeconfig at {where} "
+                f"({error})"
+            ) from None
     return k8s.ApiClient()
 
 

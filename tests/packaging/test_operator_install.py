@@ -67,3 +67,19 @@ def test_the_installed_cli_rejects_a_bad_environment_value_with_exit_2_and_one_l
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "FLOWABLE_OPERATOR_METRICS_PORT" in lines[0]
+
+
+def test_the_installed_cli_without_any_cluster_exits_2_with_one_line(
+    operator_env: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-kubeconfig"
+    result = run(
+        [str(operator_env / "bin" / OPERATOR_CLI), "--metrics-port", "0"],
+        KUBECONFIG=str(missing),
+    )
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "no Kubernetes credentials" in lines[0]
+    assert str(missing) in lines[0]
