@@ -6,6 +6,14 @@ The pool names them, or `discovery` finds them in the deployed models. Each sele
 exact, cheap queries (`size=1`, read `total`): `unlocked=true` (acquirable) and `locked=true`
 (acquired, in flight).
 
+Each deployed version of a model is a definition of its own, so per-definition selectors would
+grow with the model's history (50 versions: 100 counts per probe). A discovered element id that is
+exclusive to the topic (every external-worker task with that id, in every definition discovery
+knows, has the topic as a literal, and every model was readable) becomes one selector without a
+definition id, `Selector(element_id)`, counting every version at once; the others stay per
+definition. The counts are exact either way. `BacklogProber(collapse_elements=False)` keeps every
+selector per definition (the benchmark's "before").
+
 One `BacklogProber` serves the whole operator process, because pools share engines: it keeps one
 `FlowableClient` (external-job API) and one `httpx.AsyncClient` (process and CMMN APIs) per
 `Engine`, and answers identical questions (same engine, selector and lock state) asked within
@@ -32,7 +40,7 @@ import httpx
 
 from flowable_worker import ClientSettings, FlowableClient, FlowableError, JobFilters
 from flowable_worker_operator import metrics
-from flowable_worker_operator.discovery import DiscoveryError, TopicDiscovery, TopicUse
+from flowable_worker_operator.discovery import DiscoveryError, TopicDiscovery, TopicMatch, TopicUse
 from flowable_worker_operator.scaling import Backlog
 
 __all__ = [
@@ -71,7 +79,12 @@ class Engine:
 
 @dataclass(frozen=True)
 class Selector:
-    """Jobs of one model element: exactly one of a process or case definition id, plus the element.
+    """Jobs of one model element: at most one of a process or case definition id, plus the element.
+
+    With neither definition id the selector means the element in *every* definition (BPMN and CMMN,
+    every version, every tenant): only discovery makes such selectors, for element ids exclusive to
+    the topic (`TopicMatch.exclusive_elements`); a pool's explicit `backlog.selectors` still need
+    exactly one definition id (`spec.SelectorSpec` checks that).
 
     `tenant_id` narrows the count to that tenant (`""` = jobs without a tenant, as Flowable stores
     them); None applies no tenant filter, which is right when the definition id already pins one.
@@ -85,11 +98,16 @@ class Selector:
     def __post_init__(self) -> None:
         if not self.element_id:
             raise ValueError("a selector needs an element_id")
-        if (self.process_definition_id is None) == (self.scope_definition_id is None):
+        if self.process_definition_id is not None and self.scope_definition_id is not None:
             raise ValueError(
-                "a selector needs exactly one of process_definition_id (BPMN) and "
+                "a selector names at most one of process_definition_id (BPMN) and "
                 "scope_definition_id (CMMN)"
             )
+
+    @property
+    def every_definition(self) -> bool:
+        """True when the selector names no definition: the element in every definition."""
+        return self.process_definition_id is None and self.scope_definition_id is None
 
     @classmethod
     def for_use(cls, use: TopicUse) -> Selector:
@@ -102,7 +120,8 @@ class Selector:
         """The `GET /jobs` filters for this selector's jobs in one lock state.
 
         BPMN jobs are matched by `processDefinitionId`, CMMN jobs by `scopeDefinitionId`, never by
-        `scopeType`: a real Flowable leaves `scopeType` null on BPMN jobs.
+        `scopeType`: a real Flowable leaves `scopeType` null on BPMN jobs. A selector of every
+        definition filters on `elementId` alone, so BPMN and CMMN jobs of that id both count.
         """
         return JobFilters(
             element_id=self.element_id,
@@ -114,11 +133,12 @@ class Selector:
         )
 
     def __str__(self) -> str:
-        definition = (
-            f"process definition {self.process_definition_id}"
-            if self.process_definition_id is not None
-            else f"case definition {self.scope_definition_id}"
-        )
+        if self.process_definition_id is not None:
+            definition = f"process definition {self.process_definition_id}"
+        elif self.scope_definition_id is not None:
+            definition = f"case definition {self.scope_definition_id}"
+        else:
+            definition = "every definition"
         tenant = "" if self.tenant_id is None else f", tenant {self.tenant_id!r}"
         return f"element {self.element_id!r} of {definition}{tenant}"
 
@@ -250,14 +270,27 @@ def _unique(selectors: Iterable[Selector]) -> tuple[Selector, ...]:
     return tuple(dict.fromkeys(selectors))
 
 
+def _discovered(match: TopicMatch, *, collapse: bool) -> tuple[Selector, ...]:
+    """The selectors for discovery's answer: one per exclusive element id (every definition at
+    once) when `collapse`, one per definition for the rest; in the order of first use."""
+    return _unique(
+        Selector(use.element_id)
+        if collapse and use.element_id in match.exclusive_elements
+        else Selector.for_use(use)
+        for use in match.uses
+    )
+
+
 class BacklogProber:
     """Measures pools' backlogs; one per operator process, shared by every pool.
 
     `max_age`: how old (seconds since it arrived) an answer may be and still be given to another
     pool asking the same question. `max_concurrency`: requests in flight per engine, so a burst of
     pools can't flood one Flowable. `discovery_interval`: how often discovery re-lists definitions.
-    `transport` replaces the network for every engine (tests pass `httpx.MockTransport`), `clock`
-    the monotonic clock that ages answers and listings.
+    `collapse_elements`: count a discovered element id exclusive to the topic with one selector
+    for every definition (the default) instead of one per definition (False: the cost grows with
+    every deployed version; kept for measuring). `transport` replaces the network for every engine
+    (tests pass `httpx.MockTransport`), `clock` the monotonic clock that ages answers and listings.
     """
 
     def __init__(
@@ -267,6 +300,7 @@ class BacklogProber:
         max_concurrency: int = 8,
         discovery_interval: float = 60.0,
         lock_owners_page_size: int = 500,
+        collapse_elements: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -275,6 +309,7 @@ class BacklogProber:
         self._max_concurrency = max_concurrency
         self._discovery_interval = discovery_interval
         self._page_size = lock_owners_page_size
+        self._collapse = collapse_elements
         self._transport = transport
         self._clock = clock
         self._connections: dict[Engine, _Connection] = {}
@@ -301,7 +336,7 @@ class BacklogProber:
                 match = await connection.discovery.find(topic)
             except DiscoveryError as error:
                 raise ProbeError(f"topic discovery failed: {error}") from error
-            chosen = _unique(Selector.for_use(use) for use in match.uses)
+            chosen = _discovered(match, collapse=self._collapse)
             problems = match.problems
         counts = await asyncio.gather(
             *(

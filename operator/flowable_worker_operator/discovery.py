@@ -13,11 +13,23 @@ case-definitions`), fetches each definition's XML once, and finds its external-w
 
 A definition never changes once deployed, so its parsed tasks are cached per definition id for as
 long as the definition is listed; the list itself is re-read at most once per interval, so new
-deployments appear within one interval. What can't be answered statically is reported as a
-problem string, never guessed: a topic given as an expression (`${...}`, `#{...}`) may evaluate to
-any topic, and an unparsable model may hide one. A missing CMMN API (404: a process-only engine) is
-logged once and discovery goes on with processes alone; a missing process API is an error,
-since it means a wrong `processApiPath`, and an empty answer would read as "no backlog".
+deployments appear within one interval.
+
+Every deployed version of a model is a definition of its own, so a topic's uses grow with the
+model's history. `find` therefore also says which element ids are *exclusive* to the topic: every
+external-worker task with that id, in every definition known (both kinds, every tenant), has the
+topic as a literal, and every model was readable. All external-worker jobs with such an
+`elementId` are then the topic's, whichever definition they come from, so one count by element id
+replaces one count per version (`backlog` decides whether to use it). A definition deployed after
+the last listing is judged at the next one (within one interval): until then a new version on the
+same topic is already counted, and a new model giving the id another topic is counted too, for at
+most that interval.
+
+What can't be answered statically is reported as a problem string, never guessed: a topic given as
+an expression (`${...}`, `#{...}`) may evaluate to any topic, and an unparsable model may hide one.
+A missing CMMN API (404: a process-only engine) is logged once and discovery goes on with processes
+alone; a missing process API is an error, since it means a wrong `processApiPath`, and an empty
+answer would read as "no backlog".
 
 The XML is parsed with the standard library's `xml.etree`, not defusedxml: the documents come from
 the engine the operator is configured to trust, the bundled expat (>= 2.4.1) already stops
@@ -65,7 +77,11 @@ class DiscoveryError(Exception):
 
 @dataclass(frozen=True)
 class ExternalTask:
-    """An external-worker task in a model: its element id and its topic as written."""
+    """An external-worker task in a model: its element id and its topic as written.
+
+    The topic is `""` when the model gives none: such a task hands out jobs no topic acquires, but
+    its element id still hands out external-worker jobs, so it is kept (it bars collapsing).
+    """
 
     element_id: str
     topic: str
@@ -150,8 +166,8 @@ def parse_model(
             if _extension_attribute(element, "type", grammar) != EXTERNAL_WORKER_TYPE:
                 continue
             element_id = element.get("id")
-            topic = _extension_attribute(element, "topic", grammar)
-            if element_id and topic:
+            topic = _extension_attribute(element, "topic", grammar) or ""
+            if element_id:
                 tasks[ExternalTask(element_id=element_id, topic=topic.strip())] = None
     return ParsedModel(tasks=tuple(tasks))
 
@@ -198,10 +214,18 @@ class TopicUse:
 
 @dataclass(frozen=True)
 class TopicMatch:
-    """Discovery's answer for a topic: the elements using it, and what it could not resolve."""
+    """Discovery's answer for a topic: the elements using it, and what it could not resolve.
+
+    `exclusive_elements`: the element ids of `uses` whose every external-worker task, in every
+    definition known (BPMN and CMMN, all tenants), has this topic as a literal; empty as soon as
+    any model could not be read (it might hold one of them on another topic). Every external-worker
+    job with such an `elementId` belongs to the topic, in every version of every model, so it can
+    be counted without a definition id.
+    """
 
     uses: tuple[TopicUse, ...]
     problems: tuple[str, ...]
+    exclusive_elements: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -272,13 +296,16 @@ class TopicDiscovery:
 
         Every expression topic and every unreadable model is a problem for every topic: any of
         them might hand out this topic's jobs, so the pool must be told to name its selectors.
+        The match also names the uses' element ids that are exclusive to the topic (`TopicMatch`).
         """
         await self._refresh_if_due()
         uses: list[TopicUse] = []
         problems: list[str] = []
+        topics_by_element: dict[str, set[str]] = {}  # every topic written on an id, as written
         for definition in self._cache.values():
             problems.extend(definition.model.problems)
             for task in definition.model.tasks:
+                topics_by_element.setdefault(task.element_id, set()).add(task.topic)
                 if task.topic_is_expression:
                     problems.append(
                         f"{definition.scope} definition {definition.id}: element "
@@ -287,7 +314,13 @@ class TopicDiscovery:
                     )
                 elif task.topic == topic:
                     uses.append(TopicUse(definition.scope, definition.id, task.element_id))
-        return TopicMatch(uses=tuple(uses), problems=tuple(problems))
+        readable = not any(definition.model.problems for definition in self._cache.values())
+        exclusive = frozenset(
+            use.element_id
+            for use in uses
+            if readable and topics_by_element[use.element_id] == {topic}
+        )
+        return TopicMatch(uses=tuple(uses), problems=tuple(problems), exclusive_elements=exclusive)
 
     def forget(self) -> None:
         """Drop the cache (its gauge share too); the next `find` lists and fetches afresh."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import unquote
 
 import httpx
@@ -92,13 +94,34 @@ async def acquire(emulator: FlowableEmulator, topic: str, worker: str, n: int) -
 # -- values ----------------------------------------------------------------------------------
 
 
-def test_a_selector_needs_exactly_one_definition_id() -> None:
-    with pytest.raises(ValueError, match="exactly one"):
-        Selector("task")
-    with pytest.raises(ValueError, match="exactly one"):
+def test_a_selector_names_at_most_one_definition_id() -> None:
+    with pytest.raises(ValueError, match="at most one"):
         Selector("task", process_definition_id="p", scope_definition_id="c")
     with pytest.raises(ValueError, match="element_id"):
         Selector("", process_definition_id="p")
+    with pytest.raises(ValueError, match="element_id"):
+        Selector("")
+
+
+def test_a_selector_without_definition_means_the_element_in_every_definition() -> None:
+    every = Selector("task")
+    filters = every.filters("unlocked")
+
+    assert every.every_definition
+    assert not Selector("task", process_definition_id="p").every_definition
+    assert not Selector("task", scope_definition_id="c").every_definition
+    assert filters["element_id"] == "task"
+    assert filters["process_definition_id"] is None
+    assert filters["scope_definition_id"] is None
+    assert filters["tenant_id"] is None
+    assert filters["unlocked"] is True
+    assert str(every) == "element 'task' of every definition"
+    assert str(Selector("t", process_definition_id="p:1:x")) == (
+        "element 't' of process definition p:1:x"
+    )
+    assert str(Selector("t", scope_definition_id="c", tenant_id="")) == (
+        "element 't' of case definition c, tenant ''"
+    )
 
 
 def test_bpmn_selectors_filter_by_process_definition_and_cmmn_by_scope_definition() -> None:
@@ -452,11 +475,12 @@ def one_process(key: str, tasks: dict[str, str]) -> str:
 async def test_without_selectors_the_topic_is_discovered_and_counted(
     emulator: FlowableEmulator,
 ) -> None:
-    topic, definition = uid(), f"inv:1:{uid()}"
-    models = {definition: ("inv", one_process("inv", {"a": topic, "b": "other", "c": "${x}"}))}
+    # The emulator is the session's: element ids of its own keep other tests' jobs out.
+    topic, definition, a, b = uid(), f"inv:1:{uid()}", f"a{uid()}", f"b{uid()}"
+    models = {definition: ("inv", one_process("inv", {a: topic, b: "other", "c": "${x}"}))}
     for _ in range(3):
-        emulator.create_job(topic, element_id="a", definition_id=definition)
-    emulator.create_job("other", element_id="b", definition_id=definition)
+        emulator.create_job(topic, element_id=a, definition_id=definition)
+    emulator.create_job("other", element_id=b, definition_id=definition)
     prober = BacklogProber(transport=RepositoryThenEmulator(models))
     engine = Engine(ClientSettings(base_url=emulator.base_url, read_retries=0))
     try:
@@ -466,7 +490,7 @@ async def test_without_selectors_the_topic_is_discovered_and_counted(
         await prober.aclose()
 
     assert result.backlog == Backlog(unlocked=3, locked=0)
-    assert result.selectors == (Selector("a", process_definition_id=definition),)
+    assert result.selectors == (Selector(a),)  # only this definition uses `a`: every definition
     assert len(result.problems) == 1
     assert "'c'" in result.problems[0]
     assert same == result
@@ -550,3 +574,218 @@ async def test_answers_nobody_asks_for_again_are_forgotten() -> None:
     await shared.get("fresh", answer)
 
     assert len(shared) == 1
+
+
+# -- one count pair per element id, not per deployed version ---------------------------------
+
+
+@dataclass
+class FakeJob:
+    element_id: str
+    definition_id: str
+    scope: Literal["bpmn", "cmmn"]
+    locked: bool = False
+
+
+@dataclass
+class FakeFlowable:
+    """Definitions, their models and `GET /jobs` counts with Flowable's filters, behind
+    `httpx.MockTransport`; `job_queries` logs every `GET /jobs`."""
+
+    processes: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (key, xml)
+    cases: dict[str, tuple[str, str]] = field(default_factory=dict)
+    jobs: list[FakeJob] = field(default_factory=list)
+    job_queries: list[httpx.QueryParams] = field(default_factory=list)
+
+    def deploy_versions(self, key: str, tasks: dict[str, str], versions: int) -> list[str]:
+        """`versions` deployments of one process model; their definition ids, oldest first."""
+        ids = [f"{key}:{version}:{uid()}" for version in range(1, versions + 1)]
+        for definition_id in ids:
+            self.processes[definition_id] = (key, one_process(key, tasks))
+        return ids
+
+    def deploy_case(self, key: str, tasks: dict[str, str]) -> str:
+        body = "".join(
+            f'<task id="{element}" flowable:type="external-worker" flowable:topic="{topic}"/>'
+            for element, topic in tasks.items()
+        )
+        definition_id = str(uuid.uuid4())
+        self.cases[definition_id] = (
+            key,
+            '<definitions xmlns="http://www.omg.org/spec/CMMN/20151109/MODEL" '
+            'xmlns:flowable="http://flowable.org/cmmn">'
+            f'<case id="{key}"><casePlanModel id="plan">{body}</casePlanModel></case>'
+            "</definitions>",
+        )
+        return definition_id
+
+    def add_jobs(
+        self,
+        definition_id: str,
+        element_id: str,
+        *,
+        unlocked: int = 0,
+        locked: int = 0,
+    ) -> None:
+        scope: Literal["bpmn", "cmmn"] = "cmmn" if definition_id in self.cases else "bpmn"
+        for n in range(unlocked + locked):
+            self.jobs.append(FakeJob(element_id, definition_id, scope, locked=n >= unlocked))
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/external-job-api/jobs":
+            self.job_queries.append(request.url.params)
+            total = sum(1 for job in self.jobs if self._matches(job, request.url.params))
+            return httpx.Response(200, json={"data": [], "total": total, "start": 0, "size": 0})
+        for prefix, rows in (
+            ("/process-api/repository/process-definitions", self.processes),
+            ("/cmmn-api/cmmn-repository/case-definitions", self.cases),
+        ):
+            if path == prefix:
+                data = [{"id": i, "key": key, "tenantId": ""} for i, (key, _) in rows.items()]
+                return httpx.Response(200, json={"data": data, "total": len(data)})
+            if path.startswith(prefix + "/"):
+                return httpx.Response(200, text=rows[unquote(path.split("/")[-2])][1])
+        return httpx.Response(404, json={"message": "Not found"})
+
+    @staticmethod
+    def _matches(job: FakeJob, params: httpx.QueryParams) -> bool:
+        by_definition = {"bpmn": "processDefinitionId", "cmmn": "scopeDefinitionId"}
+        for scope, name in by_definition.items():
+            if name in params and (job.scope != scope or params[name] != job.definition_id):
+                return False
+        if "elementId" in params and params["elementId"] != job.element_id:
+            return False
+        if params.get("locked") == "true" and not job.locked:
+            return False
+        return not (params.get("unlocked") == "true" and job.locked)
+
+
+@pytest.fixture
+def fake() -> FakeFlowable:
+    return FakeFlowable()
+
+
+async def probe_fake(
+    fake: FakeFlowable, topic: str, *, collapse: bool = True
+) -> tuple[ProbeResult, int]:
+    """A probe with discovery (already listed), and the `GET /jobs` requests it cost."""
+    prober = BacklogProber(
+        max_age=0.0, collapse_elements=collapse, transport=httpx.MockTransport(fake.handle)
+    )
+    engine = Engine(ClientSettings(base_url="http://flowable.test", read_retries=0))
+    try:
+        await prober.backlog(engine, topic, None)  # lists and parses the definitions
+        before = len(fake.job_queries)
+        result = await prober.backlog(engine, topic, None)
+    finally:
+        await prober.aclose()
+    return result, len(fake.job_queries) - before
+
+
+async def test_a_topic_in_50_versions_is_one_selector_and_two_counts_per_probe(
+    fake: FakeFlowable,
+) -> None:
+    versions = fake.deploy_versions("invoice", {"check": "invoices", "mail": "mail"}, 50)
+    for n, definition_id in enumerate(versions):
+        fake.add_jobs(definition_id, "check", unlocked=2, locked=n % 2)
+        fake.add_jobs(definition_id, "mail", unlocked=1)
+
+    collapsed, requests = await probe_fake(fake, "invoices")
+    asked = [dict(query) for query in fake.job_queries[-2:]]
+    per_version, requests_before = await probe_fake(fake, "invoices", collapse=False)
+
+    assert collapsed.selectors == (Selector("check"),)
+    assert collapsed.backlog == Backlog(unlocked=100, locked=25)
+    assert requests == 2
+    assert sorted(asked, key=lambda query: "unlocked" in query) == [
+        {"elementId": "check", "locked": "true", "size": "1"},
+        {"elementId": "check", "unlocked": "true", "size": "1"},
+    ]
+    assert len(per_version.selectors) == 50
+    assert per_version.backlog == collapsed.backlog
+    assert requests_before == 100
+
+
+async def test_one_version_giving_the_id_another_topic_keeps_that_id_per_definition(
+    fake: FakeFlowable,
+) -> None:
+    versions = fake.deploy_versions("invoice", {"check": "invoices", "archive": "invoices"}, 50)
+    other = fake.deploy_versions("shipping", {"check": "shipments"}, 1)[0]
+    for definition_id in versions:
+        fake.add_jobs(definition_id, "check", unlocked=1, locked=1)
+        fake.add_jobs(definition_id, "archive", unlocked=1)
+    fake.add_jobs(other, "check", unlocked=7, locked=3)  # the same id, on another topic
+
+    result, requests = await probe_fake(fake, "invoices")
+    shipments, _ = await probe_fake(fake, "shipments")
+
+    assert set(result.selectors) == {
+        *(Selector("check", process_definition_id=v) for v in versions),
+        Selector("archive"),  # no other model uses this id: still one selector
+    }
+    assert result.backlog == Backlog(unlocked=100, locked=50)  # the other model's 10 jobs left out
+    assert requests == 102
+    assert shipments.selectors == (Selector("check", process_definition_id=other),)
+    assert shipments.backlog == Backlog(unlocked=7, locked=3)
+
+
+async def test_an_expression_topic_on_the_same_id_bars_collapsing(fake: FakeFlowable) -> None:
+    versions = fake.deploy_versions("invoice", {"check": "invoices"}, 3)
+    dynamic = fake.deploy_versions("dynamic", {"check": "${topicVar}"}, 1)[0]
+    for definition_id in versions:
+        fake.add_jobs(definition_id, "check", unlocked=2)
+    fake.add_jobs(dynamic, "check", unlocked=5)  # may be any topic's: never counted as ours
+
+    result, requests = await probe_fake(fake, "invoices")
+
+    assert set(result.selectors) == {Selector("check", process_definition_id=v) for v in versions}
+    assert result.backlog == Backlog(unlocked=6, locked=0)
+    assert requests == 6
+    assert any("${topicVar}" in problem for problem in result.problems)
+
+
+async def test_an_unreadable_model_bars_collapsing_every_id(fake: FakeFlowable) -> None:
+    versions = fake.deploy_versions("invoice", {"check": "invoices"}, 3)
+    fake.processes["broken:1:x"] = ("broken", "<definitions><process id=")
+    for definition_id in versions:
+        fake.add_jobs(definition_id, "check", unlocked=1)
+    fake.add_jobs("broken:1:x", "check", unlocked=4)  # whatever its topic: it can't be known
+
+    result, requests = await probe_fake(fake, "invoices")
+
+    assert set(result.selectors) == {Selector("check", process_definition_id=v) for v in versions}
+    assert result.backlog == Backlog(unlocked=3, locked=0)
+    assert requests == 6
+    assert any("broken:1:x" in problem for problem in result.problems)
+
+
+async def test_bpmn_and_cmmn_sharing_an_id_and_the_topic_are_one_selector(
+    fake: FakeFlowable,
+) -> None:
+    versions = fake.deploy_versions("invoice", {"check": "invoices"}, 2)
+    case = fake.deploy_case("invoiceCase", {"check": "invoices"})
+    for definition_id in versions:
+        fake.add_jobs(definition_id, "check", unlocked=2, locked=1)
+    fake.add_jobs(case, "check", unlocked=4, locked=2)
+
+    result, requests = await probe_fake(fake, "invoices")
+    per_definition, _ = await probe_fake(fake, "invoices", collapse=False)
+
+    assert result.selectors == (Selector("check"),)
+    assert result.backlog == per_definition.backlog == Backlog(unlocked=8, locked=4)
+    assert requests == 2
+    assert Selector("check", scope_definition_id=case) in per_definition.selectors
+
+
+async def test_lock_owners_of_an_every_definition_selector_span_the_versions(
+    emulator: FlowableEmulator, engine: Engine, prober: BacklogProber
+) -> None:
+    topic, element = uid(), f"e{uid()}"
+    for version in (1, 2, 3):
+        emulator.create_job(topic, element_id=element, definition_id=f"v:{version}:{uid()}")
+    await acquire(emulator, topic, "pod-a", 2)
+    await acquire(emulator, topic, "pod-b", 1)
+
+    assert await prober.lock_owners(engine, [Selector(element)]) == {"pod-a": 2, "pod-b": 1}
+    assert (await prober.backlog(engine, topic, [Selector(element)])).backlog == Backlog(0, 3)

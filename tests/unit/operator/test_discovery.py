@@ -486,3 +486,124 @@ async def test_models_loaded_before_another_failed_are_not_fetched_again(
 
     assert len(match.uses) == 2
     assert repository.count("good%3A1%3Aa/resourcedata") == 1
+
+
+# -- element ids exclusive to a topic (one count for every version) --------------------------
+
+
+def test_an_external_task_without_a_topic_is_kept_with_an_empty_topic() -> None:
+    xml = bpmn(process("p", '<serviceTask id="bare" flowable:type="external-worker"/>'))
+
+    assert parse_model(xml, scope="bpmn").tasks == (ExternalTask("bare", ""),)
+
+
+async def test_an_id_with_the_topic_in_every_version_is_exclusive(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    for version in range(1, 51):
+        add_process(repository, f"inv:{version}:x", external("check", "invoices"))
+
+    match = await discovery(http, clock).find("invoices")
+
+    assert len(match.uses) == 50
+    assert match.exclusive_elements == frozenset({"check"})
+
+
+async def test_another_topic_on_the_id_in_one_definition_bars_only_that_id(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    for version in range(1, 4):
+        add_process(
+            repository, f"inv:{version}:x", external("check", "invoices"), external("a", "invoices")
+        )
+    add_process(repository, "ship:1:x", external("check", "shipments"))
+    found = discovery(http, clock)
+
+    invoices = await found.find("invoices")
+    shipments = await found.find("shipments")
+
+    assert invoices.exclusive_elements == frozenset({"a"})
+    assert shipments.uses == (TopicUse("bpmn", "ship:1:x", "check"),)
+    assert shipments.exclusive_elements == frozenset()
+
+
+@pytest.mark.parametrize(
+    "other_task",
+    [
+        external("check", "${topicVar}"),
+        '<serviceTask id="check" flowable:type="external-worker"/>',
+    ],
+    ids=["expression-topic", "no-topic"],
+)
+async def test_a_topic_not_known_to_be_ours_on_the_id_bars_it(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock, other_task: str
+) -> None:
+    add_process(repository, "inv:1:x", external("check", "invoices"))
+    add_process(repository, "dyn:1:x", other_task)
+
+    match = await discovery(http, clock).find("invoices")
+
+    assert match.uses == (TopicUse("bpmn", "inv:1:x", "check"),)
+    assert match.exclusive_elements == frozenset()
+
+
+async def test_an_unreadable_model_bars_every_id(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "inv:1:x", external("check", "invoices"))
+    repository.processes["bad:1:x"] = ("bad", "<definitions><process id=")
+
+    match = await discovery(http, clock).find("invoices")
+
+    assert match.uses == (TopicUse("bpmn", "inv:1:x", "check"),)
+    assert match.problems
+    assert match.exclusive_elements == frozenset()
+
+
+async def test_bpmn_and_cmmn_tasks_sharing_an_id_and_the_topic_stay_exclusive(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "inv:1:x", external("check", "invoices"))
+    repository.cases["c-uuid"] = (
+        "case",
+        cmmn(
+            "case", '<task id="check" flowable:type="external-worker" flowable:topic="invoices"/>'
+        ),
+    )
+
+    match = await discovery(http, clock).find("invoices")
+
+    assert set(match.uses) == {
+        TopicUse("bpmn", "inv:1:x", "check"),
+        TopicUse("cmmn", "c-uuid", "check"),
+    }
+    assert match.exclusive_elements == frozenset({"check"})
+
+
+async def test_a_cmmn_task_giving_the_id_another_topic_bars_it(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "inv:1:x", external("check", "invoices"))
+    repository.cases["c-uuid"] = (
+        "case",
+        cmmn("case", '<task id="check" flowable:type="external-worker" flowable:topic="cases"/>'),
+    )
+
+    match = await discovery(http, clock).find("invoices")
+
+    assert match.exclusive_elements == frozenset()
+
+
+async def test_a_new_definition_is_judged_at_the_next_listing(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "inv:1:x", external("check", "invoices"))
+    found = discovery(http, clock)
+    assert (await found.find("invoices")).exclusive_elements == frozenset({"check"})
+
+    add_process(repository, "ship:1:x", external("check", "shipments"))
+    clock.now += 30
+    assert (await found.find("invoices")).exclusive_elements == frozenset({"check"})
+    clock.now += 31
+
+    assert (await found.find("invoices")).exclusive_elements == frozenset()
