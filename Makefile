@@ -52,7 +52,7 @@ test-real: setup flowable-server ## smoke tests of the real Flowable test server
 test-packaging: setup ## the worker image's pip install (no operator extra) in a fresh venv
 	$(PYTEST) tests/packaging -q
 
-test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e ## everything CI runs
+test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e test-alerts ## everything CI runs
 	@echo "make test: all suites passed"
 
 run-worker: setup ## one worker against a Flowable you run (FLOWABLE_URL, FLOWABLE_TOPIC, FLOWABLE_WORKER_HANDLER)
@@ -82,3 +82,11 @@ test-worker: setup flowable-server ## the worker runtime against real Flowable a
 bench-worker: setup flowable-server ## worker throughput vs the official client and the server's ceiling (docs/benchmarks.md)
 	$(BIN)/python -m pip install -q -e '.[operator,dev,bench]'
 	$(BIN)/python bench/worker_throughput.py
+
+# The alert rules under Prometheus's own rule engine (promtool, built from its Go module, cached in $(FWO_CACHE)/prometheus).
+.PHONY: promtool-bin test-alerts
+promtool-bin: ## build (or reuse) Prometheus's promtool
+	@bash localstack/prometheus/build.sh
+
+test-alerts: setup promtool-bin ## the alert and recording rules under promtool, and promtool's lint of both components' metrics
+	$(PYTEST) tests/alerts -q
