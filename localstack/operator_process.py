@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -69,11 +69,17 @@ class OperatorProcess:
 
 @contextlib.contextmanager
 def run_operator(
-    kubeconfig: Path, namespace: str, log_path: Path, *, ready_timeout: float = 60.0
+    kubeconfig: Path,
+    namespace: str,
+    log_path: Path,
+    *,
+    ready_timeout: float = 60.0,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[OperatorProcess]:
     """Start the operator, wait for `/healthz`, yield; raise if it does not stop with exit 0.
 
-    After `crash()` the pools are left for the next operator, as after a real crash."""
+    `extra_args` go after the usual flags (e.g. `--leader-election`). After `crash()` the pools
+    are left for the next operator, as after a real crash."""
     if not CONSOLE_SCRIPT.exists():
         raise OperatorProcessError(
             f"{CONSOLE_SCRIPT} is missing: run `make setup` (pip install -e '.[operator,dev]')"
@@ -82,7 +88,7 @@ def run_operator(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(CONSOLE_SCRIPT), "--namespace", namespace, "--metrics-host", "127.0.0.1",
-             "--metrics-port", str(port), "--log-format", "text"],
+             "--metrics-port", str(port), "--log-format", "text", *extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         )  # fmt: skip

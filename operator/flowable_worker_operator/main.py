@@ -10,17 +10,23 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import NoReturn
 
 from flowable_worker.logs import configure_logging
 
-__all__ = ["OperatorConfig", "main", "parse_args"]
+__all__ = ["LeaderElectionConfig", "OperatorConfig", "main", "parse_args"]
 
 PROG = "flowable-worker-operator"
+EXIT_LEADERSHIP_LOST = 1
+"""Exit code after losing the leader-election Lease: Kubernetes restarts the pod as a standby."""
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+DEFAULT_LEASE_NAME = "flowable-worker-operator"
 
 
 def _version() -> str:
@@ -42,6 +48,9 @@ variable. Examples:
   # two namespaces, readable logs, a kubeconfig from $KUBECONFIG (a laptop)
   flowable-worker-operator -n billing -n shipping --log-format text
 
+  # one of several replicas: only the holder of the Lease in its own namespace acts
+  flowable-worker-operator --all-namespaces --leader-election
+
 Pools are ExternalWorkerPool resources (kubectl explain ewp.spec); docs/operator.md explains
 every decision the operator takes and the conditions and Events it reports.
 """
@@ -59,6 +68,17 @@ class OperatorConfig:
     discovery_interval_seconds: float
     log_format: str
     log_level: str
+    leader_election: LeaderElectionConfig | None = None
+    """None: no leader election, this process acts alone (kopf standalone)."""
+
+
+@dataclass(frozen=True)
+class LeaderElectionConfig:
+    """The Lease that decides which of several operator replicas acts."""
+
+    namespace: str
+    name: str
+    identity: str
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,6 +166,26 @@ def _build_parser() -> argparse.ArgumentParser:
         default=_env("FLOWABLE_OPERATOR_LOG_LEVEL", "INFO").upper(),
         help="env FLOWABLE_OPERATOR_LOG_LEVEL; default %(default)s",
     )
+    parser.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=_bool_env("FLOWABLE_OPERATOR_LEADER_ELECTION", default=False),
+        help="act only while holding a coordination.k8s.io Lease, so that several replicas can "
+        "run and one acts (env FLOWABLE_OPERATOR_LEADER_ELECTION; default off)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=_env("FLOWABLE_OPERATOR_LEADER_ELECTION_NAMESPACE", ""),
+        metavar="NS",
+        help="namespace of the Lease (env FLOWABLE_OPERATOR_LEADER_ELECTION_NAMESPACE; default: "
+        "the pod's own namespace, required outside a pod)",
+    )
+    parser.add_argument(
+        "--leader-election-name",
+        default=_env("FLOWABLE_OPERATOR_LEADER_ELECTION_NAME", DEFAULT_LEASE_NAME),
+        metavar="NAME",
+        help="name of the Lease (env FLOWABLE_OPERATOR_LEADER_ELECTION_NAME; default %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
@@ -158,6 +198,26 @@ def _int_env(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         _fail(f"{name}={raw!r} is not a whole number")
+
+
+def _bool_env(name: str, *, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    _fail(f"{name}={raw!r} is not a boolean (true or false)")
+
+
+def _pod_namespace() -> str:
+    """The namespace of the pod this runs in (its service account's), or "" outside a pod."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _float_env(name: str, default: float) -> float:
@@ -192,6 +252,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         _fail("--discovery-interval must be positive")
     if not args.worker_image.strip():
         _fail("--worker-image must not be empty")
+    leader_election = _leader_election(args) if args.leader_election else None
     return OperatorConfig(
         namespaces=namespaces,
         worker_image=args.worker_image.strip(),
@@ -201,7 +262,31 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         discovery_interval_seconds=args.discovery_interval,
         log_format=args.log_format,
         log_level=args.log_level,
+        leader_election=leader_election,
     )
+
+
+def _leader_election(args: argparse.Namespace) -> LeaderElectionConfig:
+    from flowable_worker_operator.leader import default_identity
+
+    namespace = args.leader_election_namespace.strip() or _pod_namespace()
+    if not namespace:
+        _fail(
+            "--leader-election needs --leader-election-namespace "
+            "(or FLOWABLE_OPERATOR_LEADER_ELECTION_NAMESPACE) outside a pod"
+        )
+    if not _DNS_LABEL.fullmatch(namespace):
+        _fail(f"--leader-election-namespace {namespace!r} is not a namespace name")
+    name = args.leader_election_name.strip()
+    if not _DNS_SUBDOMAIN.fullmatch(name):
+        _fail(f"--leader-election-name {name!r} is not a valid Lease name")
+    return LeaderElectionConfig(namespace=namespace, name=name, identity=default_identity())
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,12 +294,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     configure_logging(fmt=config.log_format, level=config.log_level)
     # Imported here so `--help` and configuration errors answer without loading kopf.
+    from flowable_worker_operator.leader import LeadershipLostError
     from flowable_worker_operator.serve import NoClusterError, serve
 
     try:
         asyncio.run(serve(config))
     except KeyboardInterrupt:
         pass
+    except LeadershipLostError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_LEADERSHIP_LOST
     except NoClusterError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

@@ -64,6 +64,12 @@ DISCOVERY_DEFINITIONS = Gauge(
     "Process and case definitions whose parsed model is cached by topic discovery",
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    PREFIX + "leader",
+    "1 while this operator process acts on pools (it holds the leader-election Lease, or leader "
+    "election is off), 0 while it waits as a standby",
+    registry=REGISTRY,
+)
 SHARED_ANSWERS = Counter(
     PREFIX + "shared_answers",
     "Backlog questions answered by another pool's identical request (in flight or fresh)",

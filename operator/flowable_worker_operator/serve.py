@@ -7,8 +7,12 @@ Kubernetes client, and separate from `handlers` so that those stay wiring only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -20,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flowable_worker_operator import handlers, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
+from flowable_worker_operator.leader import LeaderElector, LeadershipLostError
 from flowable_worker_operator.main import OperatorConfig
 from flowable_worker_operator.reconcile import Reconciler
 
@@ -62,31 +67,113 @@ async def serve(config: OperatorConfig) -> None:
         reconciler=Reconciler(workload=workload, prober=prober),
     )
     ready = asyncio.Event()
-    site = await _start_http(config, ready) if config.metrics_port else None
-    try:
+    elector: LeaderElector | None = None
+    if config.leader_election is not None:
+        elector = LeaderElector(
+            api_client,
+            namespace=config.leader_election.namespace,
+            name=config.leader_election.name,
+            identity=config.leader_election.identity,
+        )
+
+    def healthy() -> bool:
+        # Alive: kopf watches the API, or this process waits as a standby for the Lease.
+        standby = elector is not None and not elector.is_leader and not elector.lost.is_set()
+        return ready.is_set() or standby
+
+    async def run_kopf(stop: asyncio.Event | None) -> None:
         await kopf.operator(
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
             standalone=True,
             memo=kopf.Memo(runtime=runtime),
             ready_flag=ready,
+            stop_flag=stop,
         )
+
+    metrics.LEADER.set(0)
+    site = await _start_http(config, healthy) if config.metrics_port else None
+    try:
+        if elector is None:
+            metrics.LEADER.set(1)  # alone: it acts
+            await run_kopf(None)
+        else:
+            await lead(elector, run_kopf)
     finally:
+        metrics.LEADER.set(0)
         await prober.aclose()
         if site is not None:
             await site.stop()
         api_client.close()
 
 
-async def _start_http(config: OperatorConfig, ready: asyncio.Event) -> web.TCPSite:
-    """`/metrics` (Prometheus) and `/healthz` (200 once kopf watches, 503 before) on one port."""
+async def lead(elector: LeaderElector, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Wait for the Lease as a standby, then `run` kopf until a signal stops it or the Lease goes.
+
+    SIGTERM/SIGINT while waiting end the wait (exit 0); once kopf runs it handles them itself.
+    A stopped leader releases the Lease. A lost Lease stops kopf (`stop`, and a hard cancel if it
+    takes longer than the margin left before a standby may take over) and raises
+    `LeadershipLostError`: the process exits non-zero, and Kubernetes restarts it as a standby.
+    """
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    acquiring = asyncio.ensure_future(elector.acquire())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not acquiring.done():
+        acquiring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquiring
+        log.info("leader election: stopped while waiting as a standby")
+        return
+    stopping.cancel()
+    acquiring.result()
+    metrics.LEADER.set(1)
+    kopf_task = asyncio.ensure_future(run(stop))
+    lost = asyncio.ensure_future(elector.lost.wait())
+    try:
+        await asyncio.wait({kopf_task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if elector.lost.is_set():
+            metrics.LEADER.set(0)
+            stop.set()
+            margin = elector.lease_duration - elector.renew_deadline - timedelta(seconds=1)
+            try:
+                await asyncio.wait_for(kopf_task, timeout=max(0.5, margin.total_seconds()))
+            except TimeoutError:
+                log.warning("leader election: kopf did not stop in time; cancelled")
+            except Exception:
+                log.exception("leader election: kopf failed while stopping")
+            raise LeadershipLostError(
+                f"lost the leader-election Lease {elector.namespace}/{elector.name}; "
+                "exiting to come back as a standby"
+            )
+        await kopf_task
+    finally:
+        lost.cancel()
+        if not kopf_task.done():
+            kopf_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await kopf_task
+        await elector.release()
+
+
+def _on_signals(callback: Callable[[], object]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, callback)
+
+
+async def _start_http(config: OperatorConfig, healthy: Callable[[], bool]) -> web.TCPSite:
+    """`/metrics` (Prometheus) and `/healthz` on one port. `/healthz` answers 200 once kopf
+    watches, or while a standby waits for the Lease; 503 before."""
 
     async def metrics_page(_: web.Request) -> web.Response:
         body = generate_latest(metrics.REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        if ready.is_set():
+        if healthy():
             return web.Response(text="ok\n")
         return web.Response(status=503, text="starting\n")
 

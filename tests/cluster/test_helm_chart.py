@@ -87,6 +87,8 @@ def test_the_chart_passes_strict_lint_with_defaults_and_with_everything_enabled(
         "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
         "--set",
         "watchNamespaces={a,b}",
+        "--set",
+        "replicaCount=2,leaderElection.enabled=true",
     )
 
 
@@ -303,6 +305,64 @@ def test_values_become_the_operators_flags_and_pod_settings(cluster: LocalCluste
     assert template["spec"]["priorityClassName"] == "ops-critical"
 
 
+def test_leader_election_renders_replicas_a_lease_role_a_rolling_update_and_the_flags(
+    cluster: LocalCluster,
+) -> None:
+    docs = render(cluster, "--set", "replicaCount=2,leaderElection.enabled=true")
+
+    deploy = only(docs, "Deployment", FULLNAME)
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    args = container(docs)["args"]
+    assert "--leader-election" in args
+    assert "--leader-election-namespace=ops" in args
+    election = parse_args(args).leader_election
+    assert election is not None
+    assert (election.namespace, election.name) == ("ops", FULLNAME)
+    role = only(docs, "Role", f"{FULLNAME}-leader-election")
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == rules_of(
+        DEPLOY / "rbac" / "leader-election-role.yaml", "flowable-worker-operator-leader-election"
+    )
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    binding = only(docs, "RoleBinding", f"{FULLNAME}-leader-election")
+    assert binding["metadata"]["namespace"] == "ops"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": f"{FULLNAME}-leader-election",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}]
+    # Nothing else changes: the ClusterRole grants no Leases.
+    assert not grants(only(docs, "ClusterRole", FULLNAME)["rules"], "leases")
+
+
+def test_leader_election_with_one_replica_and_no_rbac(cluster: LocalCluster) -> None:
+    docs = render(cluster, "--set", "leaderElection.enabled=true,rbac.create=false")
+
+    assert only(docs, "Deployment")["spec"]["replicas"] == 1
+    assert only(docs, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--leader-election" in container(docs)["args"]
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+
+
+def test_without_leader_election_no_lease_role_and_no_flag(cluster: LocalCluster) -> None:
+    docs = render(cluster, "--set", "leaderElection.enabled=false,replicaCount=1")
+
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert not [a for a in container(docs)["args"] if a.startswith("--leader-election")]
+    assert only(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+
+
 # --- monitoring (rendered only: the local cluster has no Prometheus Operator CRDs) ----------------
 
 
@@ -373,6 +433,10 @@ def test_the_dashboard_config_map_holds_the_charts_dashboard(monitoring: list[Do
         ("watchNamespaces[0]=Not_A_Namespace", "/watchNamespaces/0"),
         ("discoveryInterval=0", "/discoveryInterval"),
         ("replicas=2", "'replicas' not allowed"),
+        ("replicaCount=2", "/leaderElection/enabled"),
+        ("replicaCount=2,leaderElection.enabled=false", "/leaderElection/enabled"),
+        ("replicaCount=0", "/replicaCount"),
+        ("leaderElection.enable=true", "'enable' not allowed"),
         ("serviceMonitor.enable=true", "'enable' not allowed"),
     ],
 )

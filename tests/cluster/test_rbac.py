@@ -1,7 +1,8 @@
 """deploy/rbac and deploy/operator.yaml on the real API server: the operator's ServiceAccount may
 do exactly what the operator needs (RBAC answers through `kubectl auth can-i`), people get pools
 through the aggregated edit/view roles, and the operator's manifest passes a server dry run and the
-namespace's restricted Pod Security level."""
+namespace's restricted Pod Security level. Leases (leader election) only in the operator's own
+namespace."""
 
 from __future__ import annotations
 
@@ -76,6 +77,31 @@ def test_operator_may_not(
     installed: None, cluster: LocalCluster, namespace: str, action: str
 ) -> None:
     assert _can(cluster, OPERATOR, *action.split(), "-n", namespace) == "no"
+
+
+LEASES = "leases.coordination.k8s.io"
+
+
+@pytest.mark.parametrize("verb", ["get", "create", "update"])
+def test_operator_may_hold_its_lease_in_its_own_namespace(
+    installed: None, cluster: LocalCluster, verb: str
+) -> None:
+    assert _can(cluster, OPERATOR, verb, LEASES, "-n", OPERATOR_NS) == "yes"
+
+
+@pytest.mark.parametrize("verb", ["list", "watch", "patch", "delete"])
+def test_operator_needs_no_other_lease_verbs(
+    installed: None, cluster: LocalCluster, verb: str
+) -> None:
+    assert _can(cluster, OPERATOR, verb, LEASES, "-n", OPERATOR_NS) == "no"
+
+
+def test_operator_may_not_write_leases_elsewhere(
+    installed: None, cluster: LocalCluster, namespace: str
+) -> None:
+    for verb in ("get", "create", "update"):
+        assert _can(cluster, OPERATOR, verb, LEASES, "-n", namespace) == "no"
+        assert _can(cluster, OPERATOR, verb, LEASES, "-n", "kube-system") == "no"
 
 
 @pytest.mark.parametrize(
