@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from localstack.cluster import LocalCluster
 from localstack.operator_process import OperatorProcess, OperatorProcessError, run_operator
 from localstack.podrunner import RUN_AS_PROCESS_LABEL
+from tests.support.emulator import FlowableEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy" / "crds" / "externalworkerpools.flowable-worker.io.yaml"
@@ -65,6 +67,39 @@ def worker_template(*, run_as_process: bool) -> dict[str, Any]:
     if run_as_process:
         template["metadata"] = {"labels": {RUN_AS_PROCESS_LABEL: "true"}}
     return template
+
+
+def process_worker(handler: str, handled_log: Path, **fields: Any) -> dict[str, Any]:
+    """A `spec.worker` whose pods run as local `flowable-worker` processes with `handler`
+    (`tests.e2e.handlers:...`), each run logged to `handled_log`; `fields` add to it."""
+    return {
+        "handler": {"python": handler},
+        **fields,
+        "env": [
+            {"name": "PYTHONPATH", "value": str(REPO)},
+            {"name": "FWO_TEST_LOG", "value": str(handled_log)},
+            {"name": "FLOWABLE_WORKER_METRICS_PORT", "value": "0"},
+            {"name": "FLOWABLE_WORKER_LOG_FORMAT", "value": "text"},
+        ],
+        "template": worker_template(run_as_process=True),
+    }
+
+
+def emulated_pool(
+    emulator: FlowableEmulator, definition_id: str, jobs: int, scaling: dict[str, Any]
+) -> dict[str, Any]:
+    """A pool spec on a fresh topic of the emulator, with `jobs` waiting jobs of element
+    `check` in `definition_id`; its pods are kwok pods only (no worker processes)."""
+    topic = f"e2e-{uuid.uuid4().hex[:8]}"
+    for _ in range(jobs):
+        emulator.create_job(topic, element_id="check", definition_id=definition_id)
+    return {
+        "engine": {"url": emulator.base_url},
+        "topic": topic,
+        "backlog": {"selectors": [{"elementId": "check", "processDefinitionId": definition_id}]},
+        "worker": {"handler": {"python": "tests.e2e.handlers:work"}, "concurrency": 2},
+        "scaling": scaling,
+    }
 
 
 def create_pool(api_client: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:

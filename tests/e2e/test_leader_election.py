@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from localstack.operator_process import OperatorProcess, run_operator
 from tests.support.emulator import FlowableEmulator
 from tests.support.waiting import poll_until
 
-from .conftest import create_pool, deployment_replicas
+from .conftest import create_pool, deployment_replicas, emulated_pool
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -70,16 +69,8 @@ async def test_one_of_two_operators_acts_and_the_standby_takes_over_after_a_cras
     tmp_path: Path,
     record_property: Any,
 ) -> None:
-    topic = f"e2e-{uuid.uuid4().hex[:8]}"
-    for _ in range(6):
-        emulator.create_job(topic, element_id="check", definition_id="ha:1:1")
-    spec = {
-        "engine": {"url": emulator.base_url},
-        "topic": topic,
-        "backlog": {"selectors": [{"elementId": "check", "processDefinitionId": "ha:1:1"}]},
-        "worker": {"handler": {"python": "tests.e2e.handlers:work"}, "concurrency": 2},
-        "scaling": {"maxReplicas": 5, "pollingInterval": "1s"},
-    }
+    spec = emulated_pool(emulator, "ha:1:1", 6, {"maxReplicas": 5, "pollingInterval": "1s"})
+    topic = spec["topic"]
     args = ["--leader-election", "--leader-election-namespace", namespace]
 
     def replicas() -> int | None:

@@ -24,15 +24,14 @@ from tests.support.emulator.faults import FaultKind
 from tests.support.flowable_server import RealFlowable
 
 from .conftest import (
-    REPO,
     OperatorProcess,
     ReplicaWatch,
     condition,
     create_pool,
     deployment_replicas,
     events_for,
+    process_worker,
     read_pool,
-    worker_template,
 )
 
 pytestmark = pytest.mark.timeout(600)
@@ -75,19 +74,13 @@ async def test_backlog_scales_workers_up_drains_and_cools_down_to_zero(
         {
             "engine": {"url": real_flowable.base_url},
             "topic": topic,
-            "worker": {
-                "handler": {"python": "tests.e2e.handlers:work"},
-                "concurrency": 2,
-                "lockDuration": "PT30S",
-                "terminationGracePeriodSeconds": 10,
-                "env": [
-                    {"name": "PYTHONPATH", "value": str(REPO)},
-                    {"name": "FWO_TEST_LOG", "value": str(handled)},
-                    {"name": "FLOWABLE_WORKER_METRICS_PORT", "value": "0"},
-                    {"name": "FLOWABLE_WORKER_LOG_FORMAT", "value": "text"},
-                ],
-                "template": worker_template(run_as_process=True),
-            },
+            "worker": process_worker(
+                "tests.e2e.handlers:work",
+                handled,
+                concurrency=2,
+                lockDuration="PT30S",
+                terminationGracePeriodSeconds=10,
+            ),
             "scaling": {
                 "maxReplicas": 4,
                 "pollingInterval": "1s",

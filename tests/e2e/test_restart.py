@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from localstack.operator_process import run_operator
 from tests.support.emulator import FlowableEmulator
 from tests.support.waiting import poll_until
 
-from .conftest import create_pool, deployment_replicas, read_pool
+from .conftest import create_pool, deployment_replicas, emulated_pool, read_pool
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -34,21 +33,18 @@ async def test_a_restarted_operator_holds_a_busy_pool_and_then_cools_it_down(
     emulator: FlowableEmulator,
     tmp_path: Path,
 ) -> None:
-    topic = f"e2e-{uuid.uuid4().hex[:8]}"
-    for _ in range(6):
-        emulator.create_job(topic, element_id="check", definition_id="restart:1:1")
-    spec = {
-        "engine": {"url": emulator.base_url},
-        "topic": topic,
-        "backlog": {"selectors": [{"elementId": "check", "processDefinitionId": "restart:1:1"}]},
-        "worker": {"handler": {"python": "tests.e2e.handlers:work"}, "concurrency": 2},
-        "scaling": {
+    spec = emulated_pool(
+        emulator,
+        "restart:1:1",
+        6,
+        {
             "maxReplicas": 5,
             "pollingInterval": "1s",
             "cooldownPeriod": "5s",
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
         },
-    }
+    )
+    topic = spec["topic"]
 
     def replicas() -> int | None:
         return deployment_replicas(api_client, namespace, "restart-worker")

@@ -23,12 +23,11 @@ from tests.support.flowable_server import RealFlowable
 from tests.support.waiting import poll_until as wait_for
 
 from .conftest import (
-    REPO,
     create_pool,
     deployment_replicas,
     events_for,
+    process_worker,
     read_pool,
-    worker_template,
 )
 
 pytestmark = pytest.mark.timeout(600)
@@ -55,19 +54,13 @@ async def test_scale_down_keeps_the_pod_that_holds_a_job(
         {
             "engine": {"url": real_flowable.base_url},
             "topic": topic,
-            "worker": {
-                "handler": {"python": "tests.e2e.handlers:work_as_told"},
-                "concurrency": 1,
-                "lockDuration": "PT2M",
-                "terminationGracePeriodSeconds": 6,
-                "env": [
-                    {"name": "PYTHONPATH", "value": str(REPO)},
-                    {"name": "FWO_TEST_LOG", "value": str(handled)},
-                    {"name": "FLOWABLE_WORKER_METRICS_PORT", "value": "0"},
-                    {"name": "FLOWABLE_WORKER_LOG_FORMAT", "value": "text"},
-                ],
-                "template": worker_template(run_as_process=True),
-            },
+            "worker": process_worker(
+                "tests.e2e.handlers:work_as_told",
+                handled,
+                concurrency=1,
+                lockDuration="PT2M",
+                terminationGracePeriodSeconds=6,
+            ),
             "scaling": {
                 "maxReplicas": 3,
                 "pollingInterval": "1s",
