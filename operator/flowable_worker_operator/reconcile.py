@@ -178,17 +178,20 @@ class Reconciler:
         events: list[Event] = []
         replicas = scale.replicas
         last_scale: str | None = previous.get("lastScaleTime")
+        state.history = decision.history
         if decision.desired_replicas != scale.replicas:
             try:
                 selectors = () if result is None else result.selectors
                 await self._apply(pool, engine, scale, decision, observed, selectors)
             except (TargetError, ProbeError) as exc:
                 events.append(Event("Warning", "ScaleFailed", f"could not scale: {exc}"))
+                # Not applied, so not a scale event: it must not use up a policy's allowance.
+                applied = tuple(e for e in decision.history.scale_events if e.time != now)
+                state.history = replace(decision.history, scale_events=applied)
             else:
                 replicas = decision.desired_replicas
                 last_scale = _timestamp(now)
                 events.append(Event("Normal", str(decision.reason), decision.message))
-        state.history = decision.history
         problems = () if result is None else result.problems
         for problem in problems:
             if problem not in state.warned:

@@ -20,7 +20,7 @@ from flowable_worker_operator.engines import EngineConfigError
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.scaling import Backlog, Reason
 from flowable_worker_operator.spec import Pool
-from flowable_worker_operator.targets import Scale, TargetNotFoundError
+from flowable_worker_operator.targets import Scale, TargetError, TargetNotFoundError
 
 NOW = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
 ENGINE = Engine(client=ClientSettings(base_url="http://flowable:8080"))
@@ -32,6 +32,7 @@ class FakeWorkload:
     replicas: int = 0
     engine_error: str | None = None
     target_missing: bool = False
+    refuse_scale: bool = False
     calls: list[tuple[str, Any]] = field(default_factory=list)
 
     async def engine(self, pool: Pool) -> Engine:
@@ -48,6 +49,8 @@ class FakeWorkload:
         return Scale(replicas=self.replicas, current_replicas=self.replicas, selector="app=x")
 
     async def set_replicas(self, pool: Pool, replicas: int) -> None:
+        if self.refuse_scale:
+            raise TargetError("deployments/scale is forbidden")
         self.calls.append(("set_replicas", replicas))
         self.replicas = replicas
 
@@ -278,3 +281,22 @@ async def test_a_steady_pool_writes_the_same_status_twice(replicas: int) -> None
     first = await tick(workload, prober, body(), state)
     second = await tick(workload, prober, body(status=first.status), state)
     assert first.status == second.status
+
+
+async def test_a_failed_scale_is_reported_and_not_remembered_as_a_scale_event() -> None:
+    workload = FakeWorkload(replicas=0, refuse_scale=True)
+    state = PoolState()
+    outcome = await tick(workload, FakeProber(Backlog(unlocked=8, locked=0)), body(), state)
+    assert [(e.type, e.reason) for e in outcome.events] == [("Warning", "ScaleFailed")]
+    assert outcome.status["replicas"] == 0
+    assert outcome.change == 0
+    assert state.history.scale_events == ()  # the policies' allowance is not used up
+    workload.refuse_scale = False
+    await tick(
+        workload,
+        FakeProber(Backlog(unlocked=8, locked=0)),
+        body(),
+        state,
+        NOW + timedelta(seconds=15),
+    )
+    assert workload.replicas == 2
