@@ -9,6 +9,7 @@ with a message; the install proves the packaged chart, CRD included, deploys and
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ import pytest
 import yaml
 
 from flowable_worker_operator.main import parse_args
+from flowable_worker_operator.spec import parse_pool
+from flowable_worker_operator.targets import POOL_LABEL, build_deployment
 from localstack.cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster
@@ -31,6 +34,7 @@ CRD_FILE = f"{CRD_NAME}.yaml"
 RELEASE = "fwo"
 FULLNAME = f"{RELEASE}-flowable-worker-operator"
 POOLS = "externalworkerpools"
+EXAMPLE_POOL = DEPLOY / "examples" / "python-handler.yaml"
 
 Doc = dict[str, Any]
 
@@ -85,6 +89,8 @@ def test_the_chart_passes_strict_lint_with_defaults_and_with_everything_enabled(
         str(CHART),
         "--set",
         "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
+        "--set",
+        "podMonitor.enabled=true",
         "--set",
         "watchNamespaces={a,b}",
         "--set",
@@ -380,7 +386,11 @@ def monitoring(cluster: LocalCluster) -> list[Doc]:
 def test_monitoring_objects_are_off_by_default(cluster: LocalCluster) -> None:
     docs = render(cluster)
 
-    assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule", "ConfigMap")]
+    assert not [
+        d
+        for d in docs
+        if d["kind"] in ("ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap")
+    ]
 
 
 def test_the_service_monitor_scrapes_the_metrics_service(monitoring: list[Doc]) -> None:
@@ -400,6 +410,81 @@ def test_the_service_monitor_scrapes_the_metrics_service(monitoring: list[Doc]) 
     assert endpoint["honorLabels"] is True
     job = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
     assert "flowable-worker-operator" in job
+
+
+def _pod_monitor(cluster: LocalCluster, *args: str) -> Doc:
+    return only(render(cluster, "--set", "podMonitor.enabled=true", *args), "PodMonitor")
+
+
+def test_the_pod_monitor_renders_only_when_enabled(cluster: LocalCluster) -> None:
+    assert not [d for d in render(cluster) if d["kind"] == "PodMonitor"]
+    disabled = render(cluster, "--set", "podMonitor.enabled=false,serviceMonitor.enabled=true")
+    assert not [d for d in disabled if d["kind"] == "PodMonitor"]
+
+    monitor = _pod_monitor(cluster, "--set", "podMonitor.labels.release=prom")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["name"] == f"{FULLNAME}-workers"
+    assert monitor["metadata"]["namespace"] == "ops"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_the_pod_monitor_scrapes_the_worker_pods_the_operator_builds(
+    cluster: LocalCluster,
+) -> None:
+    monitor = _pod_monitor(cluster)
+    spec = monitor["spec"]
+
+    selector = spec["selector"]["matchLabels"]
+    assert selector == {
+        "app.kubernetes.io/name": "flowable-worker",
+        "app.kubernetes.io/managed-by": "flowable-worker-operator",
+    }
+    # The operator's worker pods carry these labels and expose the port the monitor names.
+    body = yaml.safe_load(EXAMPLE_POOL.read_text())
+    pool = parse_pool({**body, "metadata": {**body["metadata"], "namespace": "billing"}})
+    deployment = build_deployment(pool, default_image="worker:1", replicas=1)
+    pod = deployment["spec"]["template"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert POOL_LABEL in pod["metadata"]["labels"]
+    (endpoint,) = spec["podMetricsEndpoints"]
+    (worker,) = pod["spec"]["containers"]
+    assert endpoint["port"] in [p["name"] for p in worker["ports"]]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == (
+        "metrics",
+        "/metrics",
+        "30s",
+    )
+    # The job is not one FlowableOperatorDown takes for the operator.
+    assert spec["jobLabel"] == "app.kubernetes.io/name"
+    assert "flowable-worker-operator" not in selector[spec["jobLabel"]]
+    (every_minute,) = _pod_monitor(cluster, "--set", "podMonitor.interval=1m")["spec"][
+        "podMetricsEndpoints"
+    ]
+    assert every_minute["interval"] == "1m"
+
+
+def test_the_pod_monitor_copies_the_pool_label_and_sets_namespace_and_pod(
+    cluster: LocalCluster,
+) -> None:
+    (endpoint,) = _pod_monitor(cluster)["spec"]["podMetricsEndpoints"]
+
+    relabelings = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+    pool_source = "__meta_kubernetes_pod_label_flowable_worker_io_pool"
+    assert relabelings["pool"]["sourceLabels"] == [pool_source]
+    # Service discovery names a pod label by replacing what is not [a-zA-Z0-9_] with "_": this is
+    # the label the operator puts on worker pods.
+    assert pool_source == "__meta_kubernetes_pod_label_" + re.sub(r"\W", "_", POOL_LABEL)
+    assert relabelings["namespace"]["sourceLabels"] == ["__meta_kubernetes_namespace"]
+    assert relabelings["pod"]["sourceLabels"] == ["__meta_kubernetes_pod_name"]
+    assert all(r.get("action", "replace") == "replace" for r in endpoint["relabelings"])
+
+
+def test_the_pod_monitor_looks_in_the_watched_namespaces(cluster: LocalCluster) -> None:
+    assert _pod_monitor(cluster)["spec"]["namespaceSelector"] == {"any": True}
+
+    watched = _pod_monitor(cluster, "--set", "watchNamespaces={a,b}")
+    assert watched["spec"]["namespaceSelector"] == {"matchNames": ["a", "b"]}
 
 
 def test_the_prometheus_rule_spec_is_the_charts_rules_file(monitoring: list[Doc]) -> None:
@@ -438,6 +523,9 @@ def test_the_dashboard_config_map_holds_the_charts_dashboard(monitoring: list[Do
         ("replicaCount=0", "/replicaCount"),
         ("leaderElection.enable=true", "'enable' not allowed"),
         ("serviceMonitor.enable=true", "'enable' not allowed"),
+        ("podMonitor.interval=30", "/podMonitor/interval"),
+        ("podMonitor.interval=thirty", "/podMonitor/interval"),
+        ("podMonitor.enable=true", "'enable' not allowed"),
     ],
 )
 def test_the_schema_rejects_a_bad_value_with_a_message(
