@@ -12,11 +12,11 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from flowable_worker.logs import configure_logging
 
@@ -190,14 +190,26 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _int_env(name: str, default: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number_env(name: str, default: N, parse: Callable[[str], N], what: str) -> N:
+    """`parse($name)`, or `default` when unset; exit 2 naming the variable when it won't parse."""
     raw = os.environ.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError:
-        _fail(f"{name}={raw!r} is not a whole number")
+        _fail(f"{name}={raw!r} is not {what}")
+
+
+def _int_env(name: str, default: int) -> int:
+    return _number_env(name, default, int, "a whole number")
+
+
+def _float_env(name: str, default: float) -> float:
+    return _number_env(name, default, float, "a number")
 
 
 def _bool_env(name: str, *, default: bool) -> bool:
@@ -218,16 +230,6 @@ def _pod_namespace() -> str:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
     except OSError:
         return ""
-
-
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        _fail(f"{name}={raw!r} is not a number")
 
 
 def _fail(message: str) -> NoReturn:
