@@ -10,7 +10,10 @@ So a result is applied at most once by Flowable, and at least once unless the lo
 
 A 400 on complete/bpmnError/cmmnTerminate (unsupported variable, a BPMN error on a CMMN job)
 would otherwise leave the job locked until it expires and then loop forever; it is turned into a
-failed attempt with Flowable's message, so it shows up as an incident instead.
+failed attempt with Flowable's message, so it shows up as an incident instead. That fail follows the
+configured retry policy (`--fail-retries`, `--fail-retry-timeout`) like any handler failure: a job
+whose result can never be stored is as broken as one whose handler raises, and with
+`--fail-retries 0` it must reach the dead letters after one attempt, not after Flowable's default.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from flowable_worker.backoff import Backoff
@@ -61,8 +65,13 @@ class Reporter:
         policy: ReportPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        fail_retries: int | None = None,
+        fail_retry_timeout: timedelta | str | None = None,
     ) -> None:
         self._client = client
+        # The worker's retry policy, for the fail that replaces a result Flowable refused.
+        self._fail_retries = fail_retries
+        self._fail_retry_timeout = fail_retry_timeout
         self._worker_id = worker_id
         self._policy = policy or ReportPolicy()
         self._sleep = sleep
@@ -87,6 +96,8 @@ class Reporter:
                 job,
                 FailJob(
                     message=f"handler returned variables Flowable cannot store: {error}",
+                    retries=self._fail_retries,
+                    retry_timeout=self._fail_retry_timeout,
                     reason="rejected",
                 ),
                 metrics,
@@ -111,6 +122,8 @@ class Reporter:
                         f"Flowable refused the {_call_name(outcome)}: {error.exception or error}"
                     ),
                     details=error.body or None,
+                    retries=self._fail_retries,
+                    retry_timeout=self._fail_retry_timeout,
                     reason="rejected",
                 ),
                 metrics,
