@@ -39,8 +39,11 @@ from flowable_worker_operator.spec import GROUP, KIND, VERSION, Pool, WorkerSpec
 __all__ = [
     "CA_MOUNT_PATH",
     "CONTAINER_NAME",
+    "CONTAINER_SECURITY_DEFAULTS",
+    "DEFAULT_RESOURCES",
     "DELETION_COST_ANNOTATION",
     "METRICS_PORT",
+    "POD_SECURITY_DEFAULTS",
     "POOL_LABEL",
     "TEMPLATE_HASH_ANNOTATION",
     "DeploymentState",
@@ -67,6 +70,21 @@ CONTAINER_NAME = "worker"
 METRICS_PORT = 9464
 CA_VOLUME = "flowable-ca"
 CA_MOUNT_PATH = "/etc/flowable-worker/ca"
+TMP_VOLUME = "tmp"
+# What every worker pod gets unless its template sets the same field: the restricted Pod Security
+# Standard, a read-only root filesystem (with the emptyDir above at /tmp, where Python and handlers
+# may write), and small requests so the scheduler counts the pod. Merged per field, so setting one
+# of them (say fsGroup) never drops the others.
+POD_SECURITY_DEFAULTS: Mapping[str, Any] = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_DEFAULTS: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+DEFAULT_RESOURCES: Mapping[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}}
 # The worker's own grace ends this long before the kubelet's SIGKILL, so that handlers it must
 # abandon are still unacquired (given back) rather than killed with their locks held.
 GRACE_MARGIN = timedelta(seconds=5)
@@ -101,7 +119,9 @@ def deployment_name(pool: Pool) -> str:
 def build_deployment(pool: Pool, *, default_image: str, replicas: int) -> dict[str, Any]:
     """The worker Deployment for `pool`, with `spec.replicas = replicas` and a template hash.
 
-    Defaults first (env from the spec, probes, metrics port, a non-root security context), then
+    Defaults first (env from the spec, probes, metrics port, the restricted security context, a
+    read-only root filesystem with an emptyDir at /tmp, no service-account token, small resource
+    requests), then
     `worker.env`, then `worker.template` merged over them; see `_merge_pod_template` for the merge
     rules. The hash covers everything but `spec.replicas`, so a replica change alone never reads
     as a template change.
@@ -123,29 +143,30 @@ def build_deployment(pool: Pool, *, default_image: str, replicas: int) -> dict[s
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=1),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "resources": copy.deepcopy(DEFAULT_RESOURCES),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_DEFAULTS),
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
     }
     if worker.image_pull_policy is not None:
         container["imagePullPolicy"] = worker.image_pull_policy
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "terminationGracePeriodSeconds": worker.termination_grace_period_seconds,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
+        "securityContext": copy.deepcopy(POD_SECURITY_DEFAULTS),
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
     }
     ca = pool.spec.engine.tls.ca_secret_ref
     if ca is not None:
-        pod_spec["volumes"] = [
+        pod_spec["volumes"].append(
             {
                 "name": CA_VOLUME,
                 "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": ca.key}]},
             }
-        ]
-        container["volumeMounts"] = [
+        )
+        container["volumeMounts"].append(
             {"name": CA_VOLUME, "mountPath": CA_MOUNT_PATH, "readOnly": True}
-        ]
+        )
     template = _merge_pod_template(
         {
             "metadata": {
@@ -289,6 +310,12 @@ def _merge_pod_template(
       `worker` container merges into ours field by field (its `env` by name, its `volumeMounts` by
       mount path), other containers are added as sidecars; so a user sets `resources` without
       repeating the image, the env and the probes.
+    * security contexts (the pod's and the worker container's, `capabilities` inside it) merge
+      per field: `fsGroup: 2000` adds to `runAsNonRoot` and `seccompProfile`, it does not drop
+      them. To unset one of ours, set it explicitly (e.g. `readOnlyRootFilesystem: false`).
+    * the worker container's `resources` merge per resource: ours are requests only, and one is
+      dropped when theirs sets a request or a limit for that resource (a limit below our request
+      would make the pod invalid; Kubernetes defaults a missing request to the limit).
     """
     merged = copy.deepcopy(ours)
     theirs = copy.deepcopy(dict(theirs))
@@ -303,8 +330,30 @@ def _merge_pod_template(
             spec["containers"] = _merge_containers(spec["containers"], value or [])
         elif key == "volumes":
             spec["volumes"] = _merge_named(spec.get("volumes", []), value or [])
+        elif key == "securityContext":
+            spec[key] = _merge_security_context(spec.get(key) or {}, value or {})
         else:
             spec[key] = value
+    return merged
+
+
+def _merge_security_context(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, Any]:
+    """Theirs over ours field by field; `capabilities` (add/drop) field by field too."""
+    merged = {**ours, **theirs}
+    if isinstance(ours.get("capabilities"), Mapping) and isinstance(
+        theirs.get("capabilities"), Mapping
+    ):
+        merged["capabilities"] = {**ours["capabilities"], **theirs["capabilities"]}
+    return merged
+
+
+def _merge_resources(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, Any]:
+    """Their requests and limits, plus our default request for each resource they leave alone."""
+    named = set(theirs.get("requests") or {}) | set(theirs.get("limits") or {})
+    merged = dict(theirs)
+    defaults = {k: v for k, v in (ours.get("requests") or {}).items() if k not in named}
+    if defaults:
+        merged["requests"] = {**defaults, **(theirs.get("requests") or {})}
     return merged
 
 
@@ -326,6 +375,10 @@ def _merge_containers(
                 mine["volumeMounts"] = _merge_named(
                     mine.get("volumeMounts", []), value or [], key="mountPath"
                 )
+            elif key == "securityContext":
+                mine[key] = _merge_security_context(mine.get(key) or {}, value or {})
+            elif key == "resources":
+                mine[key] = _merge_resources(mine.get(key) or {}, value or {})
             else:
                 mine[key] = value
     return merged

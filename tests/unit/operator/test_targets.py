@@ -204,12 +204,12 @@ def test_ca_secret_is_mounted_read_only_and_named_in_the_env() -> None:
     )
     manifest = build(pool)
     pod = manifest["spec"]["template"]["spec"]
-    (volume,) = pod["volumes"]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
     assert volume["secret"] == {
         "secretName": "ca",
         "items": [{"key": "root.pem", "path": "root.pem"}],
     }
-    (mount,) = container(manifest)["volumeMounts"]
+    (mount,) = [m for m in container(manifest)["volumeMounts"] if m["name"] == volume["name"]]
     assert mount == {"name": volume["name"], "mountPath": CA_MOUNT_PATH, "readOnly": True}
     assert env(manifest)["FLOWABLE_CA_BUNDLE"] == f"{CA_MOUNT_PATH}/root.pem"
     assert "FLOWABLE_VERIFY_TLS" not in env(manifest)
@@ -310,7 +310,8 @@ def test_template_pod_spec_fields_replace_ours() -> None:
         }
     )
     pod = build(pool)["spec"]["template"]["spec"]
-    assert pod["securityContext"] == {"runAsUser": 1234}
+    # The security context merges per field (test_security_contexts_merge_per_field).
+    assert pod["securityContext"]["runAsUser"] == 1234
     assert pod["nodeSelector"] == {"pool": "workers"}
     assert pod["serviceAccountName"] == "worker-sa"
 
@@ -331,8 +332,125 @@ def test_template_volumes_merge_by_name_with_the_ca_volume() -> None:
     )
     manifest = build(pool)
     pod = manifest["spec"]["template"]["spec"]
-    assert [v["name"] for v in pod["volumes"]] == ["flowable-ca", "scratch"]
-    assert [m["mountPath"] for m in container(manifest)["volumeMounts"]] == [CA_MOUNT_PATH, "/s"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "flowable-ca", "scratch"]
+    assert [m["mountPath"] for m in container(manifest)["volumeMounts"]] == [
+        "/tmp",
+        CA_MOUNT_PATH,
+        "/s",
+    ]
+
+
+# --- security defaults and resources ------------------------------------------------------------
+
+
+def test_worker_pods_are_restricted_read_only_without_a_token_and_request_resources() -> None:
+    manifest = build(make_pool())
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    worker = container(manifest)
+    assert worker["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # A read-only root, but Python (tempfile) and handlers get a writable /tmp.
+    assert {"name": "tmp", "mountPath": "/tmp"} in worker["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    assert worker["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}}
+
+
+def test_security_contexts_merge_per_field() -> None:
+    pool = make_pool(
+        {
+            "template": {
+                "spec": {
+                    "securityContext": {"fsGroup": 2000},
+                    "containers": [
+                        {"name": "worker", "securityContext": {"readOnlyRootFilesystem": True}}
+                    ],
+                }
+            }
+        }
+    )
+    manifest = build(pool)
+    assert manifest["spec"]["template"]["spec"]["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "fsGroup": 2000,
+    }
+    assert container(manifest)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_a_template_can_still_override_each_default_explicitly() -> None:
+    pool = make_pool(
+        {
+            "template": {
+                "spec": {
+                    "automountServiceAccountToken": True,
+                    "securityContext": {"runAsNonRoot": False},
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "securityContext": {
+                                "readOnlyRootFilesystem": False,
+                                "capabilities": {"add": ["NET_BIND_SERVICE"]},
+                            },
+                        }
+                    ],
+                }
+            }
+        }
+    )
+    manifest = build(pool)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container(manifest)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": False,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("theirs", "expected"),
+    [
+        (
+            {"requests": {"cpu": "1"}},
+            {"requests": {"cpu": "1", "memory": "128Mi"}},
+        ),
+        # A limit below our default request would make the pod invalid: the default goes, and
+        # Kubernetes sets the request to the limit.
+        (
+            {"limits": {"cpu": "50m"}},
+            {"limits": {"cpu": "50m"}, "requests": {"memory": "128Mi"}},
+        ),
+        (
+            {"requests": {"memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+            {"requests": {"memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        ),
+    ],
+)
+def test_resources_merge_per_resource(theirs: dict[str, Any], expected: dict[str, Any]) -> None:
+    pool = make_pool(
+        {"template": {"spec": {"containers": [{"name": "worker", "resources": theirs}]}}}
+    )
+    assert container(build(pool))["resources"] == expected
+
+
+def test_sidecars_get_no_defaults_of_ours() -> None:
+    sidecar = {"name": "proxy", "image": "envoy:1", "securityContext": {"runAsUser": 1}}
+    pool = make_pool({"template": {"spec": {"containers": [sidecar]}}})
+    assert container(build(pool), "proxy") == sidecar
 
 
 def test_building_does_not_mutate_the_pools_template() -> None:
