@@ -23,12 +23,16 @@ per distinct question per interval, not one per pool.
 
 A probe that can't measure raises `ProbeError`, whatever went wrong (an HTTP error, the network, a
 malformed answer, unreadable definitions). It never answers zero instead: the scaling core must see
-"unknown" (and fall back), not "idle" (and scale to zero while jobs wait).
+"unknown" (and fall back), not "idle" (and scale to zero while jobs wait). Its message never quotes
+the engine's answer (`responses.describe`), and no answer is read beyond
+`responses.MAX_RESPONSE_BYTES`: the engine's URL is the pool author's choice, the message ends up
+in status and Events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
@@ -41,6 +45,7 @@ import httpx
 from flowable_worker import ClientSettings, FlowableClient, FlowableError, JobFilters
 from flowable_worker_operator import metrics
 from flowable_worker_operator.discovery import DiscoveryError, TopicDiscovery, TopicMatch, TopicUse
+from flowable_worker_operator.responses import ResponseRefused, bounded_transport, describe
 from flowable_worker_operator.scaling import Backlog
 
 __all__ = [
@@ -53,6 +58,8 @@ __all__ = [
     "Selector",
 ]
 
+log = logging.getLogger(__name__)
+
 LockState = Literal["unlocked", "locked"]
 """The two halves of a backlog: acquirable jobs, and jobs a worker holds."""
 
@@ -60,7 +67,8 @@ _LOCK_STATES: tuple[LockState, ...] = ("unlocked", "locked")
 
 
 class ProbeError(Exception):
-    """The backlog could not be measured; the message says what failed, for status and Events."""
+    """The backlog could not be measured; the message says what failed, for status and Events
+    (never in the engine's words: see `responses`)."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +251,8 @@ def _repository_http(
     settings: ClientSettings, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
     """A client for the process and CMMN APIs with the same auth, TLS and timeouts as the
-    external-job API's: they are the same server and the same credentials."""
+    external-job API's: they are the same server and the same credentials. Its reads are
+    bounded (`responses.bounded_transport`), like the job client's."""
     auth, headers = settings.http_auth()
     headers["Accept"] = "application/json, text/xml, application/xml"
     return httpx.AsyncClient(
@@ -251,8 +260,7 @@ def _repository_http(
         auth=auth,
         headers=headers,
         timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
-        verify=settings.tls_verify() if transport is None else True,
-        transport=transport,
+        transport=bounded_transport(settings, transport),
     )
 
 
@@ -388,7 +396,9 @@ class BacklogProber:
         if connection is None:
             http = _repository_http(engine.client, self._transport)
             connection = _Connection(
-                client=FlowableClient(engine.client, transport=self._transport),
+                client=FlowableClient(
+                    engine.client, transport=bounded_transport(engine.client, self._transport)
+                ),
                 http=http,
                 discovery=TopicDiscovery(
                     http=http,
@@ -408,8 +418,8 @@ class BacklogProber:
             try:
                 with metrics.observe_probe_request("count"):
                     return await connection.client.count_jobs(**selector.filters(state))
-            except (FlowableError, httpx.HTTPError) as error:
-                raise ProbeError(f"counting {state} jobs of {selector}: {error}") from error
+            except (FlowableError, httpx.HTTPError, ResponseRefused) as error:
+                raise _probe_error(f"counting {state} jobs of {selector}", error) from error
 
     async def _owners(self, connection: _Connection, selector: Selector) -> Counter[str]:
         owners: Counter[str] = Counter()
@@ -425,9 +435,15 @@ class BacklogProber:
                             order="asc",
                             **selector.filters("locked"),
                         )
-                except (FlowableError, httpx.HTTPError) as error:
-                    raise ProbeError(f"listing locked jobs of {selector}: {error}") from error
+                except (FlowableError, httpx.HTTPError, ResponseRefused) as error:
+                    raise _probe_error(f"listing locked jobs of {selector}", error) from error
             owners.update(job.lock_owner for job in page.data if job.lock_owner)
             start += len(page.data)
             if not page.data or start >= page.total:
                 return owners
+
+
+def _probe_error(what: str, error: BaseException) -> ProbeError:
+    """`what` failed: the fixed description for status, the engine's own words for the debug log."""
+    log.debug("%s failed: %s", what, error)
+    return ProbeError(f"{what}: {describe(error)}")

@@ -55,6 +55,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowable_worker_operator import metrics
+from flowable_worker_operator.responses import ResponseRefused, describe
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,8 @@ class TopicDiscovery:
             if response is None:  # the API is not there at all
                 if not listing.optional:
                     raise DiscoveryError(
-                        f"GET {listing.path} -> 404: no process API there (check processApiPath)"
+                        f"GET {listing.path} -> HTTP 404 Not Found: no process API there "
+                        "(check processApiPath)"
                     )
                 if listing.scope not in self._missing_apis:
                     self._missing_apis.add(listing.scope)
@@ -376,7 +378,7 @@ class TopicDiscovery:
                         listing.path,
                     )
                 return []
-            page = self._page(response)
+            page = self._page(listing.path, response)
             rows.extend((listing.scope, row) for row in page.data)
             start += len(page.data)
             if not page.data or start >= page.total:
@@ -396,28 +398,35 @@ class TopicDiscovery:
     async def _get(
         self, path: str, *, params: dict[str, str | int] | None = None
     ) -> httpx.Response | None:
-        """GET, None on 404; any other failure is a `DiscoveryError`."""
+        """GET, None on 404; any other failure is a `DiscoveryError`.
+
+        The error names the path and describes the failure in fixed words (`responses.describe`):
+        the body goes to the debug log only, since the message reaches the pool's status.
+        """
         try:
             with metrics.observe_probe_request("discovery"):
                 response = await self._http.get(path, params=params)
                 if response.status_code != 404:
                     response.raise_for_status()
         except httpx.HTTPStatusError as error:
-            body = error.response.text[:300]
-            raise DiscoveryError(
-                f"GET {error.request.url} -> {error.response.status_code}: {body}"
-            ) from error
-        except httpx.HTTPError as error:
-            raise DiscoveryError(f"GET {path}: {type(error).__name__}: {error}") from error
+            log.debug(
+                "GET %s answered %s: %.300s", path, error.response.status_code, error.response.text
+            )
+            raise DiscoveryError(f"GET {path} -> {describe(error)}") from error
+        except (httpx.HTTPError, ResponseRefused) as error:
+            log.debug("GET %s failed: %s", path, error)
+            raise DiscoveryError(f"GET {path}: {describe(error)}") from error
         return None if response.status_code == 404 else response
 
     @staticmethod
-    def _page(response: httpx.Response) -> _RowPage:
+    def _page(path: str, response: httpx.Response) -> _RowPage:
         try:
             return _RowPage.model_validate_json(response.content)
         except ValidationError as error:
+            log.debug("GET %s: not a page of definitions: %s", path, error)
             raise DiscoveryError(
-                f"GET {response.request.url}: not a page of definitions: {error}"
+                f"GET {path}: the answer is not a page of definitions (details in the "
+                "operator's debug log)"
             ) from error
 
 

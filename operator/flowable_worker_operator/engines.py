@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from flowable_worker import ClientSettings
 from flowable_worker_operator.backlog import Engine
 from flowable_worker_operator.spec import EngineSpec
@@ -58,8 +60,14 @@ def resolve_engine(core_api: Any, namespace: str, engine: EngineSpec) -> Engine:
             read_retries=1,
             **auth,
         )
-    except ValueError as exc:
-        raise EngineConfigError(f"engine settings are unusable: {exc}") from None
+    except ValidationError as exc:
+        # Field names and messages only: pydantic's own text quotes the input, which may be a
+        # credential read from the Secret, and this message is published in the pool's status.
+        fields = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise EngineConfigError(f"engine settings are unusable: {fields}") from None
     return Engine(
         client=client,
         process_api_path=engine.process_api_path,

@@ -70,6 +70,13 @@ LEADER = Gauge(
     "election is off), 0 while it waits as a standby",
     registry=REGISTRY,
 )
+RESPONSES_REFUSED = Counter(
+    PREFIX + "responses_refused",
+    "Answers from Flowable the operator refused to read: reason=too_large (over its size limit) "
+    "or compressed (although it asked for none)",
+    ["reason"],
+    registry=REGISTRY,
+)
 SHARED_ANSWERS = Counter(
     PREFIX + "shared_answers",
     "Backlog questions answered by another pool's identical request (in flight or fresh)",

@@ -357,7 +357,7 @@ async def test_a_shared_request_survives_one_asker_being_cancelled() -> None:
     [
         (FaultKind.SERVER_ERROR, "500"),
         (FaultKind.CONNECTION_RESET, "counting"),
-        (FaultKind.MALFORMED_JSON, "not JSON"),
+        (FaultKind.MALFORMED_JSON, "not the JSON the API promises"),
         (FaultKind.UNAUTHORIZED, "401"),
     ],
 )
