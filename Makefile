@@ -30,8 +30,8 @@ $(VENV)/.installed: pyproject.toml
 lint: setup ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
-	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py localstack/operator_process.py tests/support
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py localstack/operator_process.py localstack/podman.py localstack/podcontainer.py tests/support
+	$(BIN)/hadolint Dockerfile examples/handler-image/Dockerfile
 
 prereqs-java:
 	@command -v java >/dev/null || { echo "error: java not found: install a Java 17 JDK (the real Flowable test server needs it)" >&2; exit 1; }
@@ -52,7 +52,7 @@ test-real: setup flowable-server ## smoke tests of the real Flowable test server
 test-packaging: setup ## the worker image's pip install (no operator extra) in a fresh venv
 	$(PYTEST) tests/packaging -q
 
-test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e test-alerts ## everything CI runs
+test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e test-alerts test-images ## everything CI runs
 	@echo "make test: all suites passed"
 
 run-worker: setup ## one worker against a Flowable you run (FLOWABLE_URL, FLOWABLE_TOPIC, FLOWABLE_WORKER_HANDLER)
@@ -90,3 +90,15 @@ promtool-bin: ## build (or reuse) Prometheus's promtool
 
 test-alerts: setup promtool-bin ## the alert and recording rules under promtool, and promtool's lint of both components' metrics
 	$(PYTEST) tests/alerts -q
+
+# Images (issue 8): podman with runc, on a base made from Debian's packages (no registry is
+# reachable), cached in $(FWO_CACHE)/images; podman's configuration is localstack/images/*.conf.
+.PHONY: podman images test-images
+podman: ## install (apt-get, when missing) and check podman, runc and debootstrap
+	@bash localstack/images/podman.sh
+
+images: ## build the worker and operator images with podman, tagged with the project's version
+	@bash localstack/images/build.sh
+
+test-images: setup flowable-server cluster-bin images ## the images for real: CLIs, and worker pods as containers of the handler image
+	$(PYTEST) tests/images -q

@@ -1,0 +1,1 @@
+"""An example handler package, built into a worker image by examples/handler-image/Dockerfile."""
