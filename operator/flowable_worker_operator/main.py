@@ -14,10 +14,10 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+from flowable_worker import __version__
 from flowable_worker.logs import configure_logging
 
 __all__ = ["LeaderElectionConfig", "OperatorConfig", "main", "parse_args"]
@@ -29,14 +29,11 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 DEFAULT_LEASE_NAME = "flowable-worker-operator"
 
 
-def _version() -> str:
-    try:
-        return version("flowable-worker-operator")
-    except PackageNotFoundError:  # running from a source tree without an install
-        return "0.0.0"
-
-
-DEFAULT_WORKER_IMAGE = f"ghcr.io/flowable-worker-operator/worker:{_version()}"
+WORKER_IMAGE_REPOSITORY = "ghcr.io/flowable-worker-operator/worker"
+"""Where .github/workflows/release.yml publishes the worker image (Dockerfile target `worker`)."""
+DEFAULT_WORKER_IMAGE = f"{WORKER_IMAGE_REPOSITORY}:{__version__}"
+"""The worker of the same release: the tag is the package version, never `latest`, so a pool that
+names no image runs the worker this operator was released and tested with."""
 
 EPILOG = """\
 Each flag can also be set by the environment variable shown in its help; a flag wins over the
@@ -186,7 +183,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="name of the Lease (env FLOWABLE_OPERATOR_LEADER_ELECTION_NAME; default %(default)s)",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flowable_worker import __version__
 from localstack.cluster import LocalCluster
 from tests.cluster.helpers import eventually
 
@@ -141,7 +142,8 @@ def test_operator_manifest_passes_a_server_dry_run(
     pod = deploy["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "flowable-worker-operator"
     (container,) = pod["containers"]
-    assert container["image"] == "ghcr.io/flowable-worker-operator/operator:latest"
+    assert container["image"] == f"ghcr.io/flowable-worker-operator/operator:{__version__}"
+    assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["command"] == ["flowable-worker-operator"]
     assert container["args"] == ["--all-namespaces"]
     assert {"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"} in container["ports"]

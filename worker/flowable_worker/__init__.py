@@ -4,6 +4,7 @@ The package's one public face: import from here, not from the modules behind it.
 plain list of re-exports.
 """
 
+from flowable_worker._version import __version__
 from flowable_worker.client import (
     AcquiredJob,
     BadRequestError,
@@ -59,6 +60,7 @@ __all__ = [
     "Variable",
     "Worker",
     "WorkerSettings",
+    "__version__",
     "from_rest_variables",
     "load_settings",
     "to_rest_variables",

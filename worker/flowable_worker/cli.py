@@ -3,14 +3,17 @@
 A bad configuration (unknown flag, bad value, missing handler, handler that can't be imported,
 handler timeout not shorter than the lock) exits with code 2 and one line saying what is wrong,
 before anything connects to Flowable. A clean stop after SIGTERM/SIGINT exits 0.
+`--version` prints `flowable-worker <version>` and exits 0 without reading any configuration.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
 
+from flowable_worker._version import __version__
 from flowable_worker.config import ConfigError, WorkerSettings, load_settings
 from flowable_worker.handlers.python import import_callable
 from flowable_worker.logs import configure_logging
@@ -62,8 +65,24 @@ async def serve_until_signalled(worker: Worker) -> None:
         restore()
 
 
+def _asks_for_version(argv: Sequence[str] | None) -> bool:
+    """True when the command line holds `--version`.
+
+    Looked for before the configuration is read: the command's options are the settings parser's
+    (config.py), and `flowable-worker --version` must answer in an image or a shell that sets no
+    topic or handler (a release check, a bug report), where reading the settings would fail first.
+    """
+    probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    probe.add_argument("--version", action="store_true")
+    known, _ = probe.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    return bool(known.version)
+
+
 def run(argv: Sequence[str] | None = None, worker: Worker | None = None) -> int:
     """Configure, serve until signalled, and return the process exit code."""
+    if _asks_for_version(argv):
+        print(f"flowable-worker {__version__}")
+        return 0
     try:
         prepared = prepare(argv, worker)
     except ConfigError as error:

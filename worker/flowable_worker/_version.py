@@ -1,0 +1,14 @@
+"""The one place the project's version is written.
+
+Everything else reads it from here: pyproject.toml (setuptools' dynamic `version`, read from this
+file's text without importing the package), `flowable_worker.__version__`, both CLIs' `--version`,
+the operator's default worker image tag, and `make version`, which image builds and the release
+workflow use. The chart, deploy/operator.yaml and CHANGELOG.md repeat it as plain text, and
+tests/unit/test_version.py fails when any of them differs from this.
+
+Kept a plain string literal on one line: setuptools reads it statically, and
+`sed -n 's/^__version__ = "\\(.*\\)"$/\\1/p' worker/flowable_worker/_version.py` reads it with no
+Python at all.
+"""
+
+__version__ = "0.1.0"
