@@ -19,6 +19,7 @@ from typing import NoReturn, TypeVar
 
 from flowable_worker import __version__
 from flowable_worker.logs import configure_logging
+from flowable_worker_operator.podsecurity import LEVELS, Level
 
 __all__ = ["LeaderElectionConfig", "OperatorConfig", "main", "parse_args"]
 
@@ -67,6 +68,8 @@ class OperatorConfig:
     log_level: str
     leader_election: LeaderElectionConfig | None = None
     """None: no leader election, this process acts alone (kopf standalone)."""
+    pod_security: Level = "privileged"
+    """The Pod Security Standard worker pod templates must meet; privileged: any template."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,15 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="name of the Lease (env FLOWABLE_OPERATOR_LEADER_ELECTION_NAME; default %(default)s)",
     )
+    parser.add_argument(
+        "--pod-security",
+        choices=LEVELS,
+        default=_env("FLOWABLE_OPERATOR_POD_SECURITY", "privileged"),
+        help="refuse pools whose worker pod template is outside this Pod Security Standard "
+        "(Ready=False, reason PodSecurityViolation); privileged accepts any template, as a "
+        "Deployment's author could write it (env FLOWABLE_OPERATOR_POD_SECURITY; "
+        "default %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -249,6 +261,9 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         _fail("--probe-share-seconds must not be negative")
     if args.discovery_interval <= 0:
         _fail("--discovery-interval must be positive")
+    if args.pod_security not in LEVELS:  # argparse checks choices of flags, not of defaults
+        levels = ", ".join(LEVELS)
+        _fail(f"FLOWABLE_OPERATOR_POD_SECURITY={args.pod_security!r} is not one of {levels}")
     if not args.worker_image.strip():
         _fail("--worker-image must not be empty")
     leader_election = _leader_election(args) if args.leader_election else None
@@ -262,6 +277,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         log_format=args.log_format,
         log_level=args.log_level,
         leader_election=leader_election,
+        pod_security=args.pod_security,
     )
 
 

@@ -7,7 +7,8 @@ operator with the real adapters (`kube.ClusterWorkload`, `backlog.BacklogProber`
 
 What a failure means is the point of this module:
 - a bad spec or a missing Secret/target stops the tick with `Ready=False` and a Warning Event; the
-  pool's replicas are left alone (never "fixed" by guessing);
+  pool's replicas are left alone (never "fixed" by guessing); so does a worker pod template
+  outside the Pod Security Standard the operator enforces (`--pod-security`, `podsecurity`);
 - a failed probe is a `ProbeFailed` observation: the core holds replicas, or applies the fallback
   after `failureThreshold` failures; it never reads as an empty backlog;
 - scaling down first marks pods that hold locks as expensive to delete, so the ReplicaSet
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.engines import EngineConfigError
+from flowable_worker_operator.podsecurity import Level, Violation, check
 from flowable_worker_operator.scaling import (
     Backlog,
     Decision,
@@ -40,6 +42,7 @@ from flowable_worker_operator.targets import (
     Scale,
     TargetError,
     TargetNotFoundError,
+    build_deployment,
 )
 
 __all__ = [
@@ -128,11 +131,17 @@ class Outcome:
 
 
 class Reconciler:
-    """Runs ticks; one per operator process, shared by every pool."""
+    """Runs ticks; one per operator process, shared by every pool.
 
-    def __init__(self, *, workload: Workload, prober: Prober) -> None:
+    `pod_security`: the Pod Security Standard worker pod templates must meet (`privileged`: any).
+    """
+
+    def __init__(
+        self, *, workload: Workload, prober: Prober, pod_security: Level = "privileged"
+    ) -> None:
         self._workload = workload
         self._prober = prober
+        self._pod_security: Level = pod_security
 
     async def tick(self, body: Mapping[str, Any], state: PoolState, now: datetime) -> Outcome:
         """One pass for the pool in ``body``; never raises for anything a user can cause."""
@@ -146,6 +155,16 @@ class Reconciler:
         except SpecError as exc:
             return self._stopped(
                 state, conditions, generation, now, reason="InvalidSpec", message=str(exc)
+            )
+        violations = _pod_security_violations(pool, self._pod_security)
+        if violations:
+            return self._stopped(
+                state,
+                conditions,
+                generation,
+                now,
+                reason="PodSecurityViolation",
+                message=_pod_security_message(self._pod_security, violations),
             )
         try:
             engine: Engine | ProbeError = await self._workload.engine(pool)
@@ -371,6 +390,27 @@ def _conditions(
     else:
         put("Ready", True, str(decision.reason), decision.message)
     return conditions
+
+
+_SHOWN_VIOLATIONS = 10
+
+
+def _pod_security_violations(pool: Pool, level: Level) -> tuple[Violation, ...]:
+    """What of the worker pod template (as the operator would create it) breaks `level`."""
+    if level == "privileged" or pool.spec.worker is None:
+        return ()
+    # The image plays no part in Pod Security; the Deployment is built only to be looked at.
+    manifest = build_deployment(pool, default_image="worker", replicas=0)
+    return check(manifest["spec"]["template"], level)
+
+
+def _pod_security_message(level: Level, violations: Sequence[Violation]) -> str:
+    shown = "; ".join(f"worker.template.{v}" for v in violations[:_SHOWN_VIOLATIONS])
+    more = len(violations) - _SHOWN_VIOLATIONS
+    return (
+        f"the worker pod template is outside the {level} Pod Security Standard this operator "
+        f"enforces (--pod-security): {shown}" + (f"; and {more} more" if more > 0 else "")
+    )
 
 
 def _target_reason(error: TargetError) -> str:

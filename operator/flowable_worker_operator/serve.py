@@ -64,7 +64,7 @@ async def serve(config: OperatorConfig) -> None:
     runtime = handlers.Runtime(
         workload=workload,
         prober=prober,
-        reconciler=Reconciler(workload=workload, prober=prober),
+        reconciler=Reconciler(workload=workload, prober=prober, pod_security=config.pod_security),
     )
     ready = asyncio.Event()
     elector: LeaderElector | None = None
