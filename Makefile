@@ -27,11 +27,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[operator,dev]'
 	touch $@
 
-lint: setup ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile
+lint: setup actionlint-bin ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile; actionlint on the workflows
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
 	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py localstack/operator_process.py localstack/podman.py localstack/podcontainer.py tests/support
 	$(BIN)/hadolint Dockerfile examples/handler-image/Dockerfile
+	"$$(bash localstack/actionlint/build.sh --bin-dir)/actionlint" -no-color
 
 prereqs-java:
 	@command -v java >/dev/null || { echo "error: java not found: install a Java 17 JDK (the real Flowable test server needs it)" >&2; exit 1; }
@@ -102,3 +103,12 @@ images: ## build the worker and operator images with podman, tagged with the pro
 
 test-images: setup flowable-server cluster-bin images ## the images for real: CLIs, and worker pods as containers of the handler image
 	$(PYTEST) tests/images -q
+
+# Releases (.github/workflows/release.yml, which only GitHub can run): actionlint checks it in
+# `make lint`, built from its Go module and cached in $(FWO_CACHE)/actionlint.
+.PHONY: actionlint-bin version
+actionlint-bin: ## build (or reuse) actionlint, the release workflow's linter
+	@bash localstack/actionlint/build.sh
+
+version: ## print the project's one version (worker/flowable_worker/_version.py): image tags, release tag
+	@sed -n 's/^__version__ = "\(.*\)"$$/\1/p' worker/flowable_worker/_version.py
