@@ -2,8 +2,8 @@
 
 These tests talk to the external-worker API with raw httpx, not with the project's client, so a
 bug in the client can't hide a broken server recipe (or the other way round). Where the real
-server differs from /work/shared/spec/flowable-api-facts.md, a test here pins the real behaviour
-and docs/flowable-server.md lists it.
+server differs from Flowable's REST API documentation, a test here pins the real behaviour and
+docs/flowable-server.md ("Where the real server surprised") lists it.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ Three layers, each usable on its own:
 
 This module never skips a test: a missing Java or Maven is an error with a message that says what
 to install, because a suite that quietly skips its real-server half proves nothing. Known
-differences between the real server and `/work/shared/spec/flowable-api-facts.md` are listed in
-docs/flowable-server.md.
+differences between the real server and Flowable's REST API documentation are listed in
+docs/flowable-server.md ("Where the real server surprised").
 """
 
 from __future__ import annotations
