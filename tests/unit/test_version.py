@@ -102,6 +102,13 @@ def test_the_operators_default_worker_image_is_this_release(
     assert operator_cli.parse_args([]).worker_image == operator_cli.DEFAULT_WORKER_IMAGE
 
 
+def test_the_handler_image_example_builds_on_this_releases_worker() -> None:
+    # Users copy examples/handler-image; its default base must be a worker that was published.
+    dockerfile = (ROOT / "examples" / "handler-image" / "Dockerfile").read_text()
+    defaults = re.findall(r"^ARG WORKER_IMAGE=(\S+)$", dockerfile, re.M)
+    assert defaults == [f"{REGISTRY}/worker:{__version__}"]
+
+
 def test_the_changelogs_newest_release_is_this_version() -> None:
     headings = re.findall(r"^## \[([^\]]+)\](.*)$", (ROOT / "CHANGELOG.md").read_text(), re.M)
     assert headings[0] == ("Unreleased", "")
