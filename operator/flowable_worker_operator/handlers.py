@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from flowable_worker_operator import metrics
+from flowable_worker_operator import conflicts, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
@@ -66,6 +66,24 @@ def _wake_key(body: kopf.Body) -> tuple[int, str | None]:
     return int(meta.get("generation") or 0), annotations.get(PAUSED_REPLICAS_ANNOTATION)
 
 
+@kopf.index(GROUP, VERSION, PLURAL, id="pool_claims")
+def _pool_claims(body: kopf.Body, **_: Any) -> dict[str, conflicts.Claim]:
+    """Which workload each pool scales, by namespace (read by every tick: `conflicts.rival`)."""
+    claim = conflicts.pool_claim(body)
+    return {} if claim is None else {body.metadata.namespace or "": claim}
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="hpa_claims")
+def _hpa_claims(body: kopf.Body, **_: Any) -> dict[str, conflicts.Claim]:
+    """Which workload each HPA scales, by namespace: a pool never scales what an HPA does."""
+    claim = conflicts.hpa_claim(body)
+    return {} if claim is None else {body.metadata.namespace or "": claim}
+
+
+def _claims(namespace: str, *indexes: kopf.Index[str, conflicts.Claim]) -> list[conflicts.Claim]:
+    return [claim for index in indexes for claim in index.get(namespace, ())]
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def _wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A new generation or paused-replicas value ticks the pool now, not at the next interval."""
@@ -79,8 +97,14 @@ async def _wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="scaler", cancellation_timeout=10.0)
 async def _scale_pool(
-    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
 ) -> None:
+    # kopf passes each index by its id; they are live (updated from its watches).
+    pool_claims: kopf.Index[str, conflicts.Claim] = kwargs["pool_claims"]
+    hpa_claims: kopf.Index[str, conflicts.Claim] = kwargs["hpa_claims"]
     runtime: Runtime = memo["runtime"]
     wake: asyncio.Event = memo.setdefault("wake", asyncio.Event())
     memo.setdefault("seen", _wake_key(body))
@@ -90,7 +114,8 @@ async def _scale_pool(
     while not stopped:
         wake.clear()
         try:
-            outcome = await runtime.reconciler.tick(body, state, datetime.now(UTC))
+            claims = _claims(namespace, pool_claims, hpa_claims)
+            outcome = await runtime.reconciler.tick(body, state, datetime.now(UTC), claims=claims)
             if outcome.status != written:
                 await runtime.workload.write_status(namespace, name, outcome.status)
                 written = outcome.status

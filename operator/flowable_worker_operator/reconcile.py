@@ -8,7 +8,8 @@ operator with the real adapters (`kube.ClusterWorkload`, `backlog.BacklogProber`
 What a failure means is the point of this module:
 - a bad spec or a missing Secret/target stops the tick with `Ready=False` and a Warning Event; the
   pool's replicas are left alone (never "fixed" by guessing); so does a worker pod template
-  outside the Pod Security Standard the operator enforces (`--pod-security`, `podsecurity`);
+  outside the Pod Security Standard the operator enforces (`--pod-security`, `podsecurity`), and
+  a workload another pool or an HPA already scales (`conflicts`);
 - a failed probe is a `ProbeFailed` observation: the core holds replicas, or applies the fallback
   after `failureThreshold` failures; it never reads as an empty backlog;
 - scaling down first marks pods that hold locks as expensive to delete, so the ReplicaSet
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
+from flowable_worker_operator.conflicts import Claim, pool_claim, rival
 from flowable_worker_operator.engines import EngineConfigError
 from flowable_worker_operator.podsecurity import Level, Violation, check
 from flowable_worker_operator.scaling import (
@@ -143,8 +145,19 @@ class Reconciler:
         self._prober = prober
         self._pod_security: Level = pod_security
 
-    async def tick(self, body: Mapping[str, Any], state: PoolState, now: datetime) -> Outcome:
-        """One pass for the pool in ``body``; never raises for anything a user can cause."""
+    async def tick(
+        self,
+        body: Mapping[str, Any],
+        state: PoolState,
+        now: datetime,
+        *,
+        claims: Sequence[Claim] = (),
+    ) -> Outcome:
+        """One pass for the pool in ``body``; never raises for anything a user can cause.
+
+        `claims`: who scales what in the pool's namespace (pools and HPAs, `conflicts`); a pool
+        whose workload another scaler keeps stops here.
+        """
         previous: Mapping[str, Any] = body.get("status") or {}
         conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
         generation = int((body.get("metadata") or {}).get("generation") or 0)
@@ -165,6 +178,17 @@ class Reconciler:
                 now,
                 reason="PodSecurityViolation",
                 message=_pod_security_message(self._pod_security, violations),
+            )
+        me = pool_claim(body)
+        other = None if me is None else rival(me, claims)
+        if me is not None and other is not None:
+            return self._stopped(
+                state,
+                conditions,
+                generation,
+                now,
+                reason="ScaleTargetConflict",
+                message=_conflict_message(me, other),
             )
         try:
             engine: Engine | ProbeError = await self._workload.engine(pool)
@@ -410,6 +434,19 @@ def _pod_security_message(level: Level, violations: Sequence[Violation]) -> str:
     return (
         f"the worker pod template is outside the {level} Pod Security Standard this operator "
         f"enforces (--pod-security): {shown}" + (f"; and {more} more" if more > 0 else "")
+    )
+
+
+def _conflict_message(me: Claim, other: Claim) -> str:
+    if other.kind == "HorizontalPodAutoscaler":
+        why = "an HPA cannot be told to stop, so the pool steps back (delete the HPA or scale "
+        why += "another workload)"
+    else:
+        why = f"the older pool (created {other.created or 'earlier'}) keeps it (point this pool "
+        why += "at another workload, or delete one of the two)"
+    return (
+        f"{me.target} is also scaled by {other}; two scalers would fight over its replicas, "
+        f"so this pool leaves it alone: {why}"
     )
 
 
