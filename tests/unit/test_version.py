@@ -109,6 +109,17 @@ def test_the_handler_image_example_builds_on_this_releases_worker() -> None:
     assert defaults == [f"{REGISTRY}/worker:{__version__}"]
 
 
+@pytest.mark.parametrize("doc", ["README.md", "charts/flowable-worker-operator/README.md"])
+def test_install_docs_name_this_version(doc: str) -> None:
+    # Copy-pasted install commands must fetch what this release published.
+    text = (ROOT / doc).read_text()
+    registry = re.escape(REGISTRY)
+    images = re.findall(rf"{registry}/(?:worker|operator):([^\s`<]+)", text)
+    charts = re.findall(rf"oci://{registry}/charts/\S+ --version (\S+)", text)
+    assert charts or images, f"{doc} names no published image or chart"
+    assert set(images) | set(charts) <= {__version__}
+
+
 def test_the_changelogs_newest_release_is_this_version() -> None:
     headings = re.findall(r"^## \[([^\]]+)\](.*)$", (ROOT / "CHANGELOG.md").read_text(), re.M)
     assert headings[0] == ("Unreleased", "")
