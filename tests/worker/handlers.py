@@ -51,3 +51,9 @@ def slow(job: Job) -> dict[str, Any]:
 async def noop(job: Job) -> None:
     """Completes at once (benchmarks)."""
     return None
+
+
+def hang_recorded(job: Job) -> None:
+    """Records its start, then blocks far longer than any test waits (a hung sync handler)."""
+    _record(job, "start")
+    time.sleep(600)

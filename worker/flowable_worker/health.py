@@ -3,8 +3,11 @@
 The server runs outside the event loop on purpose: if the loop is stuck (a sync handler run on it
 by mistake, a busy loop), `/healthz` still answers, and answers 503, because the loop's heartbeat
 has gone stale. `/readyz` says whether Flowable answered recently, so a Service or the operator can
-tell a worker that cannot reach its engine. This module never touches the loop or the client: it
-only reads two timestamps that the runtime writes.
+tell a worker that cannot reach its engine; it also fails while a topic's poller is dead or a
+handler thread hangs. `/healthz` fails too once as many handler threads hang as the worker's
+concurrency: threads Python cannot stop only go away with the process, so the kubelet's restart
+(SIGTERM first: the worker gives its jobs back) is the cure. This module never touches the loop
+or the client: it only reads what the runtime writes into `HealthState`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ class HealthState:
         self.last_heartbeat: float | None = None
         self.last_flowable_answer: float | None = None
         self.stopping = False
+        # Written by the runtime: handler threads written off as hung, how many make the
+        # process unhealthy (a restart is the only cure for threads Python cannot stop), and
+        # topics whose poller ended while the worker runs (a bug; the topic gets no more jobs).
+        self.hung_handlers = 0
+        self.hung_limit: int | None = None
+        self.dead_pollers: dict[str, str] = {}
+
+    def poller_ended(self, topic: str, cause: str) -> None:
+        """A topic's poller ended before stop: readiness fails from now on."""
+        self.dead_pollers[topic] = cause
 
     def beat(self) -> None:
         """The event loop is turning."""
@@ -42,12 +55,22 @@ class HealthState:
         age = time.monotonic() - self.last_heartbeat
         if age > self.alive_within:
             return False, f"event loop silent for {age:.1f}s"
+        if self.hung_limit is not None and self.hung_handlers >= self.hung_limit:
+            return False, (
+                f"{self.hung_handlers} handler threads hung (limit {self.hung_limit}): "
+                "restart needed"
+            )
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
         """Did Flowable answer recently? With the reason for a human."""
         if self.stopping:
             return False, "stopping"
+        if self.dead_pollers:
+            topics = ", ".join(sorted(self.dead_pollers))
+            return False, f"poller ended for topic {topics}"
+        if self.hung_handlers:
+            return False, f"{self.hung_handlers} handler threads hung"
         if self.last_flowable_answer is None:
             return False, "Flowable has not answered yet"
         age = time.monotonic() - self.last_flowable_answer

@@ -89,6 +89,24 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             PREFIX + "jobs_in_flight", "Jobs acquired and not yet reported", registry=r
         )
+        self.handlers_hung = Gauge(
+            PREFIX + "handlers_hung",
+            "Handler threads still running a call the worker gave up on (timed out or cut off at "
+            "shutdown); Python cannot stop them, so they are replaced and the count shows them",
+            registry=r,
+        )
+        self.pollers = Gauge(
+            PREFIX + "pollers",
+            "Topic pollers running (one per topic while the worker serves)",
+            registry=r,
+        )
+        self.poller_errors = Counter(
+            PREFIX + "poller_errors",
+            "Unexpected errors in a topic's poller (a bug: logged with its traceback; the poller "
+            "goes on)",
+            ["topic"],
+            registry=r,
+        )
         self.capacity = Gauge(
             PREFIX + "capacity", "Jobs this worker may hold at once (its concurrency)", registry=r
         )
@@ -113,6 +131,10 @@ class TopicMetrics:
     def failed(self, reason: str) -> None:
         """Count one job reported as failed."""
         self.metrics.jobs_failed.labels(self.topic, reason).inc()
+
+    def poller_error(self) -> None:
+        """Count one unexpected error in this topic's poller."""
+        self.metrics.poller_errors.labels(self.topic).inc()
 
     def acquire_error(self, reason: str) -> None:
         """Count one failed acquire request."""

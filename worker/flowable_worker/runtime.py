@@ -23,7 +23,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,6 +34,7 @@ from flowable_worker.client import (
     JobNotFoundError,
 )
 from flowable_worker.config import WorkerSettings
+from flowable_worker.handler_threads import HandlerThreads
 from flowable_worker.handlers import CommandHandler, Handler, HttpHandler, PythonHandler
 from flowable_worker.handlers.python import HandlerFunction, import_callable
 from flowable_worker.health import HealthState, ProbeServer
@@ -121,6 +121,7 @@ class Worker:
         self._force: asyncio.Event | None = None
         self._running: dict[str, _Running] = {}
         self._slots = Slots(1)
+        self._threads: HandlerThreads | None = None
         self._reporter: Reporter | None = None
         self.health = HealthState(alive_within=10.0, ready_within=30.0)
         self.probe_port: int | None = None
@@ -208,13 +209,13 @@ class Worker:
             ready_within=max(30.0, 3 * settings.poll_interval_max.total_seconds()),
         )
         self.metrics.capacity.set(settings.concurrency)
-        executor = ThreadPoolExecutor(
-            max_workers=settings.concurrency, thread_name_prefix="flowable-handler"
-        )
+        self.health.hung_limit = settings.concurrency
+        threads = HandlerThreads()
+        self._threads = threads
         try:
-            topics = self._build_topics(settings, executor)
+            topics = self._build_topics(settings, threads)
         except BaseException:
-            executor.shutdown(wait=False)
+            threads.shutdown()
             raise
         owns_client = self._client is None
         client = self._client or _client_for(settings)
@@ -224,9 +225,7 @@ class Worker:
             client, worker_id=settings.worker_id, policy=self._report_policy
         )
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
-        pollers = [
-            asyncio.create_task(self._poll(client, t), name=f"poll:{t.topic}") for t in topics
-        ]
+        pollers = [self._start_poller(client, t) for t in topics]
         log.info(
             "worker %s started: topics %s, concurrency %d, batch %d, lock %ss, handler timeout %ss",
             settings.worker_id,
@@ -250,7 +249,7 @@ class Worker:
             for t in topics:
                 with contextlib.suppress(Exception):
                     await t.handler.aclose()
-            executor.shutdown(wait=False, cancel_futures=True)
+            threads.shutdown()
             if owns_client:
                 await client.aclose()
             if probes is not None:
@@ -273,7 +272,7 @@ class Worker:
         return probes
 
     def _build_topics(
-        self, settings: WorkerSettings, executor: ThreadPoolExecutor
+        self, settings: WorkerSettings, threads: HandlerThreads
     ) -> list[_TopicRuntime]:
         handlers: dict[str, Handler] = {}
         registered = dict(self._registered)
@@ -313,7 +312,7 @@ class Worker:
             else:
                 handlers[topic] = PythonHandler(
                     given,
-                    executor=executor,
+                    threads=threads,
                     fail_retries=settings.fail_retries,
                     fail_retry_timeout=settings.fail_retry_timeout,
                 )
@@ -343,67 +342,111 @@ class Worker:
     async def _heartbeat(self) -> None:
         while True:
             self.health.beat()
+            hung = self._threads.hung if self._threads is not None else 0
+            self.health.hung_handlers = hung
+            self.metrics.handlers_hung.set(hung)
             await asyncio.sleep(_HEARTBEAT_SECONDS)
 
+    def _start_poller(self, client: FlowableClient, topic: _TopicRuntime) -> asyncio.Task[None]:
+        """Start a topic's poller, watched: one that ends before stop is a bug made visible."""
+        task = asyncio.create_task(self._poll(client, topic), name=f"poll:{topic.topic}")
+        self.metrics.pollers.inc()
+
+        def ended(finished: asyncio.Task[None]) -> None:
+            self.metrics.pollers.dec()
+            if self.stopping:
+                return
+            cause = "cancelled" if finished.cancelled() else repr(finished.exception())
+            self.health.poller_ended(topic.topic, cause)
+            log.error(
+                "the poller for topic %s ended while the worker runs (%s): this topic gets no "
+                "more jobs from this process; /readyz now fails",
+                topic.topic, cause, extra={"topic": topic.topic},
+            )
+
+        task.add_done_callback(ended)
+        return task
+
     async def _poll(self, client: FlowableClient, topic: _TopicRuntime) -> None:
-        """Acquire for one topic until stopping; never raises for anything Flowable does."""
+        """Acquire for one topic until stopping; never ends before that.
+
+        Nothing Flowable does raises here (`_poll_once` catches it); an exception that escapes
+        anyway is a bug of ours: it is logged with its traceback and counted, and polling goes on
+        after a backoff, so one bad answer can never silence a topic for the process's lifetime.
+        """
+        assert self._stop_requested is not None
+        while not self._stop_requested.is_set():
+            try:
+                await self._poll_once(client, topic)
+            except Exception as error:
+                topic.metrics.poller_error()
+                log.exception(
+                    "unexpected error in the poller for %s; polling on", topic.topic,
+                    extra={"topic": topic.topic},
+                )
+                await self._acquire_failed(topic, error)
+
+    async def _poll_once(self, client: FlowableClient, topic: _TopicRuntime) -> None:
+        """Reserve slots, acquire up to that many jobs and start them (or back off)."""
         settings = self.settings
         assert self._stop_requested is not None
         batch = settings.effective_batch_size
         lock_seconds = settings.lock_duration.total_seconds()
-        while not self._stop_requested.is_set():
-            reserved = await self._reserve(batch)
-            if reserved == 0:
-                break
-            topic.metrics.acquire_requests.inc()
-            started = time.monotonic()
-            try:
-                acquired = await client.acquire_jobs(
-                    topic=topic.topic,
-                    worker_id=settings.worker_id,
-                    lock_duration=settings.lock_duration,
-                    number_of_tasks=reserved,
-                    scope_type=settings.scope_type,
-                )
-            except FlowableError as error:
-                self._slots.release(reserved)
-                await self._acquire_failed(topic, error)
-                continue
-            except Exception as error:
-                self._slots.release(reserved)
-                log.exception("unexpected error while acquiring for %s", topic.topic)
-                await self._acquire_failed(topic, error)
-                continue
-            lock_deadline = started + lock_seconds
-            topic.metrics.acquire_latency.observe(time.monotonic() - started)
-            self.health.flowable_answered()
-            topic.error_backoff.reset()
-            if topic.last_error is not None:
-                log.info("acquiring for %s works again", topic.topic)
-                topic.last_error = None
-            if len(acquired) > reserved:
-                log.warning(
-                    "Flowable returned %d jobs for %d asked; handling them all",
-                    len(acquired), reserved,
-                )
-            else:
-                self._slots.release(reserved - len(acquired))
-            if not acquired:
-                topic.metrics.empty_polls.inc()
-                await self._pause(topic.empty_backoff.next_delay())
-                continue
-            topic.empty_backoff.reset()
-            topic.metrics.acquired.inc(len(acquired))
+        reserved = await self._reserve(batch)
+        if reserved == 0:  # only when stop was requested while waiting
+            return
+        topic.metrics.acquire_requests.inc()
+        started = time.monotonic()
+        try:
+            acquired = await client.acquire_jobs(
+                topic=topic.topic,
+                worker_id=settings.worker_id,
+                lock_duration=settings.lock_duration,
+                number_of_tasks=reserved,
+                scope_type=settings.scope_type,
+            )
+        except FlowableError as error:
+            self._slots.release(reserved)
+            await self._acquire_failed(topic, error)
+            return
+        except BaseException:
+            # Anything else (a bug, or cancellation): the slots go back before it propagates.
+            self._slots.release(reserved)
+            raise
+        lock_deadline = started + lock_seconds
+        topic.metrics.acquire_latency.observe(time.monotonic() - started)
+        self.health.flowable_answered()
+        topic.error_backoff.reset()
+        if topic.last_error is not None:
+            log.info("acquiring for %s works again", topic.topic)
+            topic.last_error = None
+        if len(acquired) > reserved:
+            log.warning(
+                "Flowable returned %d jobs for %d asked; handling them all",
+                len(acquired), reserved,
+            )
+        else:
+            self._slots.release(reserved - len(acquired))
+        if not acquired:
+            topic.metrics.empty_polls.inc()
+            await self._pause(topic.empty_backoff.next_delay())
+            return
+        topic.empty_backoff.reset()
+        topic.metrics.acquired.inc(len(acquired))
+        try:
             jobs = [
                 Job.from_acquired(a, topic=topic.topic, worker_id=settings.worker_id)
                 for a in acquired
             ]
-            if self._stop_requested.is_set():
-                # Acquired while we were asked to stop: give them back unstarted.
-                await self._unacquire_unstarted(client, topic, jobs)
-                continue
-            for job in jobs:
-                self._start_job(topic, job, lock_deadline)
+        except BaseException:
+            self._slots.release(min(reserved, len(acquired)))
+            raise
+        if self._stop_requested.is_set():
+            # Acquired while we were asked to stop: give them back unstarted.
+            await self._unacquire_unstarted(client, topic, jobs)
+            return
+        for job in jobs:
+            self._start_job(topic, job, lock_deadline)
 
     async def _reserve(self, batch: int) -> int:
         """Reserve slots, or 0 when stop is requested while waiting for them."""

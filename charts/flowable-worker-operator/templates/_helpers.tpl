@@ -57,47 +57,58 @@ app.kubernetes.io/part-of: flowable-worker-operator
 {{- end }}
 
 {{/*
-The operator's rules on namespaced resources: the same as deploy/rbac/cluster-role.yaml, used by
-the ClusterRole (all namespaces) or by one Role per watched namespace.
+The operator's rules on namespaced resources: the same as deploy/rbac/cluster-role.yaml (and
+deploy/rbac/namespaced/role.yaml), used by the ClusterRole (all namespaces) or by one Role per
+watched namespace. Exactly the calls the operator and kopf make: tests/cluster/test_rbac.py.
 */}}
 {{- define "fwo.namespacedRules" -}}
-# The pools: watch them, record kopf's progress (annotations, finalizers) and the status.
+# The pools: kopf lists and watches them, and merge-patches its finalizer and progress
+# annotations; the operator merge-patches their status (kopf too, under status.kopf).
 - apiGroups: [flowable-worker.io]
   resources: [externalworkerpools]
-  verbs: [get, list, watch, patch, update]
+  verbs: [list, watch, patch]
 - apiGroups: [flowable-worker.io]
   resources: [externalworkerpools/status]
-  verbs: [get, patch, update]
-# The worker Deployments it owns, and the /scale of those and of scaleTargetRef targets.
+  verbs: [patch]
+# The worker Deployment a pool owns: read, create, replace when its template changed.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, update]
+# Replicas through /scale, as HPA does: owned Deployments and scaleTargetRef Deployments and
+# StatefulSets. (Another kind as scaleTargetRef needs get and patch on its /scale as well.)
 - apiGroups: [apps]
-  resources: [deployments/scale]
-  verbs: [get, patch, update]
+  resources: [deployments/scale, statefulsets/scale]
+  verbs: [get, patch]
 # controller.kubernetes.io/pod-deletion-cost on pods that hold job locks, before scaling down.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, patch]
+  verbs: [list, patch]
 # engine.authSecretRef and engine.tls.caSecretRef, read by name, never listed.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# Events about pools (kopf posts core/v1 Events; events.k8s.io for newer clients).
+# Events about pools (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
+# HPAs, to never scale a workload an HPA scales (kopf keeps an index of their targets).
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [list, watch]
 {{- end }}
 
-{{/* What kopf needs cluster-wide whatever it watches: resource discovery and namespaces. */}}
+{{/*
+What kopf needs cluster-wide whatever it watches: noticing CRDs. With watchNamespaces it also
+lists and watches namespaces (deploy/rbac/namespaced/cluster-role.yaml); with --all-namespaces
+it never does.
+*/}}
 {{- define "fwo.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
+{{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+{{- end }}
 {{- end }}

@@ -51,3 +51,17 @@ async def test_wait_all_free_returns_once_everything_is_released() -> None:
     assert not waiting.done()
     slots.release(1)
     await asyncio.wait_for(waiting, 1)
+
+
+async def test_reserve_never_returns_zero_when_others_take_the_slots_it_waited_for() -> None:
+    # Two pollers gather: one frees a slot, the other takes it during the first's patience.
+    slots = Slots(4)
+    await slots.reserve(4)
+    slots.release(1)
+    patient = asyncio.create_task(slots.reserve(4, gather=2, patience=0.05))
+    await asyncio.sleep(0)  # the patient one now waits for a second free slot
+    assert await slots.reserve(1) == 1  # another topic's poller takes the one free slot
+    await asyncio.sleep(0.1)  # past the patience: nothing free
+    assert not patient.done()  # it goes on waiting instead of giving up with 0
+    slots.release(2)
+    assert await asyncio.wait_for(patient, 1) == 2

@@ -7,12 +7,12 @@ import json
 import sys
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
+from flowable_worker.handler_threads import HandlerThreads
 from flowable_worker.handlers import CommandHandler, HttpHandler, PythonHandler, import_callable
 from flowable_worker.job import Job
 from flowable_worker.results import (
@@ -29,14 +29,14 @@ JOB = Job(id="j1", topic="t", worker_id="w", variables={"n": 21}, process_instan
 
 
 @pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(max_workers=2)
+def threads() -> Iterator[HandlerThreads]:
+    pool = HandlerThreads()
     yield pool
     pool.shutdown()
 
 
 async def test_a_sync_handler_runs_in_a_thread_and_its_dict_completes(
-    executor: ThreadPoolExecutor,
+    threads: HandlerThreads,
 ) -> None:
     seen: list[str] = []
 
@@ -44,18 +44,18 @@ async def test_a_sync_handler_runs_in_a_thread_and_its_dict_completes(
         seen.append(threading.current_thread().name)
         return {"doubled": job.variables["n"] * 2}
 
-    outcome = await PythonHandler(handler, executor=executor).handle(JOB)
+    outcome = await PythonHandler(handler, threads=threads).handle(JOB)
     assert outcome == Complete({"doubled": 42})
     assert seen != [threading.current_thread().name]
 
 
 async def test_an_async_handler_is_awaited_and_none_completes(
-    executor: ThreadPoolExecutor,
+    threads: HandlerThreads,
 ) -> None:
     async def handler(job: Job) -> None:
         await asyncio.sleep(0)
 
-    assert await PythonHandler(handler, executor=executor).handle(JOB) == Complete()
+    assert await PythonHandler(handler, threads=threads).handle(JOB) == Complete()
 
 
 @pytest.mark.parametrize(
@@ -70,22 +70,22 @@ async def test_an_async_handler_is_awaited_and_none_completes(
     ],
 )
 async def test_signals_choose_the_outcome(
-    executor: ThreadPoolExecutor, signal: Exception, expected: object
+    threads: HandlerThreads, signal: Exception, expected: object
 ) -> None:
     def handler(job: Job) -> None:
         raise signal
 
-    assert await PythonHandler(handler, executor=executor).handle(JOB) == expected
+    assert await PythonHandler(handler, threads=threads).handle(JOB) == expected
 
 
 async def test_any_other_exception_fails_with_message_traceback_and_retry_policy(
-    executor: ThreadPoolExecutor,
+    threads: HandlerThreads,
 ) -> None:
     def broken_handler(job: Job) -> None:
         raise KeyError("customer")
 
     outcome = await PythonHandler(
-        broken_handler, executor=executor, fail_retries=2, fail_retry_timeout="PT30S"
+        broken_handler, threads=threads, fail_retries=2, fail_retry_timeout="PT30S"
     ).handle(JOB)
     assert isinstance(outcome, FailJob)
     assert outcome.message == "KeyError: 'customer'"
@@ -95,8 +95,8 @@ async def test_any_other_exception_fails_with_message_traceback_and_retry_policy
     assert (outcome.retries, outcome.retry_timeout) == (2, "PT30S")
 
 
-async def test_returning_something_else_than_a_dict_fails(executor: ThreadPoolExecutor) -> None:
-    outcome = await PythonHandler(lambda job: [1], executor=executor).handle(JOB)
+async def test_returning_something_else_than_a_dict_fails(threads: HandlerThreads) -> None:
+    outcome = await PythonHandler(lambda job: [1], threads=threads).handle(JOB)
     assert isinstance(outcome, FailJob)
     assert "expected a dict" in outcome.message
 

@@ -1,7 +1,8 @@
 """Python callables as handlers: `module:function` or functions registered with `worker.topic(...)`.
 
-Sync functions run in a thread pool sized to the worker's concurrency, so a blocking handler never
-stalls the event loop that acquires and reports; async functions are awaited on the loop.
+Sync functions run on the worker's handler threads (`HandlerThreads`), so a blocking handler never
+stalls the event loop that acquires and reports, and one that hangs never holds up the jobs after
+it; async functions are awaited on the loop.
 A return value of dict or None completes the job; `BpmnError`, `Fail` and `CmmnTerminate` choose
 the other outcomes; any other exception fails the job with its message, the traceback as details
 and the worker's retry policy.
@@ -9,17 +10,16 @@ and the worker's retry policy.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import importlib
 import inspect
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from flowable_worker.handler_threads import HandlerThreads
 from flowable_worker.handlers.base import RetryPolicy
 from flowable_worker.job import Job
 from flowable_worker.results import (
@@ -70,7 +70,7 @@ class PythonHandler:
         self,
         function: HandlerFunction,
         *,
-        executor: ThreadPoolExecutor,
+        threads: HandlerThreads,
         fail_retries: int | None = None,
         fail_retry_timeout: timedelta | str | None = None,
     ) -> None:
@@ -78,7 +78,7 @@ class PythonHandler:
             raise TypeError(f"handler {function!r} is not callable")
         self._function = function
         self._is_async = is_async_callable(function)
-        self._executor = executor
+        self._threads = threads
         self._policy = RetryPolicy(retries=fail_retries, retry_timeout=fail_retry_timeout)
 
     @property
@@ -94,10 +94,9 @@ class PythonHandler:
             if self._is_async:
                 returned = await self._function(job)
             else:
-                loop = asyncio.get_running_loop()
                 context = contextvars.copy_context()
-                returned = await loop.run_in_executor(
-                    self._executor, functools.partial(context.run, self._function, job)
+                returned = await self._threads.run(
+                    functools.partial(context.run, self._function, job)
                 )
                 if inspect.isawaitable(returned):
                     # A sync-looking callable (e.g. a lambda) that returns a coroutine.
@@ -125,4 +124,4 @@ class PythonHandler:
         )
 
     async def aclose(self) -> None:
-        """Nothing to release: the thread pool belongs to the worker."""
+        """Nothing to release: the handler threads belong to the worker."""
