@@ -162,6 +162,7 @@ def test_defaults_render_one_operator_watching_every_namespace(cluster: LocalClu
         "--metrics-port=8080",
         "--probe-share-seconds=1",
         "--discovery-interval=60",
+        "--pod-security=privileged",
         "--log-format=json",
         "--log-level=INFO",
     ]
@@ -274,9 +275,9 @@ def test_watched_namespaces_get_a_role_each_and_no_cluster_wide_pool_rights(
     # What kopf needs cluster-wide, and nothing on pools, Deployments, pods or Secrets.
     operator_role = only(docs, "ClusterRole", FULLNAME)
     assert {r for rule in operator_role["rules"] for r in rule["resources"]} == CLUSTER_SCOPED
-    assert operator_role["rules"] == [
-        r for r in deploy_rules if CLUSTER_SCOPED & set(r["resources"])
-    ]
+    assert operator_role["rules"] == rules_of(
+        DEPLOY / "rbac" / "namespaced" / "cluster-role.yaml", "flowable-worker-operator-cluster"
+    )
     pool_roles = [d for d in docs if d["kind"] == "ClusterRole" and grants(d["rules"], POOLS)]
     assert all(r["metadata"]["name"].endswith(("-pool-editor", "-pool-viewer")) for r in pool_roles)
 
@@ -286,6 +287,8 @@ def test_values_become_the_operators_flags_and_pod_settings(cluster: LocalCluste
         cluster,
         "--set",
         "workerImage=registry.local/worker:7,probeShareSeconds=0.5,discoveryInterval=30",
+        "--set",
+        "podSecurity=restricted",
         "--set",
         "logFormat=text,logLevel=DEBUG,image.tag=dev,priorityClassName=ops-critical",
         "--set",
@@ -301,6 +304,7 @@ def test_values_become_the_operators_flags_and_pod_settings(cluster: LocalCluste
     assert config.worker_image == "registry.local/worker:7"
     assert config.probe_share_seconds == 0.5
     assert config.discovery_interval_seconds == 30
+    assert config.pod_security == "restricted"
     assert (config.log_format, config.log_level) == ("text", "DEBUG")
     assert operator["image"] == "ghcr.io/flowable-worker-operator/operator:dev"
     assert operator["env"] == [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]
@@ -596,6 +600,7 @@ def test_install_deploys_a_ready_operator_and_prints_the_notes(
         "--metrics-port=8080",
         "--probe-share-seconds=1",
         "--discovery-interval=60",
+        "--pod-security=privileged",
         "--log-format=text",
         "--log-level=INFO",
     ]
