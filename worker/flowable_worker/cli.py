@@ -17,6 +17,7 @@ from flowable_worker._version import __version__
 from flowable_worker.config import ConfigError, WorkerSettings, load_settings
 from flowable_worker.handlers.python import import_callable
 from flowable_worker.logs import configure_logging
+from flowable_worker.redaction import redact
 from flowable_worker.runtime import Worker
 from flowable_worker.shutdown import install_stop_signals
 
@@ -31,6 +32,14 @@ def prepare(argv: Sequence[str] | None = None, worker: Worker | None = None) -> 
             target = import_callable(settings.handler)
         except ValueError as error:
             raise ConfigError(f"--handler/FLOWABLE_WORKER_HANDLER: {error}") from None
+        except (Exception, SystemExit) as error:
+            # Importing runs the module's top level, which may raise anything (a missing setting,
+            # a failed connection, sys.exit): still a configuration error, not a traceback.
+            module = settings.handler.partition(":")[0]
+            raise ConfigError(
+                f"--handler/FLOWABLE_WORKER_HANDLER: importing handler module {module!r} raised "
+                f"{type(error).__name__}: {error}"
+            ) from None
         if isinstance(target, Worker):
             target_topics = target.registered_topics
         elif not callable(target):
@@ -86,19 +95,24 @@ def run(argv: Sequence[str] | None = None, worker: Worker | None = None) -> int:
     try:
         prepared = prepare(argv, worker)
     except ConfigError as error:
-        print(f"flowable-worker: error: {error}", file=sys.stderr)
+        _print_error(error)
         return 2
     settings = prepared.settings
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     try:
         asyncio.run(serve_until_signalled(prepared))
     except ValueError as error:  # a handler that could not be built
-        print(f"flowable-worker: error: {error}", file=sys.stderr)
+        _print_error(error)
         return 2
     except OSError as error:  # e.g. the metrics port is taken
-        print(f"flowable-worker: error: {error}", file=sys.stderr)
+        _print_error(error)
         return 2
     return 0
+
+
+def _print_error(error: BaseException) -> None:
+    """The one stderr line of a failed start: whitespace collapsed, URL credentials redacted."""
+    print(f"flowable-worker: error: {redact(' '.join(str(error).split()))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

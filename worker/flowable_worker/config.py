@@ -5,6 +5,15 @@ which both the `--help` text and the parser are built. A bad configuration raise
 with one line naming the option, where its value came from and what is wrong; the CLI turns that
 into exit code 2. Cross-field rules (handler timeout shorter than the lock) live in the model, so a
 programmatic `Worker(settings)` is checked the same way.
+
+Everything that would otherwise fail later, in the middle of serving and as a traceback, is checked
+here: URLs are parsed the way the HTTP client will parse them (host present, port in range),
+durations are not negative, the CA bundle is loaded once, and credentials are cleaned. A
+credential from a Kubernetes Secret often ends in a newline (`kubectl create secret --from-file`
+keeps the file's last one): the operator strips surrounding whitespace from Secret values, so the
+worker does the same, or the operator's probe would work while every worker got 401. A control
+character left inside a credential can't be sent in a header at all and is refused, without
+echoing the value. No error message shows a URL's `user:password@` part (`redaction.py`).
 """
 
 from __future__ import annotations
@@ -14,14 +23,18 @@ import os
 import re
 import shlex
 import socket
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, NoReturn
+from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flowable_worker.client import ClientSettings
+from flowable_worker.redaction import redact
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_LOCK_DURATION = timedelta(minutes=5)
@@ -110,9 +123,47 @@ class WorkerSettings(BaseModel):
     @field_validator("flowable_url")
     @classmethod
     def _url_is_http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https:// (got {value!r})")
-        return value.rstrip("/")
+        return check_http_url(value).rstrip("/")
+
+    @field_validator("handler_url")
+    @classmethod
+    def _handler_url_is_http(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("username", "password", "token")
+    @classmethod
+    def _clean_credential(cls, value: str | None) -> str | None:
+        return None if value is None else clean_credential(value)
+
+    @field_validator("request_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(f"must be positive (got {value.total_seconds():g}s)")
+        return value
+
+    @field_validator(
+        "grace_period", "poll_interval_min", "poll_interval_max", "error_backoff_max",
+        "fail_retry_timeout",
+    )
+    @classmethod
+    def _not_negative(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise ValueError(f"must not be negative (got {value.total_seconds():g}s)")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_loads(cls, value: str | None) -> str | None:
+        # Loaded once here so that a missing or broken file is a one-line configuration error
+        # naming the file, instead of an OSError without a file name when the client starts.
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=value)
+            except (OSError, ssl.SSLError) as error:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+                raise ValueError(f"cannot load CA bundle {value!r}: {reason}") from None
+        return value
 
     @field_validator("topics")
     @classmethod
@@ -136,12 +187,6 @@ class WorkerSettings(BaseModel):
         handlers = [self.handler, self.handler_url, self.handler_command]
         if sum(h is not None for h in handlers) > 1:
             raise ValueError("give only one of handler, handler_url, handler_command")
-        if self.handler_url is not None and not self.handler_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(
-                f"handler_url must start with http:// or https:// (got {self.handler_url!r})"
-            )
         if self.handler_command is not None and not self.handler_command:
             raise ValueError("handler_command is empty")
         if self.poll_interval_min > self.poll_interval_max:
@@ -188,6 +233,47 @@ class WorkerSettings(BaseModel):
             timeout_seconds=self.request_timeout.total_seconds(),
             max_connections=self.effective_max_connections,
         )
+
+
+def check_http_url(value: str) -> str:
+    """`value` if it is an http(s) URL with a host and a valid port; ValueError saying why not.
+
+    Parsed both as the standard library and as httpx parse it, so that nothing the client would
+    choke on at the first request (an unclosed IPv6 bracket, port 99999) passes. Messages show
+    the URL with any `user:password@` redacted.
+    """
+    shown = redact(value)
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must start with http:// or https:// (got {shown!r})")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port out of range or not a number
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL) as error:
+        raise ValueError(f"is not a valid URL ({shown!r}): {redact(str(error))}") from None
+    if not parts.hostname:
+        raise ValueError(f"has no host (got {shown!r})")
+    if port == 0:
+        raise ValueError(f"has port 0 (got {shown!r})")
+    return value
+
+
+def clean_credential(value: str) -> str:
+    """A user name, password or token as the operator reads it: surrounding whitespace removed.
+
+    A control character that remains inside would end up raw in the Authorization header (a
+    newline there splits the request): refused, and the message never shows the value.
+    """
+    cleaned = value.strip()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in cleaned):
+        raise ValueError("contains a control character (value not shown)")
+    return cleaned
+
+
+# Environment variables that hold credentials, and ones holding URLs that may carry them in their
+# `user:password@` part: a handler command's child process must not inherit their secrets.
+CREDENTIAL_FIELDS = ("username", "password", "token")
+URL_FIELDS = ("flowable_url", "handler_url")
 
 
 # --- flags and environment variables ------------------------------------------------------------
@@ -331,6 +417,8 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 _BY_FIELD = {option.field: option for option in OPTIONS}
+CREDENTIAL_ENV = tuple(_BY_FIELD[field].env for field in CREDENTIAL_FIELDS)
+URL_ENV = tuple(_BY_FIELD[field].env for field in URL_FIELDS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -404,6 +492,8 @@ def load_settings(
         raise ConfigError("no Flowable URL: set --flowable-url or FLOWABLE_URL")
     try:
         settings = WorkerSettings(**values)
+        # Whatever the client would refuse when the worker starts is refused now, in one line.
+        settings.client_settings()
     except ValidationError as error:
         raise ConfigError(_one_line(error, sources)) from None
     if require_topics and not settings.topics:
@@ -422,10 +512,11 @@ def has_handler(settings: WorkerSettings) -> bool:
 
 
 def _one_line(error: ValidationError, sources: Mapping[str, str]) -> str:
-    """The first validation problem as `--flag (ENV): message`."""
+    """The first validation problem as `--flag (ENV): message`, on one line, URLs redacted."""
     first = error.errors()[0]
     location = first.get("loc", ())
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    message = redact(" ".join(message.split()))
     if location:
         field = str(location[0])
         option = _BY_FIELD.get(field)

@@ -2,6 +2,10 @@
 
 Extra fields passed with `logger.info(..., extra={"job_id": ...})` become JSON keys, so logs can be
 filtered by job, topic or worker without parsing messages.
+
+Both formats pass the finished line through `redaction.redact`: whatever a message, an extra
+field or a traceback says, a URL's `user:password@` never reaches the log (the places that format
+URLs redact them already; this catches texts we don't control, such as a library's exception).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from flowable_worker.redaction import redact
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -31,7 +37,7 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return redact(json.dumps(payload, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -47,7 +53,7 @@ class TextFormatter(logging.Formatter):
             for key, value in vars(record).items()
             if key not in _STANDARD and not key.startswith("_")
         ]
-        return f"{text} {' '.join(extras)}" if extras else text
+        return redact(f"{text} {' '.join(extras)}" if extras else text)
 
 
 def configure_logging(

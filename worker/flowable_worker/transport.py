@@ -9,8 +9,13 @@ the response read by Content-Length or chunked framing. An idle connection the s
 is noticed for free (asyncio marks the stream at EOF) and dropped before reuse.
 
 What it does not do: HTTP/2, proxies, request streaming of unknown length, `Expect: 100-continue`.
-`--http-client httpx` switches back to httpx's own transport (e.g. behind an HTTP proxy).
+`--http-client httpx` switches back to httpx's own transport, and so does a proxy configured in
+the environment (`choose_transport`): going around a proxy without a word fails exactly where
+only the proxy can reach Flowable.
 It never retries anything: whether a request may be repeated is the caller's decision.
+A header name or value holding a control character (a credential read with its trailing newline)
+is refused before anything is sent: written raw, a newline would end the header block early and
+turn the rest of the request into garbage the server misreads (issue 9).
 Failures surface as httpx exceptions (ConnectError, ReadTimeout, RemoteProtocolError...), so the
 client maps them exactly as it maps its default transport's.
 """
@@ -19,13 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 
 _MAX_HEADER_BYTES = 64 * 1024
 _CRLF = b"\r\n"
+# Control characters other than horizontal tab (allowed inside a field value by RFC 9110).
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass
@@ -65,6 +77,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise httpx.ConnectError("transport closed", request=request)
+        _check_headers(request)
         timeouts = request.extensions.get("timeout", {})
         slots = self._semaphore()
         try:
@@ -163,6 +176,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
             origin.idle.clear()
 
 
+def _check_headers(request: httpx.Request) -> None:
+    """Refuse a header whose name or value holds a control character, naming the header only."""
+    for name, value in request.headers.raw:
+        if _CONTROL.search(value) or _CONTROL.search(name):
+            shown = name.decode("ascii", errors="replace")
+            raise httpx.LocalProtocolError(
+                f"header {shown!r} contains a control character (value not shown); not sent",
+                request=request,
+            )
+
+
 def _request_bytes(request: httpx.Request, body: bytes) -> bytes:
     target = request.url.raw_path
     lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
@@ -249,3 +273,72 @@ def tls_context(*, verify: bool, ca_bundle: str | None) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
         return context
     return ssl.create_default_context(cafile=ca_bundle)
+
+
+@dataclass(frozen=True)
+class TransportChoice:
+    """Which transport the worker's Flowable client uses, and why (said in the start-up log)."""
+
+    kind: Literal["lean", "httpx"]
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.reason})"
+
+
+def choose_transport(
+    requested: str, url: str, environ: Mapping[str, str] | None = None
+) -> TransportChoice:
+    """The lean transport unless httpx's is asked for or a proxy applies to `url`.
+
+    httpx's transport honours `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` and `NO_PROXY`; the lean
+    one speaks no proxy protocol, so a configured proxy that applies to the Flowable URL selects
+    httpx's. A Flowable host that `NO_PROXY` exempts keeps the lean transport.
+    """
+    if requested == "httpx":
+        return TransportChoice("httpx", "--http-client httpx")
+    variable = proxy_variable_for(url, environ)
+    if variable is not None:
+        return TransportChoice("httpx", f"{variable} applies to the Flowable URL")
+    return TransportChoice("lean", "no proxy applies to the Flowable URL")
+
+
+def proxy_variable_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The name of the proxy variable that applies to `url`, or None.
+
+    Read as curl and Python's urllib read them: `<scheme>_proxy`, then `all_proxy`, the lowercase
+    spelling before the uppercase one; `NO_PROXY` is a comma-separated list of host names (a
+    suffix matches its subdomains, a leading dot is ignored, `host:port` entries match that port
+    only) or `*`. The name, never the value, is returned: a proxy URL may carry credentials.
+    """
+    environ = os.environ if environ is None else environ
+    parts = urlsplit(url)
+    found = None
+    for key in (f"{parts.scheme.lower()}_proxy", "all_proxy"):
+        found = next((n for n in (key, key.upper()) if environ.get(n, "").strip()), None)
+        if found is not None:
+            break
+    if found is None:
+        return None
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    if parts.hostname and _exempt(parts.hostname, parts.port, no_proxy):
+        return None
+    return found
+
+
+def _exempt(host: str, port: int | None, no_proxy: str) -> bool:
+    """True when an entry of NO_PROXY covers `host` (and `port`, for a `host:port` entry)."""
+    host = host.lower()
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if entry == "*":
+            return True
+        name, sep, entry_port = entry.rpartition(":")
+        if not sep or not entry_port.isdigit() or ":" in name.strip("[]"):
+            name, entry_port = entry, ""  # no port, or a bare IPv6 address
+        name = name.strip("[]").lstrip(".")
+        if not name or (entry_port and int(entry_port) != port):
+            continue
+        if host == name or host.endswith("." + name):
+            return True
+    return False

@@ -28,6 +28,7 @@ from flowable_worker.client.queries import JobFilters, filter_params, paging_par
 from flowable_worker.client.retry import Backoff, is_retryable
 from flowable_worker.client.settings import ClientSettings
 from flowable_worker.client.variables import to_rest_variables
+from flowable_worker.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,9 @@ class FlowableClient:
         try:
             response = await self._http.request(method, path, json=json, params=params)
         except httpx.DecodingError as exc:
-            raise InvalidResponseError(f"{method} {path}: undecodable body: {exc}") from exc
+            raise InvalidResponseError(
+                redact(f"{method} {path}: undecodable body: {exc}")
+            ) from exc
         except httpx.RequestError as exc:  # transport failures, timeouts, too many redirects
             url = f"{self._settings.external_job_api_url}/{path}"
             raise error_for_transport_failure(exc, method=method, url=url) from exc
@@ -281,7 +284,7 @@ class FlowableClient:
 
     @staticmethod
     def _parse(response: httpx.Response, adapter: TypeAdapter[M]) -> M:
-        where = f"{response.request.method} {response.request.url}"
+        where = f"{response.request.method} {redact(str(response.request.url))}"
         try:
             payload = response.json()
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

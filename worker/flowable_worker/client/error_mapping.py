@@ -4,6 +4,9 @@ Flowable's error body is `{"message": ..., "exception": ...}`, but a 401 from Sp
 an empty body and a proxy in front may answer with HTML: the mapping must never fail on the body.
 A 403 is only a lost lock when Flowable says so; a 403 from an authorisation layer stays a plain
 `ForbiddenError`, because the worker reacts to the two very differently.
+
+Every URL put into an error is redacted (`user:password@` -> `***@`): errors are logged, and a
+base URL may carry Basic credentials.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from flowable_worker.client.errors import (
     ServerError,
     UnauthorizedError,
 )
+from flowable_worker.redaction import redact
 
 _LOCK_NOT_HELD_MARKER = "does not hold a lock"
 
@@ -73,7 +77,7 @@ def error_for_response(response: httpx.Response) -> FlowableHTTPError:
         exception=exception,
         body=text,
         method=response.request.method,
-        url=str(response.request.url),
+        url=redact(str(response.request.url)),
     )
 
 
@@ -83,5 +87,7 @@ def error_for_transport_failure(
     """The client error for an httpx failure that produced no answer at all."""
     where = f"{method} {url}"
     if isinstance(exc, httpx.TimeoutException):
-        return FlowableTimeoutError(f"timed out: {where}: {type(exc).__name__}: {exc}")
-    return FlowableTransportError(f"transport failure: {where}: {type(exc).__name__}: {exc}")
+        return FlowableTimeoutError(redact(f"timed out: {where}: {type(exc).__name__}: {exc}"))
+    return FlowableTransportError(
+        redact(f"transport failure: {where}: {type(exc).__name__}: {exc}")
+    )

@@ -12,6 +12,8 @@ import ssl
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flowable_worker.redaction import redact
+
 
 class ClientSettings(BaseModel):
     """Connection settings for `FlowableClient` (see docs/client.md for each field's meaning)."""
@@ -76,10 +78,11 @@ class ClientSettings(BaseModel):
         return f"{self.base_url}{self.external_job_api_path}"
 
     def __repr__(self) -> str:
-        # Never print the password: settings end up in logs and error reports.
+        # Never print the password (nor one inside the URL): settings end up in logs and errors.
         shown = self.model_dump(exclude={"password", "token"})
         shown["password"] = "***" if self.password is not None else None
         shown["token"] = "***" if self.token is not None else None
+        shown["base_url"] = redact(self.base_url)
         fields = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"ClientSettings({fields})"
 

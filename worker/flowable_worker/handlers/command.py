@@ -4,6 +4,11 @@ One process per job, started without a shell (the argv is used as given). Exit c
 empty stdout completes the job without variables; a non-zero exit fails it with the end of stderr
 as details. When the runtime gives up on a job (timeout, shutdown) the process is killed, so no
 command outlives the job it was started for.
+
+The child gets the worker's environment minus the worker's own credentials (`FLOWABLE_USERNAME`,
+`FLOWABLE_PASSWORD`, `FLOWABLE_TOKEN`), and URLs from the worker's settings lose their
+`user:password@` part: a handler is code that only needs the job, often a script someone else
+wrote, and it must not be able to act on Flowable as the worker (or print its secret to a log).
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
+from flowable_worker.config import CREDENTIAL_ENV, URL_ENV
 from flowable_worker.handlers.base import RetryPolicy
 from flowable_worker.handlers.protocol import ProtocolError, parse_answer
 from flowable_worker.job import Job
+from flowable_worker.redaction import strip_credentials
 from flowable_worker.results import Outcome
 
 _STDERR_IN_DETAILS = 8_000
@@ -44,7 +51,7 @@ class CommandHandler:
 
     async def handle(self, job: Job) -> Outcome:
         """Run the command for one job; never raises except for cancellation."""
-        env = dict(os.environ)
+        env = child_environment(os.environ)
         env.update(
             FLOWABLE_JOB_ID=job.id, FLOWABLE_JOB_TOPIC=job.topic, FLOWABLE_WORKER_ID=job.worker_id
         )
@@ -82,6 +89,14 @@ class CommandHandler:
                 reason="protocol",
             )
 
-
     async def aclose(self) -> None:
         """Nothing held between jobs."""
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the worker's credentials, its URLs without their userinfo."""
+    env = {name: value for name, value in environ.items() if name not in CREDENTIAL_ENV}
+    for name in URL_ENV:
+        if name in env:
+            env[name] = strip_credentials(env[name])
+    return env

@@ -4,7 +4,8 @@ Language-agnostic: any service that speaks the protocol in `handlers.protocol` c
 A non-2xx status, a timeout or a connection failure fails the job (with the worker's retry
 policy), so an unreachable handler shows up as failed jobs and incidents, never as completions.
 This client is separate from the Flowable client: a slow handler endpoint must not take up the
-connections used to acquire and complete.
+connections used to acquire and complete. Fail messages name the URL with any
+`user:password@` redacted: they are stored by Flowable and shown to whoever looks at incidents.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import httpx
 from flowable_worker.handlers.base import RetryPolicy
 from flowable_worker.handlers.protocol import ProtocolError, parse_answer
 from flowable_worker.job import Job
+from flowable_worker.redaction import redact
 from flowable_worker.results import Outcome
 
 _BODY_IN_MESSAGE = 500
@@ -35,6 +37,7 @@ class HttpHandler:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        self._shown_url = redact(url)
         self._policy = RetryPolicy(retries=fail_retries, retry_timeout=fail_retry_timeout)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds),
@@ -47,7 +50,7 @@ class HttpHandler:
     @property
     def name(self) -> str:
         """How logs name this handler."""
-        return f"http:{self.url}"
+        return f"http:{self._shown_url}"
 
     async def handle(self, job: Job) -> Outcome:
         """POST the job; never raises except for cancellation."""
@@ -58,22 +61,26 @@ class HttpHandler:
                 headers={"content-type": "application/json", "accept": "application/json"},
             )
         except httpx.TimeoutException as error:
-            return self._policy.fail(f"HTTP handler {self.url} timed out ({type(error).__name__})")
+            return self._policy.fail(
+                f"HTTP handler {self._shown_url} timed out ({type(error).__name__})"
+            )
         except httpx.HTTPError as error:
             return self._policy.fail(
-                f"HTTP handler {self.url} unreachable: {type(error).__name__}: {error}"
+                redact(
+                    f"HTTP handler {self._shown_url} unreachable: {type(error).__name__}: {error}"
+                )
             )
         if not response.is_success:
             body = response.text[:_BODY_IN_MESSAGE]
             return self._policy.fail(
-                f"HTTP handler {self.url} answered {response.status_code}",
+                f"HTTP handler {self._shown_url} answered {response.status_code}",
                 details=body or None,
             )
         try:
             return parse_answer(response.content)
         except ProtocolError as error:
             return self._policy.fail(
-                f"HTTP handler {self.url} broke the answer protocol: {error}",
+                f"HTTP handler {self._shown_url} broke the answer protocol: {error}",
                 details=response.text[:_BODY_IN_MESSAGE] or None,
                 reason="protocol",
             )
