@@ -364,7 +364,8 @@ OPTIONS: tuple[Option, ...] = (
            "give up on a handler after this long and fail the job; must be shorter than the lock "
            "(default: 90%% of the lock duration)", parse_duration, metavar="DURATION"),
     Option("fail_retries", "--fail-retries", "FLOWABLE_WORKER_FAIL_RETRIES",
-           "retries left after a handler error (default: Flowable decrements by one)",
+           "retries left after a handler error or a result Flowable refuses (default: Flowable "
+           "decrements by one)",
            _optional_int, metavar="N"),
     Option("fail_retry_timeout", "--fail-retry-timeout", "FLOWABLE_WORKER_FAIL_RETRY_TIMEOUT",
            "wait before a failed job may be retried (default: at once)", parse_duration,
@@ -392,7 +393,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="N"),
     Option("http_client", "--http-client", "FLOWABLE_WORKER_HTTP_CLIENT",
            "lean (default: HTTP/1.1 keep-alive on asyncio, least CPU) or httpx (its own "
-           "transport: use it behind an HTTP proxy)", _lower, metavar="KIND"),
+           "transport); httpx is used anyway when HTTP_PROXY/HTTPS_PROXY/ALL_PROXY applies to "
+           "the Flowable URL", _lower, metavar="KIND"),
     Option("poll_interval_min", "--poll-interval-min", "FLOWABLE_WORKER_POLL_INTERVAL_MIN",
            "first wait after an empty poll (default 100ms); doubles with jitter",
            parse_duration, metavar="DURATION"),
