@@ -40,10 +40,11 @@ from flowable_worker.handlers.python import HandlerFunction, import_callable
 from flowable_worker.health import HealthState, ProbeServer
 from flowable_worker.job import Job
 from flowable_worker.metrics import TopicMetrics, WorkerMetrics, error_reason
+from flowable_worker.redaction import redact
 from flowable_worker.reporting import Reporter, ReportPolicy
 from flowable_worker.results import FailJob, Outcome
 from flowable_worker.slots import Slots
-from flowable_worker.transport import LeanTransport, tls_context
+from flowable_worker.transport import LeanTransport, choose_transport, tls_context
 
 log = logging.getLogger("flowable_worker.runtime")
 
@@ -79,9 +80,14 @@ class _TopicRuntime:
 
 
 def _client_for(settings: WorkerSettings) -> FlowableClient:
-    """The process's one client; the lean transport unless `http_client` asks for httpx's own."""
+    """The process's one client: the lean transport unless `choose_transport` picks httpx's own.
+
+    httpx's is used when `http_client` asks for it, and when a proxy from the environment
+    (HTTP_PROXY/HTTPS_PROXY/ALL_PROXY, NO_PROXY honoured) applies to the Flowable URL: the lean
+    transport speaks no proxy protocol and would silently go around the proxy.
+    """
     client_settings = settings.client_settings()
-    if settings.http_client == "httpx":
+    if choose_transport(settings.http_client, settings.flowable_url).kind == "httpx":
         return FlowableClient(client_settings)
     transport = LeanTransport(
         max_connections=client_settings.max_connections,
@@ -222,13 +228,18 @@ class Worker:
         probes = self._start_probes(settings)
         self._slots = Slots(settings.concurrency)
         self._reporter = Reporter(
-            client, worker_id=settings.worker_id, policy=self._report_policy
+            client, worker_id=settings.worker_id, policy=self._report_policy,
+            fail_retries=settings.fail_retries, fail_retry_timeout=settings.fail_retry_timeout,
         )
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         pollers = [self._start_poller(client, t) for t in topics]
         log.info(
-            "worker %s started: topics %s, concurrency %d, batch %d, lock %ss, handler timeout %ss",
+            "worker %s started: flowable %s, transport %s, topics %s, concurrency %d, batch %d, "
+            "lock %ss, handler timeout %ss",
             settings.worker_id,
+            redact(settings.flowable_url),
+            choose_transport(settings.http_client, settings.flowable_url)
+            if owns_client else "of the given client",
             ",".join(t.topic for t in topics),
             settings.concurrency,
             settings.effective_batch_size,
