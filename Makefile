@@ -12,6 +12,8 @@ BIN := $(VENV)/bin
 FWO_CACHE ?= $(HOME)/.cache/flowable-worker-operator
 export FWO_CACHE
 PYTEST := $(BIN)/python -m pytest
+# How many fault kinds `make test-faults` must exercise (docs/reliability.md lists them).
+FAULT_KINDS_MIN ?= 20
 
 .PHONY: help setup lint test test-unit test-packaging test-contract test-real flowable-server prereqs-java run-worker demo
 
@@ -53,7 +55,7 @@ test-real: setup flowable-server ## smoke tests of the real Flowable test server
 test-packaging: setup ## the worker image's pip install (no operator extra) in a fresh venv
 	$(PYTEST) tests/packaging -q
 
-test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e test-alerts test-images ## everything CI runs
+test: setup lint test-unit test-packaging test-contract test-real test-worker test-cluster test-e2e test-faults test-alerts test-images ## everything CI runs
 	@echo "make test: all suites passed"
 
 run-worker: setup ## one worker against a Flowable you run (FLOWABLE_URL, FLOWABLE_TOPIC, FLOWABLE_WORKER_HANDLER)
@@ -66,7 +68,7 @@ cluster-bin: ## build (or reuse) kube-apiserver, controller-manager, scheduler, 
 	@bash localstack/k8s/build.sh
 
 test-cluster: setup cluster-bin ## tests against the real local control plane (tests/cluster)
-	$(PYTEST) tests/cluster -q
+	$(PYTEST) tests/cluster -q -m "not fault"
 
 .PHONY: demo
 demo: setup flowable-server cluster-bin ## main job: Flowable + local cluster + operator + workers, a backlog scaled live
@@ -74,11 +76,17 @@ demo: setup flowable-server cluster-bin ## main job: Flowable + local cluster + 
 
 .PHONY: test-e2e
 test-e2e: setup flowable-server cluster-bin ## the operator end to end: local cluster + real Flowable + worker processes
-	$(PYTEST) tests/e2e -q
+	$(PYTEST) tests/e2e -q -m "not fault"
 
 .PHONY: test-worker bench-worker
-test-worker: setup flowable-server ## the worker runtime against real Flowable and a fault-injecting emulator
-	$(PYTEST) tests/worker -q
+test-worker: setup flowable-server ## the worker runtime against real Flowable and the emulator (fault tests: test-faults)
+	$(PYTEST) tests/worker -q -m "not fault"
+
+# Every test marked @pytest.mark.fault, wherever it lives; the run ends with the line
+# "faults injected: N, survived: N, jobs lost: 0, duplicates: 0" (tests/support/fault_ledger.py).
+.PHONY: test-faults
+test-faults: setup flowable-server cluster-bin ## injected faults (engine, network, workers, handlers, cluster), judged by Flowable's history
+	$(PYTEST) tests/worker tests/cluster tests/e2e -q -m fault --faults-min-kinds=$(FAULT_KINDS_MIN)
 
 bench-worker: setup flowable-server ## worker throughput vs the official client and the server's ceiling (docs/benchmarks.md)
 	$(BIN)/python -m pip install -q -e '.[operator,dev,bench]'

@@ -14,8 +14,9 @@ from tests.support.emulator import FlowableEmulator
 from tests.support.emulator.backend import EmulatedFlowable
 from tests.support.flowable_server import FlowableServer, RealFlowable, start_flowable_server
 
-# The local Kubernetes control plane's fixtures (cluster, podrunner, api_client, namespace).
-pytest_plugins = ("tests.support.k8s_fixtures",)
+# The local Kubernetes control plane's fixtures (cluster, podrunner, api_client, namespace), and
+# the fault ledger (`@pytest.mark.fault`, the `fault_ledger` fixture, the closing faults line).
+pytest_plugins = ("tests.support.k8s_fixtures", "tests.support.fault_ledger")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import pytest
 from flowable_worker.job import Job
 from flowable_worker.runtime import Worker
 from tests.support.emulator import Fault, FaultKind, FlowableEmulator
+from tests.support.fault_ledger import FaultLedger
 
 from .conftest import eventually, serving, worker_settings
 
@@ -23,7 +24,11 @@ JOBS = 30
 
 
 async def _work_through(
-    emulator: FlowableEmulator, faults: list[Fault], *, lock_duration: float = 30
+    emulator: FlowableEmulator,
+    ledger: FaultLedger,
+    faults: list[Fault],
+    *,
+    lock_duration: float = 30,
 ) -> Worker:
     for _ in range(JOBS):
         emulator.create_job("faulty")
@@ -54,6 +59,8 @@ async def _work_through(
         await eventually(late_finished, within=20)
         assert not task.done(), "the worker stopped by itself"
     per_instance = Counter(c.instance_id for c in emulator.completions())
+    ledger.injected(sum(fault.hits for fault in faults))
+    ledger.judge([i.id for i in emulator.instances()], per_instance)
     assert len(per_instance) == JOBS + 1
     assert set(per_instance.values()) == {1}
     for kind in {fault.kind for fault in faults}:
@@ -67,8 +74,11 @@ def _metric(worker: Worker, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-async def test_a_burst_of_server_errors(fault_emulator: FlowableEmulator) -> None:
-    worker = await _work_through(fault_emulator, [
+@pytest.mark.fault("flowable-5xx-burst")
+async def test_a_burst_of_server_errors(
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
+) -> None:
+    worker = await _work_through(fault_emulator, fault_ledger, [
         Fault(FaultKind.SERVER_ERROR, endpoint="acquire", times=15),
         Fault(FaultKind.SERVER_ERROR, endpoint="complete", times=10, status=503),
     ])
@@ -76,8 +86,11 @@ async def test_a_burst_of_server_errors(fault_emulator: FlowableEmulator) -> Non
                    topic="faulty", reason="http_5xx") == 15
 
 
-async def test_connection_resets(fault_emulator: FlowableEmulator) -> None:
-    worker = await _work_through(fault_emulator, [
+@pytest.mark.fault("connection-resets")
+async def test_connection_resets(
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
+) -> None:
+    worker = await _work_through(fault_emulator, fault_ledger, [
         Fault(FaultKind.CONNECTION_RESET, endpoint="acquire", times=1),  # at least one, surely
         Fault(FaultKind.CONNECTION_RESET, endpoint="acquire", probability=0.3),
         Fault(FaultKind.CONNECTION_RESET, endpoint="complete", probability=0.3),
@@ -86,25 +99,34 @@ async def test_connection_resets(fault_emulator: FlowableEmulator) -> None:
                    topic="faulty", reason="transport") > 0
 
 
-async def test_timeouts(fault_emulator: FlowableEmulator) -> None:
+@pytest.mark.fault("request-timeouts")
+async def test_timeouts(
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
+) -> None:
     # The engine still applies a slow request after the client gave up on it: a repeat must
     # then find the job gone and count it as done, not complete it again.
-    await _work_through(fault_emulator, [
+    await _work_through(fault_emulator, fault_ledger, [
         Fault(FaultKind.LATENCY, endpoint="acquire", times=3, delay_seconds=1.0),
         Fault(FaultKind.LATENCY, endpoint="complete", times=5, delay_seconds=1.0),
     ], lock_duration=3)
 
 
-async def test_malformed_json(fault_emulator: FlowableEmulator) -> None:
-    worker = await _work_through(fault_emulator, [
+@pytest.mark.fault("malformed-json")
+async def test_malformed_json(
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
+) -> None:
+    worker = await _work_through(fault_emulator, fault_ledger, [
         Fault(FaultKind.MALFORMED_JSON, endpoint="acquire", times=8),
     ])
     assert _metric(worker, "flowable_worker_acquire_errors_total",
                    topic="faulty", reason="invalid_response") == 8
 
 
-async def test_unauthorized(fault_emulator: FlowableEmulator) -> None:
-    worker = await _work_through(fault_emulator, [
+@pytest.mark.fault("unauthorized-401")
+async def test_unauthorized(
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
+) -> None:
+    worker = await _work_through(fault_emulator, fault_ledger, [
         Fault(FaultKind.UNAUTHORIZED, endpoint="acquire", times=6),
         Fault(FaultKind.UNAUTHORIZED, endpoint="complete", times=3),
     ])
@@ -112,19 +134,25 @@ async def test_unauthorized(fault_emulator: FlowableEmulator) -> None:
                    topic="faulty", reason="unauthorized") == 6
 
 
-async def test_answers_lost_after_the_engine_acted(fault_emulator: FlowableEmulator) -> None:
+@pytest.mark.fault("answers-lost-after-the-engine-acted")
+async def test_answers_lost_after_the_engine_acted(
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
+) -> None:
     # A lost complete answer is retried and found done (404); a lost acquire answer leaves jobs
     # locked to us that come back when the short lock expires.
-    await _work_through(fault_emulator, [
+    await _work_through(fault_emulator, fault_ledger, [
         Fault(FaultKind.RESPOND_LOST, endpoint="complete", times=8),
         Fault(FaultKind.RESPOND_LOST, endpoint="acquire", times=2),
     ], lock_duration=2)
 
 
-async def test_everything_at_once(fault_emulator: FlowableEmulator) -> None:
+@pytest.mark.fault("mixed-faults-at-random")
+async def test_everything_at_once(
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
+) -> None:
     # One sure firing of each kind first (rules are tried in order), then random ones: a run
     # with few acquires must not leave a kind untried by chance.
-    await _work_through(fault_emulator, [
+    await _work_through(fault_emulator, fault_ledger, [
         Fault(FaultKind.MALFORMED_JSON, endpoint="acquire", times=1),
         Fault(FaultKind.SERVER_ERROR, endpoint="acquire", times=1),
         Fault(FaultKind.CONNECTION_RESET, endpoint="complete", times=1),
@@ -136,16 +164,18 @@ async def test_everything_at_once(fault_emulator: FlowableEmulator) -> None:
     ], lock_duration=2)
 
 
+@pytest.mark.fault("flowable-down-at-shutdown")
 async def test_shutdown_while_flowable_is_down_still_exits(
-    fault_emulator: FlowableEmulator,
+    fault_emulator: FlowableEmulator, fault_ledger: FaultLedger
 ) -> None:
     fault_emulator.create_job("down")
     started = asyncio.Event()
+    injected: list[Fault] = []
 
     async def handler(job: Job) -> None:
         started.set()
         await asyncio.sleep(0.3)
-        fault_emulator.inject(Fault(FaultKind.CONNECTION_RESET))
+        injected.append(fault_emulator.inject(Fault(FaultKind.CONNECTION_RESET)))
 
     worker = Worker(worker_settings(fault_emulator.base_url, topics=("down",), grace_period=2,
                                     request_timeout=0.5))
@@ -154,6 +184,12 @@ async def test_shutdown_while_flowable_is_down_still_exits(
         await started.wait()
         await asyncio.sleep(0.5)
     # The complete could not be delivered; the job returns when its lock expires, never lost.
+    fault_ledger.injected(sum(f.hits for f in injected))
+    fault_ledger.count(
+        judged=1,
+        lost=0 if len(fault_emulator.jobs()) == 1 else 1,
+        duplicates=max(0, len(fault_emulator.completions()) - 1),
+    )
     assert fault_emulator.completions() == []
     assert len(fault_emulator.jobs()) == 1
 

@@ -13,17 +13,31 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
 from flowable_worker import FlowableClient
+from tests.support.backend import CreatedJob
+from tests.support.fault_ledger import FaultLedger
 from tests.support.flowable_server import RealFlowable
 
 from .conftest import WorkerProcess, eventually
 
 pytestmark = pytest.mark.real_flowable
+
+
+async def _task_completions(real: RealFlowable, created: list[CreatedJob]) -> Counter[str]:
+    """Per instance: how many times its external-worker task finished, according to history."""
+    async with httpx.AsyncClient(base_url=real.base_url, timeout=30) as http:
+        page = (await http.get(
+            "/process-api/history/historic-activity-instances",
+            params={"processDefinitionId": created[0].definition_id,
+                    "activityId": created[0].element_id, "finished": "true", "size": 10000},
+        )).json()
+    return Counter(row["processInstanceId"] for row in page["data"])
 
 
 async def _finished_count(real: RealFlowable, definition_id: str) -> int:
@@ -35,14 +49,18 @@ async def _finished_count(real: RealFlowable, definition_id: str) -> int:
     return int(page["total"])
 
 
+@pytest.mark.fault("several-topics-competing-for-slots")
 async def test_a_cli_worker_on_four_topics_drains_every_topic(
-    real_flowable: RealFlowable, topic: str, tmp_path: Path
+    real_flowable: RealFlowable, topic: str, tmp_path: Path, fault_ledger: FaultLedger
 ) -> None:
     topics = [f"{topic}-{n}" for n in range(4)]
     definitions = {}
+    per_topic: dict[str, list[CreatedJob]] = {}
     for name in topics:
         created = await real_flowable.create_jobs(name, 100)
+        per_topic[name] = created
         definitions[name] = created[0].definition_id
+    fault_ledger.injected(len(topics))
     worker = WorkerProcess(
         {
             "FLOWABLE_URL": real_flowable.base_url,
@@ -63,12 +81,16 @@ async def test_a_cli_worker_on_four_topics_drains_every_topic(
         code = await asyncio.to_thread(worker.wait, 30)
     finally:
         worker.kill()
+    for created in per_topic.values():
+        fault_ledger.judge([c.instance_id for c in created],
+                           await _task_completions(real_flowable, created))
     assert code == 0, worker.output()
     assert "poller" not in worker.output().lower(), worker.output()  # no poller died or erred
 
 
+@pytest.mark.fault("hung-sync-handlers")
 async def test_sigterm_ends_the_process_within_the_grace_period_while_sync_handlers_hang(
-    real_flowable: RealFlowable, topic: str, tmp_path: Path
+    real_flowable: RealFlowable, topic: str, tmp_path: Path, fault_ledger: FaultLedger
 ) -> None:
     created = await real_flowable.create_jobs(topic, 2, variables={"kind": "hang"})
     handled = tmp_path / "handled.txt"
@@ -89,6 +111,7 @@ async def test_sigterm_ends_the_process_within_the_grace_period_while_sync_handl
             return handled.exists() and handled.read_text().count(" start") >= 2
 
         await eventually(both_hanging, within=60)
+        fault_ledger.injected(2)
         worker.signal(signal.SIGTERM)
         signalled = time.monotonic()
         code = await asyncio.to_thread(worker.wait, 30)
@@ -105,5 +128,13 @@ async def test_sigterm_ends_the_process_within_the_grace_period_while_sync_handl
         again = await client.acquire_jobs(
             topic=topic, worker_id="next", lock_duration="PT1M", number_of_tasks=10
         )
-    assert {j.process_instance_id for j in again} == {c.instance_id for c in created}
+    back = {j.process_instance_id for j in again}
+    completed = await _task_completions(real_flowable, created)
+    # Judged by what can be acquired again at once (given back, not lost) and by history.
+    fault_ledger.count(
+        judged=len(created), lost=sum(1 for c in created if c.instance_id not in back),
+        duplicates=sum(max(0, n - 1) for n in completed.values()),
+    )
+    assert not completed  # a hung handler's job was never completed behind our back
+    assert back == {c.instance_id for c in created}
     assert {j.retries for j in again} == {3}  # given back: no retry spent

@@ -19,6 +19,7 @@ import pytest
 from flowable_worker import FlowableClient
 from flowable_worker.runtime import Worker
 from tests.support.backend import CreatedJob
+from tests.support.fault_ledger import FaultLedger
 from tests.support.flowable_server import RealFlowable
 
 from .conftest import WorkerProcess, eventually, serving, worker_settings
@@ -126,8 +127,9 @@ async def test_retries_follow_the_configured_policy(
     assert job.lock_expiration_time is not None  # waiting out the 30 s retry timeout
 
 
+@pytest.mark.fault("handler-past-its-timeout")
 async def test_a_handler_past_its_timeout_fails_the_job(
-    real_flowable: RealFlowable, topic: str
+    real_flowable: RealFlowable, topic: str, fault_ledger: FaultLedger
 ) -> None:
     created = await real_flowable.create_jobs(topic, 1, variables={"kind": "hang"})
     worker = Worker(worker_settings(
@@ -141,6 +143,10 @@ async def test_a_handler_past_its_timeout_fails_the_job(
             return len(await real_flowable.dead_letter_job_ids(created)) == 1
 
         await eventually(dead_lettered, within=20)
+    fault_ledger.injected()
+    dead = await real_flowable.dead_letter_job_ids(created)
+    # Not lost: a job that hangs every time ends in the dead-letter table, where people see it.
+    fault_ledger.count(judged=1, lost=1 - len(dead), duplicates=0)
     assert time.monotonic() - started < 15  # long before the 30 s lock or the 60 s handler
     async with httpx.AsyncClient(base_url=real_flowable.base_url, timeout=30) as http:
         [job_id] = await real_flowable.dead_letter_job_ids(created)
@@ -148,8 +154,9 @@ async def test_a_handler_past_its_timeout_fails_the_job(
     assert row["exceptionMessage"] == "handler timed out after 1s"
 
 
+@pytest.mark.fault("worker-sigterm-mid-batch")
 async def test_sigterm_in_the_middle_of_a_batch_loses_nothing_and_completes_nothing_twice(
-    real_flowable: RealFlowable, topic: str, tmp_path: Path
+    real_flowable: RealFlowable, topic: str, tmp_path: Path, fault_ledger: FaultLedger
 ) -> None:
     created = await real_flowable.create_jobs(topic, 40)
     handled = tmp_path / "handled.txt"
@@ -173,6 +180,7 @@ async def test_sigterm_in_the_middle_of_a_batch_loses_nothing_and_completes_noth
 
         await eventually(some_handled, within=60)
         first.signal(signal.SIGTERM)
+        fault_ledger.injected()
         code = await asyncio.to_thread(first.wait, 30)
     finally:
         first.kill()
@@ -193,6 +201,7 @@ async def test_sigterm_in_the_middle_of_a_batch_loses_nothing_and_completes_noth
         # (an unacquire would have left exclusive jobs' instances locked; docs/worker.md).
         await _all_finished(real_flowable, created, within=45)
     completions = await _task_completions(real_flowable, created)
+    fault_ledger.judge([c.instance_id for c in created], completions)
     assert set(completions) == {c.instance_id for c in created}
     assert set(completions.values()) == {1}
     handled_by = Counter(
@@ -202,8 +211,9 @@ async def test_sigterm_in_the_middle_of_a_batch_loses_nothing_and_completes_noth
     assert handled_by["first"] + handled_by["second"] == 40
 
 
+@pytest.mark.fault("worker-sigkill")
 async def test_a_killed_workers_jobs_come_back_after_the_lock_and_are_completed_by_another(
-    real_flowable: RealFlowable, topic: str, tmp_path: Path
+    real_flowable: RealFlowable, topic: str, tmp_path: Path, fault_ledger: FaultLedger
 ) -> None:
     created = await real_flowable.create_jobs(topic, 6)
     handled = tmp_path / "handled.txt"
@@ -226,6 +236,7 @@ async def test_a_killed_workers_jobs_come_back_after_the_lock_and_are_completed_
 
         await eventually(holding, within=60)
         doomed.process.kill()  # SIGKILL: no chance to unacquire
+        fault_ledger.injected()
         await asyncio.to_thread(doomed.wait, 10)
     finally:
         doomed.kill()
@@ -238,6 +249,7 @@ async def test_a_killed_workers_jobs_come_back_after_the_lock_and_are_completed_
     async with serving(worker):
         await _all_finished(real_flowable, created, within=60)
     completions = await _task_completions(real_flowable, created)
+    fault_ledger.judge([c.instance_id for c in created], completions)
     assert set(completions.values()) == {1}
     assert len(completions) == 6
     for c in created:

@@ -125,3 +125,52 @@ async def test_fail_sends_message_details_retries_and_timeout() -> None:
         "workerId": "w", "errorMessage": "boom", "errorDetails": "trace", "retries": 1,
         "retryTimeout": "PT10S",
     }
+
+
+async def test_by_default_a_result_is_retried_until_the_lock_ends_not_for_a_fixed_count() -> None:
+    # An engine restart outlasts any small fixed count: 20 failures in a row, then it is back.
+    seen: list[httpx.Request] = []
+    down: list[httpx.Response | Exception] = [httpx.ConnectError("refused")] * 20
+    answers = [*down, httpx.Response(204)]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    client = FlowableClient(
+        ClientSettings(base_url="http://flowable.test"), transport=httpx.MockTransport(respond)
+    )
+    reporter = Reporter(client, worker_id="w", sleep=sleep, clock=lambda: now[0])
+    metrics = TopicMetrics(WorkerMetrics(), "t")
+    assert await reporter.report(JOB, Complete(), metrics, lock_deadline=300.0) == "done"
+    assert len(seen) == 21
+    assert now[0] < 300.0
+
+
+async def test_retries_stop_before_the_lock_ends() -> None:
+    seen: list[httpx.Request] = []
+    now = [0.0]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raise httpx.ConnectError("refused")
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    client = FlowableClient(
+        ClientSettings(base_url="http://flowable.test"), transport=httpx.MockTransport(respond)
+    )
+    reporter = Reporter(client, worker_id="w", sleep=sleep, clock=lambda: now[0])
+    metrics = TopicMetrics(WorkerMetrics(), "t")
+    assert await reporter.report(JOB, Complete(), metrics, lock_deadline=30.0) == "gave_up"
+    assert now[0] < 30.0
+    assert len(seen) > 8  # more than the old fixed count, and still inside the lock
