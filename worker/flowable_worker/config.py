@@ -123,12 +123,13 @@ class WorkerSettings(BaseModel):
     @field_validator("flowable_url")
     @classmethod
     def _url_is_http(cls, value: str) -> str:
-        return check_http_url(value).rstrip("/")
+        # Stripped like a credential: a URL kept in a Secret or a file may end in a newline.
+        return check_http_url(value.strip()).rstrip("/")
 
     @field_validator("handler_url")
     @classmethod
     def _handler_url_is_http(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+        return None if value is None else check_http_url(value.strip())
 
     @field_validator("username", "password", "token")
     @classmethod

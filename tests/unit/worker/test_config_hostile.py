@@ -172,6 +172,7 @@ def test_credentials_lose_a_trailing_newline_as_in_the_operator(ending: str) -> 
     assert (basic.username, basic.password) == ("admin", "s3cret")
     bearer = load_settings([], {**base, "FLOWABLE_TOKEN": "abc.def" + ending})
     assert bearer.token == "abc.def"
+    assert load_settings([], {**base, "FLOWABLE_URL": CLOSED + ending}).flowable_url == CLOSED
 
 
 def test_the_error_for_a_bad_url_does_not_show_its_password() -> None:
