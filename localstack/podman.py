@@ -22,6 +22,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES_DIR = REPO / "localstack" / "images"
+# examples/handler-image: the worker image plus `invoices.handlers:check`; the image tests and
+# `make demo DEMO_ARGS=--containers` build it on the worker image `make images` built.
+HANDLER_IMAGE_DIR = REPO / "examples" / "handler-image"
+HANDLER_IMAGE = "localhost/flowable-worker-operator/invoices-handler:dev"
 # The label every container started from here carries, so that a cleanup finds them all.
 MANAGED_LABEL = "localstack.flowable-worker.io/managed"
 
@@ -100,6 +104,32 @@ def build_images(*targets: str) -> dict[str, str]:
             reference = words[1]
             built[reference.rsplit("/", 1)[-1].split(":", 1)[0]] = reference
     return built
+
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def build_image(
+    context: Path, tag: str, build_args: Mapping[str, str] | None = None, *, timeout: float = 900
+) -> str:
+    """``podman build`` of ``context``'s Dockerfile as ``tag``, the way build.sh builds: host
+    network, no pulls, and the host's CA bundle with a pip.conf naming it (for the build only)."""
+    argv = ["build", "--pull=never", "--network", "host", "--layers", "--tag", tag]
+    for key, value in (build_args or {}).items():
+        argv += ["--build-arg", f"{key}={value}"]
+    if HOST_CA_BUNDLE.is_file():
+        argv += ["--volume", f"{HOST_CA_BUNDLE}:/etc/ssl/certs/ca-certificates.crt:ro",
+                 "--volume", f"{IMAGES_DIR / 'pip.conf'}:/etc/pip.conf:ro"]  # fmt: skip
+    result = podman(*argv, str(context), timeout=timeout, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise PodmanError(f"podman build of {context} as {tag} failed:\n{tail}")
+    return tag
+
+
+def build_handler_image(worker_image: str, tag: str = HANDLER_IMAGE) -> str:
+    """examples/handler-image built FROM ``worker_image``, as a user builds theirs."""
+    return build_image(HANDLER_IMAGE_DIR, tag, {"WORKER_IMAGE": worker_image})
 
 
 def base_image() -> str:

@@ -15,6 +15,15 @@ first container as a local process:
   SIGTERM, then SIGKILL after the grace period. kwok finalises deleted pods at once, so the grace
   period is enforced here, from the process side, whatever happens to the pod object.
 
+Container mode (``PodRunner(..., containers=True)``, ``--containers``) runs pods labelled
+``localstack.flowable-worker.io/run-as-container: "true"`` instead, each one's ``worker`` container
+(else its first) as a real podman container of the image the pod names (``--pull never``: an
+image missing from podman's store is a failure that names it): same env resolution, plus the
+security context (``runAsUser``, ``runAsNonRoot``, ``readOnlyRootFilesystem``...; see
+localstack/podcontainer.py), host networking, deletion as ``podman stop -t <grace>`` (SIGTERM,
+then SIGKILL), and a container that exits on its own is restarted with a growing back-off, as
+with ``restartPolicy: Always``.
+
 Use ``PodRunner`` (start/stop or ``with``) from fixtures, or ``python -m localstack.podrunner
 --kubeconfig ...`` from a shell.
 """
@@ -43,13 +52,26 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from localstack import podman
+from localstack.podcontainer import (
+    ContainerConfigError,
+    container_spec,
+    expand_vars,
+    pick_container,
+)
+
+__all__ = ["PodConfigError", "PodProcess", "PodRunner", "expand_vars"]
+
 log = logging.getLogger("localstack.podrunner")
 
 RUN_AS_PROCESS_LABEL = "localstack.flowable-worker.io/run-as-process"
 DEFAULT_SELECTOR = f"{RUN_AS_PROCESS_LABEL}=true"
+RUN_AS_CONTAINER_LABEL = "localstack.flowable-worker.io/run-as-container"
+CONTAINER_SELECTOR = f"{RUN_AS_CONTAINER_LABEL}=true"
 DEFAULT_GRACE_SECONDS = 30
-
-_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
+# restartPolicy Always, with the kubelet's doubling back-off (capped lower: tests wait on it).
+RESTART_BACKOFF_SECONDS = 1.0
+RESTART_BACKOFF_CAP_SECONDS = 10.0
 
 
 class PodConfigError(Exception):
@@ -59,7 +81,11 @@ class PodConfigError(Exception):
 
 @dataclass
 class PodProcess:
-    """One pod running as a local process, and what became of it."""
+    """One pod running as a local process (or a podman container), and what became of it.
+
+    In container mode ``popen`` is ``podman start --attach`` of ``container``: it lives exactly as
+    long as the container's main process and exits with its status. After a restart ``popen`` is
+    the new run's, and ``restarts`` counts them."""
 
     uid: str
     namespace: str
@@ -73,6 +99,9 @@ class PodProcess:
     exited_at: float | None = None
     returncode: int | None = None
     killed: bool = False  # True when SIGKILL was needed after the grace period
+    container: str | None = None  # the podman container's name, in container mode
+    image: str | None = None
+    restarts: int = 0
 
     @property
     def pid(self) -> int:
@@ -85,19 +114,6 @@ class PodProcess:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-def expand_vars(text: str, env: Mapping[str, str]) -> str:
-    """Kubelet's ``$(VAR)`` expansion: known names are replaced, unknown ones stay as written,
-    and ``$$`` escapes a dollar."""
-
-    def repl(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        return env.get(name, match.group(0))
-
-    return _VAR_REF.sub(repl, text)
 
 
 def _field_path_value(pod: Any, path: str) -> str:
@@ -134,15 +150,18 @@ class PodRunner:
         log_dir: Path | str,
         *,
         namespace: str | None = None,
-        label_selector: str = DEFAULT_SELECTOR,
+        label_selector: str | None = None,
         base_env: Mapping[str, str] | None = None,
         default_command: Sequence[str] | None = None,
         watch_timeout_seconds: int = 2,
+        containers: bool = False,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.log_dir = Path(log_dir)
         self.namespace = namespace
-        self.label_selector = label_selector
+        self.containers = containers
+        default_selector = CONTAINER_SELECTOR if containers else DEFAULT_SELECTOR
+        self.label_selector = label_selector or default_selector
         self.base_env = dict(os.environ if base_env is None else base_env)
         # Stands in for the image's entrypoint when a container has no command (an image-based
         # worker Deployment would run e.g. ["flowable-worker"]).
@@ -154,6 +173,11 @@ class PodRunner:
         self._changed = threading.Condition(self._lock)
         self._procs: dict[str, PodProcess] = {}  # by pod uid, kept after exit for inspection
         self._failed: dict[str, str] = {}  # pod uid -> why it could not start
+        # Container mode creates containers off the watch thread (podman create takes a while);
+        # these are the pods being created, and those among them deleted meanwhile.
+        self._pending: set[str] = set()
+        self._deleted_while_pending: set[str] = set()
+        self._wakeups: dict[str, threading.Event] = {}  # ends a restart back-off early
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: Any = None
@@ -192,17 +216,14 @@ class PodRunner:
         if self._thread is not None:
             self._thread.join(timeout=self.watch_timeout_seconds + 10)
             self._thread = None
-        with self._lock:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._pending, timeout=120)
             procs = list(self._procs.values())
         for proc in procs:
             grace = proc.grace_seconds if grace_cap is None else min(grace_cap, proc.grace_seconds)
             self._terminate(proc, grace)
         for proc in procs:
-            try:
-                proc.popen.wait(timeout=proc.grace_seconds + 10)
-            except subprocess.TimeoutExpired:
-                self._kill_group(proc)
-                proc.popen.wait(timeout=10)
+            self._wait_stopped(proc)
         if self._api is not None:
             self._api.api_client.close()
             self._api = None
@@ -320,6 +341,9 @@ class PodRunner:
         with self._lock:
             proc = self._procs.get(uid)
         if kind == "DELETED" or pod.metadata.deletion_timestamp is not None:
+            with self._lock:
+                if uid in self._pending:
+                    self._deleted_while_pending.add(uid)
             if proc is not None:
                 grace = proc.grace_seconds
                 # A deletion request may shorten the grace period (kubectl delete --grace-period);
@@ -331,26 +355,31 @@ class PodRunner:
             return
         phase = pod.status.phase if pod.status else None
         with self._lock:
-            failed = uid in self._failed
+            failed = uid in self._failed or uid in self._pending
         if proc is None and not failed and phase == "Running":
             self._launch(pod)
 
     # -- processes --------------------------------------------------------------------------
 
+    def _fail(self, pod: Any, reason: str) -> None:
+        """The pod cannot run: say why (once) and never try it again."""
+        log.error("pod %s/%s: cannot run: %s", pod.metadata.namespace, pod.metadata.name, reason)
+        with self._changed:
+            self._failed[str(pod.metadata.uid)] = reason
+            self._changed.notify_all()
+
     def _launch(self, pod: Any) -> None:
+        if self.containers:
+            self._launch_container(pod)
+            return
         uid = str(pod.metadata.uid)
         namespace, name = str(pod.metadata.namespace), str(pod.metadata.name)
         try:
             argv, env, cwd = self._container_spec(pod)
         except (PodConfigError, ApiException) as exc:
-            reason = exc.reason if isinstance(exc, ApiException) else str(exc)
-            log.error("pod %s/%s: cannot run: %s", namespace, name, reason)
-            with self._changed:
-                self._failed[uid] = str(reason)
-                self._changed.notify_all()
+            self._fail(pod, str(exc.reason if isinstance(exc, ApiException) else exc))
             return
-        grace = pod.spec.termination_grace_period_seconds
-        grace_seconds = float(DEFAULT_GRACE_SECONDS if grace is None else grace)
+        grace_seconds = _grace_seconds(pod)
         log_path = self.log_dir / f"{namespace}_{name}.log"
         with log_path.open("ab") as out:
             out.write(f"# podrunner: {argv}\n".encode())
@@ -366,10 +395,7 @@ class PodRunner:
                     start_new_session=True,
                 )
             except OSError as exc:
-                log.error("pod %s/%s: cannot exec %s: %s", namespace, name, argv[0], exc)
-                with self._changed:
-                    self._failed[uid] = f"exec {argv[0]}: {exc}"
-                    self._changed.notify_all()
+                self._fail(pod, f"exec {argv[0]}: {exc}")
                 return
         proc = PodProcess(
             uid=uid,
@@ -386,6 +412,131 @@ class PodRunner:
         log.info("pod %s started as pid %d", proc.key, popen.pid)
         threading.Thread(target=self._reap, args=(proc,), name=f"reap-{name}", daemon=True).start()
 
+    def _wait_stopped(self, proc: PodProcess) -> None:
+        """After ``_terminate``: wait for the end; a container is removed once it has ended."""
+        try:
+            proc.popen.wait(timeout=proc.grace_seconds + 10)
+        except subprocess.TimeoutExpired:
+            if proc.container is None:
+                self._kill_group(proc)
+            else:
+                podman.remove_container(proc.container)
+            proc.popen.wait(timeout=10)
+        if proc.container is not None:
+            with self._changed:  # the reaper may be between a restart's exit and the next start
+                self._changed.wait_for(lambda: proc.exited_at is not None, timeout=10)
+            podman.remove_container(proc.container)
+
+    # -- containers -------------------------------------------------------------------------
+
+    def _launch_container(self, pod: Any) -> None:
+        uid = str(pod.metadata.uid)
+        with self._lock:
+            self._pending.add(uid)
+        threading.Thread(
+            target=self._create_container, args=(pod,), name=f"create-{pod.metadata.name}",
+            daemon=True,
+        ).start()  # fmt: skip
+
+    def _create_container(self, pod: Any) -> None:
+        """``podman create`` the pod's container and start it attached; off the watch thread."""
+        uid = str(pod.metadata.uid)
+        namespace, name = str(pod.metadata.namespace), str(pod.metadata.name)
+        proc: PodProcess | None = None
+        try:
+            container = pick_container(pod)
+            env = self._pod_env(pod, container)
+            spec = container_spec(pod, container, env, podman.image_config(str(container.image)))
+            podman.create_container(spec)
+            log_path = self.log_dir / f"{namespace}_{name}.log"
+            argv = ["podman", "create", *podman.redact_env(spec.create_args())]
+            with log_path.open("ab") as out:
+                out.write(f"# podrunner: {argv}\n".encode())
+            proc = PodProcess(
+                uid=uid,
+                namespace=namespace,
+                name=name,
+                argv=argv,
+                log_path=log_path,
+                popen=self._start_attached(spec.name, log_path),
+                grace_seconds=_grace_seconds(pod),
+                container=spec.name,
+                image=spec.image,
+            )
+        except (PodConfigError, ContainerConfigError, podman.PodmanError) as exc:
+            self._fail(pod, str(exc))
+        except ApiException as exc:
+            self._fail(pod, str(exc.reason))
+        except Exception as exc:  # a crash here would leave the pod pending forever
+            log.exception("pod %s/%s: container creation failed", namespace, name)
+            self._fail(pod, f"container creation failed: {exc}")
+        with self._changed:
+            self._pending.discard(uid)
+            deleted = uid in self._deleted_while_pending
+            self._deleted_while_pending.discard(uid)
+            if proc is not None:
+                self._procs[uid] = proc
+                self._wakeups[uid] = threading.Event()
+            self._changed.notify_all()
+        if proc is None:
+            return
+        log.info("pod %s started as container %s (%s)", proc.key, proc.container, proc.image)
+        threading.Thread(
+            target=self._reap_container, args=(proc,), name=f"reap-{name}", daemon=True
+        ).start()
+        if deleted or self._stop.is_set():
+            self._terminate(proc, proc.grace_seconds)
+
+    @staticmethod
+    def _start_attached(container: str, log_path: Path) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as out:
+            return subprocess.Popen(
+                podman.start_attached_argv(container),
+                env=podman.podman_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _reap_container(self, proc: PodProcess) -> None:
+        """Record each exit; restart (restartPolicy Always) unless the pod is going away, and
+        then remove the container, as the kubelet removes a deleted pod's containers."""
+        assert proc.container is not None
+        try:
+            self._supervise(proc, proc.container)
+        finally:
+            podman.remove_container(proc.container)
+
+    def _supervise(self, proc: PodProcess, container: str) -> None:
+        backoff = RESTART_BACKOFF_SECONDS
+        wakeup = self._wakeups[proc.uid]
+        while True:
+            returncode = proc.popen.wait()
+            with self._changed:
+                proc.returncode = returncode
+                proc.exited_at = time.monotonic()
+                stopping = proc.terminating_since is not None or self._stop.is_set()
+                if stopping and returncode == 137:  # podman stop's SIGKILL after the grace
+                    proc.killed = True
+                self._changed.notify_all()
+            log.info("pod %s container exited with %d", proc.key, returncode)
+            if stopping or wakeup.wait(backoff):
+                return
+            with self._changed:
+                if proc.terminating_since is not None or self._stop.is_set():
+                    return
+                proc.popen = self._start_attached(container, proc.log_path)
+                proc.returncode = proc.exited_at = None
+                proc.restarts += 1
+                self._changed.notify_all()
+            log.info("pod %s container restarted (restart %d)", proc.key, proc.restarts)
+            backoff = min(backoff * 2, RESTART_BACKOFF_CAP_SECONDS)
+
+    def _stop_container(self, proc: PodProcess, grace: float) -> None:
+        assert proc.container is not None
+        podman.stop_container(proc.container, grace)
+
     def _reap(self, proc: PodProcess) -> None:
         returncode = proc.popen.wait()
         # Like a container whose main process ends: whatever it forked goes too. Done right after
@@ -399,9 +550,24 @@ class PodRunner:
 
     def _terminate(self, proc: PodProcess, grace: float) -> None:
         with self._lock:
-            if proc.terminating_since is not None or not proc.running:
+            if proc.terminating_since is not None:
+                return
+            if proc.container is not None:
+                # Also between restarts: no further restart, and the back-off ends now.
+                proc.terminating_since = time.monotonic()
+                self._wakeups[proc.uid].set()
+                if not proc.running:
+                    return
+            elif not proc.running:
                 return
             proc.terminating_since = time.monotonic()
+        if proc.container is not None:
+            log.info("pod %s deleted: podman stop -t %.0f %s", proc.key, grace, proc.container)
+            threading.Thread(
+                target=self._stop_container, args=(proc, grace), name=f"stop-{proc.name}",
+                daemon=True,
+            ).start()  # fmt: skip
+            return
         log.info("pod %s deleted: SIGTERM to pid %d, SIGKILL in %.0fs", proc.key, proc.pid, grace)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -432,6 +598,16 @@ class PodRunner:
                 "(the image's entrypoint is not known here)"
             )
         command = entrypoint + list(container.args or [])
+        pod_env = self._pod_env(pod, container)
+        env = dict(self.base_env)
+        env["HOSTNAME"] = str(pod.metadata.name)
+        env.update(pod_env)
+        argv = [expand_vars(arg, pod_env) for arg in command]
+        workdir = container.working_dir or str(self.log_dir)
+        return argv, env, workdir
+
+    def _pod_env(self, pod: Any, container: Any) -> dict[str, str]:
+        """The container's own environment (``envFrom``, then ``env``), as the kubelet makes it."""
         namespace = str(pod.metadata.namespace)
         pod_env: dict[str, str] = {}
         for source in container.env_from or []:
@@ -449,12 +625,7 @@ class PodRunner:
             value = self._env_value(pod, namespace, var, pod_env)
             if value is not None:
                 pod_env[var.name] = value
-        env = dict(self.base_env)
-        env["HOSTNAME"] = str(pod.metadata.name)
-        env.update(pod_env)
-        argv = [expand_vars(arg, pod_env) for arg in command]
-        workdir = container.working_dir or str(self.log_dir)
-        return argv, env, workdir
+        return pod_env
 
     def _env_value(
         self, pod: Any, namespace: str, var: Any, defined: Mapping[str, str]
@@ -507,6 +678,11 @@ class PodRunner:
         return {str(k): base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
 
 
+def _grace_seconds(pod: Any) -> float:
+    grace = pod.spec.termination_grace_period_seconds
+    return float(DEFAULT_GRACE_SECONDS if grace is None else grace)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the pod runner in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
@@ -526,8 +702,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--namespace", help="only this namespace (default: all)")
     parser.add_argument(
         "--selector",
-        default=DEFAULT_SELECTOR,
-        help=f"pod label selector (default: {DEFAULT_SELECTOR})",
+        help=f"pod label selector (default: {DEFAULT_SELECTOR}, or with --containers "
+        f"{CONTAINER_SELECTOR})",
+    )
+    parser.add_argument(
+        "--containers",
+        action="store_true",
+        help="run each pod as a podman container of the image it names (needs `make podman` "
+        "and the image in podman's store)",
     )
     parser.add_argument(
         "--default-command",
@@ -548,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         namespace=args.namespace,
         label_selector=args.selector,
         default_command=args.default_command,
+        containers=args.containers,
     ):
         try:
             while not stop.wait(1.0):
