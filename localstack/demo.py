@@ -7,6 +7,10 @@ starts a wave of process instances. A live table shows the backlog Flowable repo
 the operator decides, the worker processes running and the instances finished, until the backlog
 is drained and the pool has cooled down to zero. A summary follows; `--keep` leaves everything
 running for `kubectl` until Ctrl-C. Everything listens on 127.0.0.1 and stops on exit.
+
+`--containers` runs the worker pods as podman containers instead: `make images` builds the
+worker image (cached), examples/handler-image is built on it, and the pool names that image, so
+each pod is a container of it (uid 10001, read-only root) running `invoices.handlers:check`.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from localstack import podman
 from localstack.cluster import LocalCluster, MissingPrerequisiteError, find_bin_dir
 from localstack.operator_process import OperatorProcessError, run_operator
-from localstack.podrunner import RUN_AS_PROCESS_LABEL, PodRunner
+from localstack.podrunner import RUN_AS_CONTAINER_LABEL, RUN_AS_PROCESS_LABEL, PodRunner
 from tests.support.flowable_server import FlowableRestApi, FlowableServer, FlowableServerError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,28 +70,60 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
 
 
-def pool_spec(flowable_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The demo's pool: the example handler, slowed down so the scaling is visible."""
+def process_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Pods as local `flowable-worker` processes running examples/handlers.py."""
+    return {
+        "handler": {"python": "handlers:check_invoice_slowly"},
+        "env": [
+            {"name": "PYTHONPATH", "value": str(REPO / "examples")},
+            {"name": "DEMO_WORK_SECONDS", "value": str(args.work_seconds)},
+        ],
+        "template": {
+            "metadata": {"labels": {RUN_AS_PROCESS_LABEL: "true"}},
+            "spec": {"containers": [{"name": "worker", "command": [str(BIN / "flowable-worker")]}]},
+        },
+    }
+
+
+def container_worker(args: argparse.Namespace, image: str) -> dict[str, Any]:
+    """Pods as containers of the handler image (examples/handler-image), as on a real cluster;
+    the read-only root is what a hardened pool would set."""
+    return {
+        "image": image,
+        "handler": {"python": "invoices.handlers:check"},
+        "env": [{"name": "INVOICES_WORK_SECONDS", "value": str(args.work_seconds)}],
+        "template": {
+            "metadata": {"labels": {RUN_AS_CONTAINER_LABEL: "true"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "worker",
+                        "securityContext": {
+                            "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }
+                ]
+            },
+        },
+    }
+
+
+def pool_spec(flowable_url: str, args: argparse.Namespace, image: str | None) -> dict[str, Any]:
+    """The demo's pool: the example handler, slowed down so the scaling is visible; its pods are
+    containers of ``image`` when one is given, else local processes."""
+    worker = process_worker(args) if image is None else container_worker(args, image)
+    # Worker pods share this machine's ports: no metrics server per pod here.
+    worker["env"].append({"name": "FLOWABLE_WORKER_METRICS_PORT", "value": "0"})
     return {
         "engine": {"url": flowable_url},
         "topic": "invoice-check",
         "worker": {
-            "handler": {"python": "handlers:check_invoice_slowly"},
+            **worker,
             "concurrency": args.concurrency,
             "lockDuration": "PT1M",
             "terminationGracePeriodSeconds": 10,
-            "env": [
-                {"name": "PYTHONPATH", "value": str(REPO / "examples")},
-                {"name": "DEMO_WORK_SECONDS", "value": str(args.work_seconds)},
-                # Worker pods share this machine's ports: no metrics server per pod here.
-                {"name": "FLOWABLE_WORKER_METRICS_PORT", "value": "0"},
-            ],
-            "template": {
-                "metadata": {"labels": {RUN_AS_PROCESS_LABEL: "true"}},
-                "spec": {
-                    "containers": [{"name": "worker", "command": [str(BIN / "flowable-worker")]}]
-                },
-            },
         },
         "scaling": {
             "maxReplicas": args.max_replicas,
@@ -190,8 +227,19 @@ async def outcomes(http: httpx.AsyncClient, definition_id: str) -> dict[str, int
     return counts
 
 
+def container_image() -> str:
+    """`make images` (the worker image; cached after the first time), then the handler image."""
+    console.print("building the images (podman; cached after the first run) ...")
+    podman.ensure_podman()
+    worker = podman.build_images("worker")["worker"]
+    image = podman.build_handler_image(worker)
+    console.print(f"worker pods will be containers of {image} (FROM {worker})")
+    return image
+
+
 async def demo(args: argparse.Namespace, workdir: Path) -> int:
     console.print("[bold]flowable-worker-operator demo[/bold] (everything on 127.0.0.1)")
+    image = container_image() if args.containers else None
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(FlowableServer())
         console.print(f"Flowable 7.2 ready at {server.base_url} ({server.startup_seconds:.1f}s)")
@@ -201,7 +249,7 @@ async def demo(args: argparse.Namespace, workdir: Path) -> int:
             f"KUBECONFIG={cluster.kubeconfig}"
         )
         k8s_config.load_kube_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
-        runner = PodRunner(cluster.kubeconfig, workdir / "pods")
+        runner = PodRunner(cluster.kubeconfig, workdir / "pods", containers=image is not None)
         runner.start()
         stack.callback(runner.stop, 5)
         cluster.kubectl("apply", "-f", str(CRD))
@@ -225,7 +273,7 @@ async def demo(args: argparse.Namespace, workdir: Path) -> int:
                     "apiVersion": f"{GROUP}/{VERSION}",
                     "kind": "ExternalWorkerPool",
                     "metadata": {"name": POOL},
-                    "spec": pool_spec(server.base_url, args),
+                    "spec": pool_spec(server.base_url, args, image),
                 },
             )
             console.print(
@@ -314,11 +362,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="leave everything running for kubectl until Ctrl-C"
     )
+    parser.add_argument(
+        "--containers",
+        action="store_true",
+        help="worker pods as podman containers of the handler image (examples/handler-image) "
+        "instead of local processes; builds the images first (make images)",
+    )
     args = parser.parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="fwo-demo-") as workdir:
             return asyncio.run(demo(args, Path(workdir)))
-    except (MissingPrerequisiteError, FlowableServerError, OperatorProcessError) as error:
+    except (
+        MissingPrerequisiteError,
+        FlowableServerError,
+        OperatorProcessError,
+        podman.PodmanError,
+    ) as error:
         print(f"make demo: error: {error}", file=sys.stderr)
         return 2
 
