@@ -347,6 +347,20 @@ def _merge_security_context(ours: Mapping[str, Any], theirs: Mapping[str, Any]) 
     return merged
 
 
+def _merge_container_security_context(
+    ours: Mapping[str, Any], theirs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Per field, except that our `allowPrivilegeEscalation: false` yields to a template that
+    makes the container privileged (or adds CAP_SYS_ADMIN) without saying: Kubernetes refuses
+    that combination as invalid, and such a container escalates anyway."""
+    merged = _merge_security_context(ours, theirs)
+    adds = (merged.get("capabilities") or {}).get("add") or []
+    escalates = merged.get("privileged") is True or "CAP_SYS_ADMIN" in adds
+    if escalates and "allowPrivilegeEscalation" not in theirs:
+        merged.pop("allowPrivilegeEscalation", None)
+    return merged
+
+
 def _merge_resources(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, Any]:
     """Their requests and limits, plus our default request for each resource they leave alone."""
     named = set(theirs.get("requests") or {}) | set(theirs.get("limits") or {})
@@ -376,7 +390,7 @@ def _merge_containers(
                     mine.get("volumeMounts", []), value or [], key="mountPath"
                 )
             elif key == "securityContext":
-                mine[key] = _merge_security_context(mine.get(key) or {}, value or {})
+                mine[key] = _merge_container_security_context(mine.get(key) or {}, value or {})
             elif key == "resources":
                 mine[key] = _merge_resources(mine.get(key) or {}, value or {})
             else:

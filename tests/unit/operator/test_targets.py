@@ -422,6 +422,20 @@ def test_a_template_can_still_override_each_default_explicitly() -> None:
 
 
 @pytest.mark.parametrize(
+    "theirs",
+    [{"privileged": True}, {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}],
+)
+def test_a_privileged_worker_does_not_keep_our_no_escalation(theirs: dict[str, Any]) -> None:
+    # Kubernetes refuses allowPrivilegeEscalation: false with privileged or CAP_SYS_ADMIN.
+    pool = make_pool(
+        {"template": {"spec": {"containers": [{"name": "worker", "securityContext": theirs}]}}}
+    )
+    context = container(build(pool))["securityContext"]
+    assert "allowPrivilegeEscalation" not in context
+    assert context["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize(
     ("theirs", "expected"),
     [
         (
