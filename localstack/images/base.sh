@@ -36,7 +36,7 @@ fi
 if [[ ! -s "$tarball" ]]; then
     root="$(mktemp -d "$cache/base-root.XXXXXX")"
     trap 'rm -rf "$root" "$tarball.tmp"' EXIT
-    echo "debootstrap $SUITE ($VARIANT, +$INCLUDE) from $MIRROR: about 5 minutes" >&2
+    echo "debootstrap $SUITE ($VARIANT, +$INCLUDE) from $MIRROR: 1.5 to 5 minutes" >&2
     start=$SECONDS
     if ! debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$root" "$MIRROR" \
         >"$cache/debootstrap.log" 2>&1; then
