@@ -272,6 +272,25 @@ class LocalCluster:
         """Stop every component (SIGTERM, then SIGKILL) and remove the temp dir if we made it."""
         self._state.stop()
 
+    def restart_apiserver(self, *, down_seconds: float = 1.0, timeout: float = 60.0) -> float:
+        """Kill kube-apiserver (SIGKILL, as a crash or a node loss would), keep it down for
+        ``down_seconds``, start it again on the same port over the same etcd, and return once
+        /readyz is ok; returns the seconds it was unreachable.
+
+        For fault tests: every client's connections and watches break at once and must resume
+        (the operator's, the controllers', kwok's and the pod runner's alike).
+        """
+        apiserver = self.components["kube-apiserver"]
+        started = time.monotonic()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(apiserver.proc.pid, signal.SIGKILL)
+        apiserver.proc.wait(timeout=10)
+        self._state.components.remove(apiserver)
+        time.sleep(down_seconds)
+        self._start_apiserver()
+        self._wait_ready(time.monotonic() + timeout)
+        return time.monotonic() - started
+
     def tool_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for kubectl/helm: this cluster's kubeconfig, the cached binaries first on
         PATH, and helm's state kept in the session directory instead of $HOME."""

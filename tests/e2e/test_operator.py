@@ -21,6 +21,7 @@ from localstack.podrunner import PodRunner
 from tests.cluster.helpers import eventually
 from tests.support.emulator import FlowableEmulator
 from tests.support.emulator.faults import FaultKind
+from tests.support.fault_ledger import FaultLedger
 from tests.support.flowable_server import RealFlowable
 
 from .conftest import (
@@ -138,11 +139,13 @@ async def test_backlog_scales_workers_up_drains_and_cools_down_to_zero(
     assert 'flowable_pool_desired_replicas{namespace="' + namespace in metrics
 
 
+@pytest.mark.fault("engine-5xx-under-a-busy-pool")
 async def test_an_unreachable_engine_never_scales_a_busy_pool_down(
     operator: OperatorProcess,
     emulator: FlowableEmulator,
     api_client: Any,
     namespace: str,
+    fault_ledger: FaultLedger,
 ) -> None:
     """Fault injection (the emulator's job): every probe answers 503 for a while."""
     topic = _topic()
@@ -190,6 +193,9 @@ async def test_an_unreachable_engine_never_scales_a_busy_pool_down(
         assert fault.hits >= 5
     finally:
         emulator.clear_faults()
+    fault_ledger.injected(fault.hits)
+    # No job runs here (kwok pods): judged by the pool, which held its 3 replicas throughout.
+    fault_ledger.count(judged=0, lost=0, duplicates=0)
     # Once the engine answers again, the pool is measured again; the jobs are still there.
     eventually(
         lambda: (

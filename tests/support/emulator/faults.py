@@ -24,6 +24,7 @@ class FaultKind(Enum):
     MALFORMED_JSON = "malformed_json"  # 200 with a body that is not valid JSON
     UNAUTHORIZED = "unauthorized"  # 401 with an empty body, as Spring Security answers
     RESPOND_LOST = "respond_lost"  # apply the request, then RST instead of the answer
+    ANSWER = "answer"  # `status` with `body` as `content_type`: huge, ill-typed or HTML answers
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Fault:
     delay_seconds: float = 0.5
     status: int = 500
     body: str = '{"message":"Internal server error","exception":"injected fault"}'
+    content_type: str = "application/json"
     hits: int = field(default=0, init=False)
 
     def matches(self, *, method: str, path: str, endpoint: str) -> bool:

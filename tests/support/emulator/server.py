@@ -301,10 +301,11 @@ class _Handler(BaseHTTPRequestHandler):
         status = _fault_status(fault)
         assert status is not None
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", fault.content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        with contextlib.suppress(OSError):  # a client may refuse a huge answer half-way
+            self.wfile.write(data)
 
     def _reset(self) -> None:
         """Abort the TCP connection with an RST (SO_LINGER 0), sending no response at all."""
