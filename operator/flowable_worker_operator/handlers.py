@@ -116,10 +116,11 @@ async def _scale_pool(
         try:
             claims = _claims(namespace, pool_claims, hpa_claims)
             outcome = await runtime.reconciler.tick(body, state, datetime.now(UTC), claims=claims)
+            # Events first: a status write the API server refuses must not take them along.
+            _post(body, outcome)
             if outcome.status != written:
                 await runtime.workload.write_status(namespace, name, outcome.status)
                 written = outcome.status
-            _post(body, outcome)
             metrics.record_tick(namespace, name, outcome)
             pause = outcome.next_tick
         except asyncio.CancelledError:

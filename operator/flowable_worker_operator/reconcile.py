@@ -18,6 +18,7 @@ What a failure means is the point of this module:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -157,7 +158,40 @@ class Reconciler:
 
         `claims`: who scales what in the pool's namespace (pools and HPAs, `conflicts`); a pool
         whose workload another scaler keeps stops here.
+
+        An exception that escapes the pass is a bug of ours (a spec the checks let through, an
+        answer nobody expected), but the pool's owner must still see it: it becomes Ready=False
+        with reason `ReconcileError`, a bounded message and one Warning Event, and the pool is
+        retried after `SPEC_RETRY`, never in a hot loop. The traceback goes to the log.
         """
+        try:
+            return await self._tick(body, state, now, claims=claims)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            meta = body.get("metadata") or {}
+            log.exception(
+                "reconciling pool %s/%s failed unexpectedly", meta.get("namespace"),
+                meta.get("name"),
+            )
+            previous: Mapping[str, Any] = body.get("status") or {}
+            return self._stopped(
+                state,
+                list(previous.get("conditions") or []),
+                int(meta.get("generation") or 0),
+                now,
+                reason="ReconcileError",
+                message=_unexpected_message(exc),
+            )
+
+    async def _tick(
+        self,
+        body: Mapping[str, Any],
+        state: PoolState,
+        now: datetime,
+        *,
+        claims: Sequence[Claim],
+    ) -> Outcome:
         previous: Mapping[str, Any] = body.get("status") or {}
         conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
         generation = int((body.get("metadata") or {}).get("generation") or 0)
@@ -358,6 +392,25 @@ class Reconciler:
             events=events,
             next_tick=SPEC_RETRY,
         )
+
+
+_UNEXPECTED_MESSAGE_CHARS = 512
+
+
+def _unexpected_message(exc: BaseException) -> str:
+    """What Ready says about an unexpected error: its type and a bounded first line, nothing more.
+
+    Exception texts can quote what the engine or the API server sent; a status is readable by
+    anyone with `view`, so only the first line of our own exception's text, capped, goes there.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if len(text) > _UNEXPECTED_MESSAGE_CHARS:
+        text = text[:_UNEXPECTED_MESSAGE_CHARS] + "..."
+    detail = f": {text}" if text else ""
+    return (
+        f"unexpected error while reconciling ({type(exc).__name__}{detail}); this is a bug of "
+        "the operator's: the pool is retried, and the operator's log has the traceback"
+    )
 
 
 def _conditions(

@@ -300,3 +300,25 @@ async def test_a_failed_scale_is_reported_and_not_remembered_as_a_scale_event() 
         NOW + timedelta(seconds=15),
     )
     assert workload.replicas == 2
+
+
+@dataclass
+class BrokenWorkload(FakeWorkload):
+    """A workload whose engine lookup fails in a way no check foresaw (a bug to surface)."""
+
+    async def engine(self, pool: Pool) -> Engine:
+        raise ValueError("Invalid port: ':1'\nsecond line with whatever the input held")
+
+
+async def test_an_unexpected_error_is_reported_on_the_pool_once_not_raised() -> None:
+    workload, prober, state = BrokenWorkload(), FakeProber(), PoolState()
+    first = await tick(workload, prober, body(), state)
+    ready = condition(first, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ReconcileError")
+    assert "ValueError: Invalid port: ':1'" in ready["message"]
+    assert "second line" not in ready["message"]
+    assert first.status["observedGeneration"] == 2
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "ReconcileError")]
+    again = await tick(workload, prober, body(), state)
+    assert again.events == ()  # reported once, retried calmly
+    assert again.next_tick == timedelta(seconds=30)
