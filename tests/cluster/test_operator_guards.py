@@ -1,10 +1,13 @@
 """The running operator refuses what it must: a workload an HPA scales, a template outside the
 Pod Security Standard it enforces, and an engine that answers with an internal page.
 
-The operator runs as a process (the installed console script, `--pod-security restricted`)
-against the local API server, as in tests/e2e, but needs no Flowable: every pool here stops
-before or at the probe. This proves the wiring the unit tests cannot: kopf's indexes of pools and
-HPAs reach the tick, the flag reaches the reconciler, and what `view` can read holds no body.
+The operator runs as a process (the installed console script, `--pod-security restricted`,
+`--namespace` of the test) against the local API server, as in tests/e2e, but needs no Flowable:
+every pool here stops before or at the probe. It runs with a ServiceAccount token bound to
+deploy/rbac/namespaced/ only, so the trimmed RBAC is proven by the operator's and kopf's real
+calls, not only by `kubectl auth can-i`. This also proves the wiring the unit tests cannot: kopf's
+indexes of pools and HPAs reach the tick, the flag reaches the reconciler, and what `view` can
+read holds no body.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s_client
 
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION
 from localstack.cluster import LocalCluster
 from localstack.operator_process import OperatorProcess, OperatorProcessError, run_operator
 from tests.cluster.helpers import eventually
+from tests.cluster.test_rbac import NAMESPACED, OPERATOR_NS, SCOPED_SA, _for_scoped
 from tests.cluster.test_targets import create_pool, pool_crd  # noqa: F401  # a fixture
 
 pytestmark = pytest.mark.cluster
@@ -30,21 +35,57 @@ pytestmark = pytest.mark.cluster
 MARKER = "INTERNAL-PAGE-c0ffee"
 
 
+def scoped_kubeconfig(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Path:
+    """A kubeconfig for a ServiceAccount with deploy/rbac/namespaced/ for `namespace` only."""
+    cluster.kubectl("create", "namespace", OPERATOR_NS, check=False)
+    cluster.kubectl("create", "serviceaccount", SCOPED_SA, "-n", OPERATOR_NS, check=False)
+    cluster_file, role_file = tmp_path / "cluster-role.yaml", tmp_path / "role.yaml"
+    cluster_file.write_text(yaml.safe_dump_all(_for_scoped(NAMESPACED / "cluster-role.yaml")))
+    role_file.write_text(yaml.safe_dump_all(_for_scoped(NAMESPACED / "role.yaml")))
+    cluster.kubectl("apply", "-f", str(cluster_file))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(role_file))
+    token = cluster.kubectl("create", "token", SCOPED_SA, "-n", OPERATOR_NS).stdout.strip()
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path = tmp_path / "scoped.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture
 def operator(
     cluster: LocalCluster,
+    api_client: Any,
     pool_crd: None,  # noqa: F811
     namespace: str,
     tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
+    kubeconfig = scoped_kubeconfig(cluster, namespace, tmp_path)
     log = tmp_path / "operator.log"
     try:
         with run_operator(
-            cluster.kubeconfig, namespace, log, extra_args=["--pod-security", "restricted"]
+            kubeconfig, namespace, log, extra_args=["--pod-security", "restricted"]
         ) as running:
             yield running
+            # The operator may not delete pools: delete them as an admin, and let the running
+            # operator remove its finalizer (which needs only its own rights).
+            delete_pools(api_client, namespace)
+            assert "Forbidden" not in running.log(), running.log()[-4000:]
     except OperatorProcessError as error:
         pytest.fail(str(error)[-4000:])
+
+
+def delete_pools(api_client: Any, namespace: str) -> None:
+    custom = k8s_client.CustomObjectsApi(api_client)
+
+    def names() -> list[str]:
+        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        return [pool["metadata"]["name"] for pool in listed["items"]]
+
+    for name in names():
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    eventually(lambda: not names(), timeout=30)
 
 
 class _InternalPage(BaseHTTPRequestHandler):
