@@ -554,13 +554,12 @@ class PodRunner:
                 return
             if proc.container is not None:
                 # Also between restarts: no further restart, and the back-off ends now.
-                proc.terminating_since = time.monotonic()
                 self._wakeups[proc.uid].set()
-                if not proc.running:
-                    return
             elif not proc.running:
                 return
             proc.terminating_since = time.monotonic()
+            if not proc.running:
+                return
         if proc.container is not None:
             log.info("pod %s deleted: podman stop -t %.0f %s", proc.key, grace, proc.container)
             threading.Thread(
