@@ -8,7 +8,8 @@ programmatic `Worker(settings)` is checked the same way.
 
 Everything that would otherwise fail later, in the middle of serving and as a traceback, is checked
 here: URLs are parsed the way the HTTP client will parse them (host present, port in range),
-durations are not negative, the CA bundle is loaded once, and credentials are cleaned. A
+durations are not negative, the CA bundle and the client certificate (mutual TLS) are loaded once,
+the metrics port's TLS certificate and bearer-token file too, and credentials are cleaned. A
 credential from a Kubernetes Secret often ends in a newline (`kubectl create secret --from-file`
 keeps the file's last one): the operator strips surrounding whitespace from Secret values, so the
 worker does the same, or the operator's probe would work while every worker got 401. A control
@@ -31,9 +32,19 @@ from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from flowable_worker.client import ClientSettings
+from flowable_worker.client.tls import check_readable, load_client_certificate
+from flowable_worker.metrics_access import read_token, server_tls_context
 from flowable_worker.redaction import redact
 
 DEFAULT_CONCURRENCY = 16
@@ -91,6 +102,8 @@ class WorkerSettings(BaseModel):
     token: str | None = Field(default=None, repr=False)
     ca_bundle: str | None = None
     verify_tls: bool = True
+    client_cert: str | None = None
+    client_key: str | None = None
     request_timeout: timedelta = timedelta(seconds=10)
     max_connections: int | None = Field(default=None, ge=1)
     http_client: Literal["lean", "httpx"] = "lean"
@@ -117,6 +130,9 @@ class WorkerSettings(BaseModel):
 
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_tls_cert: str | None = None
+    metrics_tls_key: str | None = None
+    metrics_auth_token_file: str | None = None
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -166,6 +182,22 @@ class WorkerSettings(BaseModel):
                 raise ValueError(f"cannot load CA bundle {value!r}: {reason}") from None
         return value
 
+    @field_validator("client_cert", "client_key")
+    @classmethod
+    def _client_file_readable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Each file named on its own first; whether they fit together is checked in `_consistent`.
+        if value is not None:
+            what = "client certificate" if info.field_name == "client_cert" else "client key"
+            check_readable(value, what)
+        return value
+
+    @field_validator("metrics_auth_token_file")
+    @classmethod
+    def _token_file_reads(cls, value: str | None) -> str | None:
+        if value is not None:
+            read_token(value)
+        return value
+
     @field_validator("topics")
     @classmethod
     def _topics_are_named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -196,7 +228,19 @@ class WorkerSettings(BaseModel):
             raise ValueError("use either username/password or token, not both")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password must be given together")
+        self._tls_files_fit()
         return self
+
+    def _tls_files_fit(self) -> None:
+        """The client certificate and the metrics certificate load with their keys."""
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert (the certificate it belongs to)")
+        if self.client_cert is not None:
+            load_client_certificate(ssl.create_default_context(), self.client_cert, self.client_key)
+        if self.metrics_tls_key is not None and self.metrics_tls_cert is None:
+            raise ValueError("metrics_tls_key needs metrics_tls_cert")
+        if self.metrics_tls_cert is not None:
+            server_tls_context(self.metrics_tls_cert, self.metrics_tls_key)
 
     @property
     def effective_handler_timeout(self) -> timedelta:
@@ -231,6 +275,8 @@ class WorkerSettings(BaseModel):
             token=self.token,
             ca_bundle=self.ca_bundle,
             verify_tls=self.verify_tls,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
             timeout_seconds=self.request_timeout.total_seconds(),
             max_connections=self.effective_max_connections,
         )
@@ -381,6 +427,12 @@ OPTIONS: tuple[Option, ...] = (
            "Bearer token (prefer the environment variable)", metavar="TOKEN"),
     Option("ca_bundle", "--ca-bundle", "FLOWABLE_CA_BUNDLE",
            "PEM file to verify Flowable's TLS certificate", metavar="FILE"),
+    Option("client_cert", "--client-cert", "FLOWABLE_CLIENT_CERT",
+           "PEM client certificate shown to Flowable (mutual TLS); may also hold the key",
+           metavar="FILE"),
+    Option("client_key", "--client-key", "FLOWABLE_CLIENT_KEY",
+           "PEM private key of --client-cert, unencrypted (default: read from --client-cert)",
+           metavar="FILE"),
     Option("verify_tls", "--verify-tls", "FLOWABLE_VERIFY_TLS",
            "verify TLS certificates: true or false (default true)", _bool, metavar="BOOL"),
     Option("external_job_api_path", "--external-job-api-path", "FLOWABLE_EXTERNAL_JOB_API_PATH",
@@ -413,6 +465,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_port", "--metrics-port", "FLOWABLE_WORKER_METRICS_PORT",
            "port of the /metrics, /healthz, /readyz server; 0 turns it off (default 9464)",
            _int, metavar="PORT"),
+    Option("metrics_tls_cert", "--metrics-tls-cert", "FLOWABLE_WORKER_METRICS_TLS_CERT",
+           "serve the metrics port over HTTPS with this PEM certificate (may also hold the key)",
+           metavar="FILE"),
+    Option("metrics_tls_key", "--metrics-tls-key", "FLOWABLE_WORKER_METRICS_TLS_KEY",
+           "PEM private key of --metrics-tls-cert (default: read from --metrics-tls-cert)",
+           metavar="FILE"),
+    Option("metrics_auth_token_file", "--metrics-auth-token-file",
+           "FLOWABLE_WORKER_METRICS_AUTH_TOKEN_FILE",
+           "/metrics answers 401 unless the request carries 'Authorization: Bearer <token in "
+           "this file>'; /healthz and /readyz stay open for the kubelet", metavar="FILE"),
     Option("log_format", "--log-format", "FLOWABLE_WORKER_LOG_FORMAT",
            "json (default) or text", _lower, metavar="FORMAT"),
     Option("log_level", "--log-level", "FLOWABLE_WORKER_LOG_LEVEL",

@@ -8,16 +8,27 @@ handler thread hangs. `/healthz` fails too once as many handler threads hang as 
 concurrency: threads Python cannot stop only go away with the process, so the kubelet's restart
 (SIGTERM first: the worker gives its jobs back) is the cure. This module never touches the loop
 or the client: it only reads what the runtime writes into `HealthState`.
+
+The port may speak TLS and `/metrics` may require a bearer token (`metrics_access.py`); the TLS
+handshake happens in the connection's own thread, so a client that stalls mid-handshake holds one
+thread, not the accept loop the kubelet's probes go through.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from flowable_worker.metrics_access import authorized
+
+# How long a client may take for the TLS handshake before its connection is dropped.
+_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
 
 class HealthState:
@@ -83,10 +94,17 @@ class ProbeServer:
     """Serves the probes and metrics until `stop()`; port 0 picks a free port (see `.port`)."""
 
     def __init__(
-        self, *, host: str, port: int, registry: CollectorRegistry, state: HealthState
+        self,
+        *,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        state: HealthState,
+        tls: ssl.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
-        handler = _make_handler(registry, state)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        handler = _make_handler(registry, state, token)
+        self._server = _ProbeHTTPServer((host, port), handler, tls=tls)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="flowable-worker-probes", daemon=True
@@ -108,11 +126,53 @@ class ProbeServer:
         self._thread.join(timeout=5)
 
 
-def _make_handler(registry: CollectorRegistry, state: HealthState) -> type[BaseHTTPRequestHandler]:
+class _ProbeHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that, given a TLS context, speaks HTTPS on every connection."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(address, handler)
+        self._tls = tls
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self._tls is not None:
+            # No handshake here: this is the accept loop; `finish_request` runs per connection.
+            connection = self._tls.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(_HANDSHAKE_TIMEOUT_SECONDS)
+            try:
+                request.do_handshake()
+            except OSError:  # plain HTTP on the TLS port, a stalled or refused handshake
+                return
+            request.settimeout(None)
+        super().finish_request(request, client_address)
+
+
+def _make_handler(
+    registry: CollectorRegistry, state: HealthState, token: str | None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
+                if not authorized(self.headers.get("Authorization"), token):
+                    challenge = (("WWW-Authenticate", 'Bearer realm="metrics"'),)
+                    body = b"unauthorized: /metrics needs the bearer token\n"
+                    self._send(401, body, extra=challenge)
+                    return
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok, reason = state.alive()
@@ -123,9 +183,17 @@ def _make_handler(registry: CollectorRegistry, state: HealthState) -> type[BaseH
             else:
                 self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
 
-        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = "text/plain",
+            extra: tuple[tuple[str, str], ...] = (),
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in extra:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

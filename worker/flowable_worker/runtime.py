@@ -40,6 +40,7 @@ from flowable_worker.handlers.python import HandlerFunction, import_callable
 from flowable_worker.health import HealthState, ProbeServer
 from flowable_worker.job import Job
 from flowable_worker.metrics import TopicMetrics, WorkerMetrics, error_reason
+from flowable_worker.metrics_access import read_token, server_tls_context
 from flowable_worker.redaction import redact
 from flowable_worker.reporting import Reporter, ReportPolicy
 from flowable_worker.results import FailJob, Outcome
@@ -92,7 +93,10 @@ def _client_for(settings: WorkerSettings) -> FlowableClient:
     transport = LeanTransport(
         max_connections=client_settings.max_connections,
         ssl_context=tls_context(
-            verify=client_settings.verify_tls, ca_bundle=client_settings.ca_bundle
+            verify=client_settings.verify_tls,
+            ca_bundle=client_settings.ca_bundle,
+            client_cert=client_settings.client_cert,
+            client_key=client_settings.client_key,
         ),
     )
     return FlowableClient(client_settings, transport=transport)
@@ -272,11 +276,19 @@ class Worker:
     def _start_probes(self, settings: WorkerSettings) -> ProbeServer | None:
         if settings.metrics_port == 0:
             return None
+        tls = None
+        if settings.metrics_tls_cert is not None:
+            tls = server_tls_context(settings.metrics_tls_cert, settings.metrics_tls_key)
+        token = None
+        if settings.metrics_auth_token_file is not None:
+            token = read_token(settings.metrics_auth_token_file)
         probes = ProbeServer(
             host=settings.metrics_host,
             port=settings.metrics_port,
             registry=self.metrics.registry,
             state=self.health,
+            tls=tls,
+            token=token,
         )
         probes.start()
         self.probe_port = probes.port

@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from flowable_worker.client.tls import ssl_context
+
 _MAX_HEADER_BYTES = 64 * 1024
 _CRLF = b"\r\n"
 # Control characters other than horizontal tab (allowed inside a field value by RFC 9110).
@@ -265,14 +267,18 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             raise ValueError("chunk not followed by CRLF")
 
 
-def tls_context(*, verify: bool, ca_bundle: str | None) -> ssl.SSLContext:
-    """The TLS context matching the client settings' `verify_tls` / `ca_bundle`."""
-    if not verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=ca_bundle)
+def tls_context(
+    *,
+    verify: bool,
+    ca_bundle: str | None,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+) -> ssl.SSLContext:
+    """The TLS context matching the client settings' `verify_tls` / `ca_bundle` and client
+    certificate: the same one httpx's transport gets (`flowable_worker.client.tls`)."""
+    return ssl_context(
+        verify=verify, ca_bundle=ca_bundle, client_cert=client_cert, client_key=client_key
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ inject faults, run the expired-lock reset. Use it as a context manager or call s
 
 from __future__ import annotations
 
+import ssl
 from collections import Counter
 from types import TracebackType
 from typing import Any
@@ -26,7 +27,8 @@ class FlowableEmulator:
     "/flowable-rest" for the flowable-rest web app). `username`/`password` (or `token`) turn on
     authentication. `reset_interval_seconds` is the engine's expired-lock reset period (None: only
     when `reset_expired_locks()` is called). `clock` replaces the wall clock for lock arithmetic;
-    `seed` makes probabilistic faults repeatable.
+    `seed` makes probabilistic faults repeatable. `tls` serves HTTPS with that server context (a
+    context that requires client certificates emulates a Flowable behind mutual TLS).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class FlowableEmulator:
         reset_interval_seconds: float | None = 1.0,
         clock: Clock = system_clock,
         seed: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.state = EngineState(clock=clock)
         self.faults = FaultInjector(seed=seed)
@@ -46,6 +49,7 @@ class FlowableEmulator:
         self._context_path = context_path.rstrip("/")
         self._credentials = Credentials(username=username, password=password, token=token)
         self._reset_interval = reset_interval_seconds
+        self._tls = tls
         self._server: EmulatorHTTPServer | None = None
         self._runner: ServerThread | None = None
 
@@ -62,6 +66,7 @@ class FlowableEmulator:
             credentials=self._credentials,
             context_path=self._context_path,
             base_url=lambda: self.base_url,
+            tls=self._tls,
         )
         self._runner = ServerThread(self._server, reset_interval_seconds=self._reset_interval)
         self._runner.start()
@@ -93,7 +98,8 @@ class FlowableEmulator:
     @property
     def base_url(self) -> str:
         """Server root plus context path; the API is at `base_url + "/external-job-api"`."""
-        return f"http://127.0.0.1:{self.port}{self._context_path}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{self._context_path}"
 
     @property
     def api_url(self) -> str:

@@ -15,6 +15,7 @@ import json
 import re
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -107,8 +108,10 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         credentials: Credentials,
         context_path: str,
         base_url: Callable[[], str],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(address, _Handler)
+        self.tls = tls
         self.state = state
         self.faults = faults
         self.log = log
@@ -117,6 +120,25 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.base_url = base_url
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.tls is not None:
+            # The handshake runs in the connection's thread (`finish_request`), not here.
+            connection = self.tls.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(5)
+                request.do_handshake()
+                request.settimeout(None)
+            except OSError:  # e.g. no client certificate where one is required: refused
+                return
+        super().finish_request(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

@@ -19,6 +19,8 @@ def test_defaults_match_the_documented_interface() -> None:
         "token": None,
         "ca_bundle": None,
         "verify_tls": True,
+        "client_cert": None,
+        "client_key": None,
         "timeout_seconds": 10,
         "connect_timeout_seconds": 5,
         "max_connections": 100,

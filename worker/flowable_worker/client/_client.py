@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -276,6 +277,11 @@ class FlowableClient:
                 redact(f"{method} {path}: undecodable body: {exc}")
             ) from exc
         except httpx.RequestError as exc:  # transport failures, timeouts, too many redirects
+            url = f"{self._settings.external_job_api_url}/{path}"
+            raise error_for_transport_failure(exc, method=method, url=url) from exc
+        except ssl.SSLError as exc:
+            # httpx lets a TLS alert read after the handshake escape unmapped: under TLS 1.3 a
+            # server refusing our client certificate says so only on the first read.
             url = f"{self._settings.external_job_api_url}/{path}"
             raise error_for_transport_failure(exc, method=method, url=url) from exc
         if not response.is_success:

@@ -12,6 +12,7 @@ base URL may carry Basic credentials.
 from __future__ import annotations
 
 import json
+import ssl
 
 import httpx
 
@@ -82,9 +83,9 @@ def error_for_response(response: httpx.Response) -> FlowableHTTPError:
 
 
 def error_for_transport_failure(
-    exc: httpx.RequestError, *, method: str, url: str
+    exc: httpx.RequestError | ssl.SSLError, *, method: str, url: str
 ) -> FlowableTransportError:
-    """The client error for an httpx failure that produced no answer at all."""
+    """The client error for an httpx (or TLS) failure that produced no answer at all."""
     where = f"{method} {url}"
     if isinstance(exc, httpx.TimeoutException):
         return FlowableTimeoutError(redact(f"timed out: {where}: {type(exc).__name__}: {exc}"))

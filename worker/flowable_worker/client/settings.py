@@ -12,6 +12,7 @@ import ssl
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flowable_worker.client.tls import ssl_context
 from flowable_worker.redaction import redact
 
 
@@ -27,6 +28,10 @@ class ClientSettings(BaseModel):
     token: str | None = Field(default=None, repr=False)
     ca_bundle: str | None = None
     verify_tls: bool = True
+    client_cert: str | None = None
+    """PEM certificate shown to Flowable (mutual TLS); None: none is shown."""
+    client_key: str | None = None
+    """PEM private key of `client_cert`; None: the key is in `client_cert`'s file."""
     timeout_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=100, ge=1)
@@ -54,15 +59,25 @@ class ClientSettings(BaseModel):
             raise ValueError("use either username/password (Basic) or token (Bearer), not both")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password must be given together")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
         return self
 
     def tls_verify(self) -> ssl.SSLContext | bool:
-        """httpx's `verify=`: off, a context trusting `ca_bundle`, or the system's trust store."""
-        if not self.verify_tls:
-            return False
-        if self.ca_bundle is not None:
-            return ssl.create_default_context(cafile=self.ca_bundle)
-        return True
+        """httpx's `verify=`: off, the system's trust store, or a context (private CA, client
+        certificate); a context also carries the client certificate, as httpx 0.28 wants it."""
+        if self.ca_bundle is None and self.client_cert is None:
+            return self.verify_tls
+        return self.ssl_context()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context these settings describe; ValueError naming an unusable file."""
+        return ssl_context(
+            verify=self.verify_tls,
+            ca_bundle=self.ca_bundle,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+        )
 
     def http_auth(self) -> tuple[httpx.Auth | None, dict[str, str]]:
         """httpx's `auth=` and the headers to send: Basic, Bearer, or nothing."""
