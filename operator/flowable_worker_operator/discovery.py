@@ -52,7 +52,7 @@ from typing import Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowable_worker_operator import metrics
 from flowable_worker_operator.responses import ResponseRefused, describe
@@ -179,11 +179,15 @@ def parse_model(
 
 
 class _Row(BaseModel):
+    """One definition of a listing. The lengths are Flowable's columns (ID_ 64, KEY_ and
+    TENANT_ID_ 255, with room to spare): these values reach the pool's status, so a listing from
+    something that is not Flowable must not put arbitrary text there."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str
-    key: str
-    tenantId: str | None = None  # Flowable's wire name
+    id: str = Field(max_length=255)
+    key: str = Field(max_length=255)
+    tenantId: str | None = Field(default=None, max_length=255)  # Flowable's wire name
 
 
 class _RowPage(BaseModel):
@@ -310,7 +314,8 @@ class TopicDiscovery:
                 if task.topic_is_expression:
                     problems.append(
                         f"{definition.scope} definition {definition.id}: element "
-                        f"{task.element_id!r} takes its topic from the expression {task.topic!r}, "
+                        f"{task.element_id[:255]!r} takes its topic from the expression "
+                        f"{_excerpt(task.topic)!r}, "
                         "which can't be resolved statically; give explicit backlog selectors"
                     )
                 elif task.topic == topic:
@@ -428,6 +433,11 @@ class TopicDiscovery:
                 f"GET {path}: the answer is not a page of definitions (details in the "
                 "operator's debug log)"
             ) from error
+
+
+def _excerpt(text: str, limit: int = 100) -> str:
+    """At most `limit` characters of a model's text for a status message."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _quote(definition_id: str) -> str:

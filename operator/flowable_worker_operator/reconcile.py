@@ -171,7 +171,8 @@ class Reconciler:
         except Exception as exc:
             meta = body.get("metadata") or {}
             log.exception(
-                "reconciling pool %s/%s failed unexpectedly", meta.get("namespace"),
+                "reconciling pool %s/%s failed unexpectedly",
+                meta.get("namespace"),
                 meta.get("name"),
             )
             previous: Mapping[str, Any] = body.get("status") or {}
@@ -463,13 +464,22 @@ def _conditions(
         decision.message if pool.paused else "scaling is active",
     )
     if problems:
-        put("Ready", False, "TopicNotResolved", "; ".join(problems))
+        put("Ready", False, "TopicNotResolved", _listed(problems))
     else:
         put("Ready", True, str(decision.reason), decision.message)
     return conditions
 
 
 _SHOWN_VIOLATIONS = 10
+_SHOWN_PROBLEMS = 5
+
+
+def _listed(problems: Sequence[str]) -> str:
+    """The first problems and how many more: a condition message stays small however many
+    models an engine holds (each is also a Warning Event, once)."""
+    shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+    more = len(problems) - _SHOWN_PROBLEMS
+    return shown + (f"; and {more} more (see the Warning Events)" if more > 0 else "")
 
 
 def _pod_security_violations(pool: Pool, level: Level) -> tuple[Violation, ...]:

@@ -247,3 +247,49 @@ async def test_a_huge_model_is_refused_as_a_discovery_failure() -> None:
             await prober.backlog(ENGINE, "t")
     finally:
         await prober.aclose()
+
+
+# -- what discovery may put into status ---------------------------------------------------------
+
+
+async def test_a_listing_with_overlong_ids_is_not_a_page_of_definitions() -> None:
+    def listing(request: httpx.Request) -> httpx.Response:
+        if "case-definitions" in request.url.path:
+            return httpx.Response(404)
+        row = {"id": MARKER * 100, "key": "p"}
+        return httpx.Response(200, json={"data": [row], "total": 1})
+
+    outcome = await tick_with(listing)
+    assert "not a page of definitions" in outcome.status["probe"]["lastError"]
+    assert MARKER not in published(outcome)
+
+
+async def test_many_expression_topics_keep_the_ready_message_short() -> None:
+    expression = "${" + "x" * 5000 + "}"
+    rows = [{"id": f"p:{n}:1", "key": f"p{n}"} for n in range(20)]
+
+    def repository(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if "case-definitions" in path:
+            return httpx.Response(404)
+        if path.endswith("/resourcedata"):
+            key = "p" + path.split("/")[-2].split(":")[1]
+            return httpx.Response(
+                200,
+                text=(
+                    '<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+                    'xmlns:flowable="http://flowable.org/bpmn">'
+                    f'<process id="{key}"><serviceTask id="t" flowable:type="external-worker" '
+                    f'flowable:topic="{expression}"/></process></definitions>'
+                ),
+            )
+        if "/jobs" in path:
+            return httpx.Response(200, json={"data": [], "total": 0, "start": 0, "size": 1})
+        return httpx.Response(200, json={"data": rows, "total": len(rows)})
+
+    outcome = await tick_with(repository)
+    ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "TopicNotResolved"
+    assert "and 15 more" in ready["message"]
+    assert len(ready["message"]) < 2000
+    assert "x" * 101 not in published(outcome)
