@@ -6,7 +6,11 @@ through `asyncio.to_thread`). The result is a hashable `backlog.Engine`: pools t
 same engine with the same credentials get equal values and therefore share probe requests.
 
 A CA certificate is written once to a file named by its content hash, because the HTTP client
-takes a CA *path*; equal certificates share a file, a rotated one gets a new file.
+takes a CA *path*; equal certificates share a file, a rotated one gets a new file. A client
+certificate for mutual TLS (`engine.tls.clientCertSecretRef`) is written the same way, certificate
+and key in one file readable by this process alone (0600 in a 0700 directory), and loaded once
+here so that a Secret holding something unusable is a clear error on the pool, naming the Secret
+and its keys, never the key's content.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,12 +27,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from flowable_worker import ClientSettings
+from flowable_worker.client.tls import load_client_certificate
 from flowable_worker_operator.backlog import Engine
-from flowable_worker_operator.spec import EngineSpec
+from flowable_worker_operator.spec import ClientCertSecretRef, EngineSpec
 
 __all__ = ["EngineConfigError", "resolve_engine"]
 
 _CA_DIR = Path(tempfile.gettempdir()) / "flowable-worker-operator-ca"
+_CLIENT_CERT_DIR = Path(tempfile.gettempdir()) / "flowable-worker-operator-client-certs"
 
 
 class EngineConfigError(ValueError):
@@ -49,12 +57,16 @@ def resolve_engine(core_api: Any, namespace: str, engine: EngineSpec) -> Engine:
                 "(engine.tls.caSecretRef)"
             )
         ca_bundle = str(_ca_file(pem))
+    client_cert: str | None = None
+    if tls.client_cert_secret_ref is not None:
+        client_cert = str(_client_cert_file(core_api, namespace, tls.client_cert_secret_ref))
     try:
         client = ClientSettings(
             base_url=engine.url,
             external_job_api_path=engine.external_job_api_path,
             ca_bundle=ca_bundle,
             verify_tls=not tls.insecure_skip_verify,
+            client_cert=client_cert,
             timeout_seconds=engine.timeout_seconds,
             # The probe asks often; one failed GET is retried by the client before it counts.
             read_retries=1,
@@ -117,4 +129,40 @@ def _ca_file(pem: str) -> Path:
         partial = path.with_suffix(".partial")
         partial.write_text(pem)
         partial.replace(path)
+    return path
+
+
+def _client_cert_file(core_api: Any, namespace: str, ref: ClientCertSecretRef) -> Path:
+    """The Secret's certificate and key in one private PEM file, checked to load as a pair."""
+    data = _secret(core_api, namespace, ref.name)
+    where = f"Secret {ref.name} (engine.tls.clientCertSecretRef)"
+    pieces = [ref.cert_key] if ref.key_key == ref.cert_key else [ref.cert_key, ref.key_key]
+    for key in pieces:
+        if not data.get(key):
+            raise EngineConfigError(f"{where} has no key {key!r}")
+    pem = "\n".join(data[key] for key in pieces) + "\n"
+    digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
+    path = _CLIENT_CERT_DIR / f"{digest}.pem"
+    if not path.exists():
+        _CLIENT_CERT_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(pem)
+        partial.replace(path)
+    try:
+        load_client_certificate(ssl.create_default_context(), str(path), None)
+    except ValueError as error:
+        # Its message names the temporary file; the pool's reader needs the Secret's keys.
+        path.unlink(missing_ok=True)
+        text = str(error)
+        if "does not belong" in text:
+            problem = "the private key does not belong to the certificate"
+        elif "encrypted" in text:
+            problem = "the private key is encrypted"
+        else:
+            problem = "they do not hold a PEM certificate and its private key"
+        raise EngineConfigError(
+            f"{where}, keys {ref.cert_key!r} and {ref.key_key!r}: {problem}"
+        ) from None
     return path

@@ -16,6 +16,7 @@ its status, conditions and Events are readable by anyone with `view` on the name
 
 from __future__ import annotations
 
+import ssl
 import urllib.request
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -115,7 +116,13 @@ class BoundedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request.headers["Accept-Encoding"] = "identity"
-        response = await self._inner.handle_async_request(request)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except ssl.SSLError as error:
+            # httpx lets a TLS alert read after the handshake escape unmapped: under TLS 1.3 an
+            # engine refusing the operator's client certificate says so only on the first read.
+            reason = error.reason or type(error).__name__
+            raise httpx.ConnectError(f"TLS refused: {reason}", request=request) from None
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         declared = response.headers.get("Content-Length", "").strip()
         refusal: ResponseRefused | None = None

@@ -100,8 +100,17 @@ class KeyedSecretRef(_Model):
     key: str = "ca.crt"
 
 
+class ClientCertSecretRef(_Model):
+    """A client certificate for mutual TLS: the `kubernetes.io/tls` Secret layout by default."""
+
+    name: str = Field(min_length=1)
+    cert_key: str = Field(default="tls.crt", min_length=1)
+    key_key: str = Field(default="tls.key", min_length=1)
+
+
 class TLSSpec(_Model):
     ca_secret_ref: KeyedSecretRef | None = None
+    client_cert_secret_ref: ClientCertSecretRef | None = None
     insecure_skip_verify: bool = False
 
 

@@ -38,6 +38,7 @@ from flowable_worker_operator.spec import GROUP, KIND, VERSION, Pool, WorkerSpec
 
 __all__ = [
     "CA_MOUNT_PATH",
+    "CLIENT_CERT_MOUNT_PATH",
     "CONTAINER_NAME",
     "CONTAINER_SECURITY_DEFAULTS",
     "DEFAULT_RESOURCES",
@@ -70,6 +71,10 @@ CONTAINER_NAME = "worker"
 METRICS_PORT = 9464
 CA_VOLUME = "flowable-ca"
 CA_MOUNT_PATH = "/etc/flowable-worker/ca"
+# The client certificate for mutual TLS with the engine, mounted read-only like the CA: files, not
+# environment variables, so the key never shows in `kubectl describe pod` or the pod's env.
+CLIENT_CERT_VOLUME = "flowable-client-cert"
+CLIENT_CERT_MOUNT_PATH = "/etc/flowable-worker/client-cert"
 TMP_VOLUME = "tmp"
 # What every worker pod gets unless its template sets the same field: the restricted Pod Security
 # Standard, a read-only root filesystem (with the emptyDir above at /tmp, where Python and handlers
@@ -166,6 +171,21 @@ def build_deployment(pool: Pool, *, default_image: str, replicas: int) -> dict[s
         )
         container["volumeMounts"].append(
             {"name": CA_VOLUME, "mountPath": CA_MOUNT_PATH, "readOnly": True}
+        )
+    client_cert = pool.spec.engine.tls.client_cert_secret_ref
+    if client_cert is not None:
+        keys = dict.fromkeys((client_cert.cert_key, client_cert.key_key))  # one item if equal
+        pod_spec["volumes"].append(
+            {
+                "name": CLIENT_CERT_VOLUME,
+                "secret": {
+                    "secretName": client_cert.name,
+                    "items": [{"key": key, "path": key} for key in keys],
+                },
+            }
+        )
+        container["volumeMounts"].append(
+            {"name": CLIENT_CERT_VOLUME, "mountPath": CLIENT_CERT_MOUNT_PATH, "readOnly": True}
         )
     template = _merge_pod_template(
         {
@@ -279,6 +299,13 @@ def _worker_env(pool: Pool, worker: WorkerSpec) -> list[dict[str, Any]]:
     ca = engine.tls.ca_secret_ref
     if ca is not None:
         env.append({"name": "FLOWABLE_CA_BUNDLE", "value": f"{CA_MOUNT_PATH}/{ca.key}"})
+    client_cert = engine.tls.client_cert_secret_ref
+    if client_cert is not None:
+        cert_path = f"{CLIENT_CERT_MOUNT_PATH}/{client_cert.cert_key}"
+        env.append({"name": "FLOWABLE_CLIENT_CERT", "value": cert_path})
+        if client_cert.key_key != client_cert.cert_key:
+            key_path = f"{CLIENT_CERT_MOUNT_PATH}/{client_cert.key_key}"
+            env.append({"name": "FLOWABLE_CLIENT_KEY", "value": key_path})
     if engine.tls.insecure_skip_verify:
         env.append({"name": "FLOWABLE_VERIFY_TLS", "value": "false"})
     return env

@@ -215,3 +215,28 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     pool = parse_pool(pool_body({"futureField": {"x": 1}}))
     assert pool.spec.topic == "invoices"
+
+
+def test_a_client_certificate_defaults_to_the_kubernetes_tls_secret_layout() -> None:
+    spec = {
+        "engine": {"url": "https://f", "tls": {"clientCertSecretRef": {"name": "mtls"}}},
+        "topic": "t",
+        "worker": {"handler": {"python": "m:f"}},
+    }
+    ref = parse_pool(pool_body(spec)).spec.engine.tls.client_cert_secret_ref
+    assert ref is not None
+    assert (ref.name, ref.cert_key, ref.key_key) == ("mtls", "tls.crt", "tls.key")
+    assert parse_pool(pool_body({**spec, "engine": {"url": "https://f"}})).spec.engine.tls == (
+        parse_pool(pool_body({**spec, "engine": {"url": "https://f", "tls": {}}})).spec.engine.tls
+    )
+
+
+def test_a_client_certificate_needs_a_secret_name() -> None:
+    spec = {
+        "engine": {"url": "https://f", "tls": {"clientCertSecretRef": {"certKey": "c"}}},
+        "topic": "t",
+        "worker": {"handler": {"python": "m:f"}},
+    }
+    with pytest.raises(SpecError, match="clientCertSecretRef"):
+        parse_pool(pool_body(spec))
+

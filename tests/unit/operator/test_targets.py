@@ -11,6 +11,7 @@ from flowable_worker.config import load_settings
 from flowable_worker_operator.spec import Pool, parse_pool
 from flowable_worker_operator.targets import (
     CA_MOUNT_PATH,
+    CLIENT_CERT_MOUNT_PATH,
     DELETION_COST_ANNOTATION,
     POOL_LABEL,
     TEMPLATE_HASH_ANNOTATION,
@@ -218,6 +219,48 @@ def test_ca_secret_is_mounted_read_only_and_named_in_the_env() -> None:
 def test_insecure_skip_verify_turns_verification_off() -> None:
     pool = make_pool(engine={"url": "https://f", "tls": {"insecureSkipVerify": True}})
     assert env(build(pool))["FLOWABLE_VERIFY_TLS"] == "false"
+
+
+def test_client_certificate_secret_is_mounted_read_only_and_named_in_the_env() -> None:
+    pool = make_pool(
+        engine={"url": "https://f", "tls": {"clientCertSecretRef": {"name": "worker-mtls"}}}
+    )
+    manifest = build(pool)
+    pod = manifest["spec"]["template"]["spec"]
+    (volume,) = [
+        v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "worker-mtls"
+    ]
+    assert volume["secret"]["items"] == [
+        {"key": "tls.crt", "path": "tls.crt"},
+        {"key": "tls.key", "path": "tls.key"},
+    ]
+    (mount,) = [m for m in container(manifest)["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount == {
+        "name": volume["name"], "mountPath": CLIENT_CERT_MOUNT_PATH, "readOnly": True
+    }
+    assert env(manifest)["FLOWABLE_CLIENT_CERT"] == f"{CLIENT_CERT_MOUNT_PATH}/tls.crt"
+    assert env(manifest)["FLOWABLE_CLIENT_KEY"] == f"{CLIENT_CERT_MOUNT_PATH}/tls.key"
+    # Files, never env values: the key must not show in the pod spec.
+    assert not any("valueFrom" in e for e in container(manifest)["env"]
+                   if e["name"].startswith("FLOWABLE_CLIENT"))
+
+
+def test_one_secret_entry_holding_certificate_and_key_is_mounted_once() -> None:
+    ref = {"name": "bundle", "certKey": "client.pem", "keyKey": "client.pem"}
+    pool = make_pool(engine={"url": "https://f", "tls": {"clientCertSecretRef": ref}})
+    manifest = build(pool)
+    pod = manifest["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "bundle"]
+    assert volume["secret"]["items"] == [{"key": "client.pem", "path": "client.pem"}]
+    assert env(manifest)["FLOWABLE_CLIENT_CERT"] == f"{CLIENT_CERT_MOUNT_PATH}/client.pem"
+    assert "FLOWABLE_CLIENT_KEY" not in env(manifest)
+
+
+def test_no_client_certificate_without_the_field() -> None:
+    manifest = build(make_pool(engine={"url": "https://f"}))
+    assert not {"FLOWABLE_CLIENT_CERT", "FLOWABLE_CLIENT_KEY"} & set(env(manifest))
+    mounts = container(manifest)["volumeMounts"]
+    assert all(m["mountPath"] != CLIENT_CERT_MOUNT_PATH for m in mounts)
 
 
 # --- the user's env and template ----------------------------------------------------------------
