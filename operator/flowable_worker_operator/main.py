@@ -19,6 +19,7 @@ from typing import NoReturn, TypeVar
 
 from flowable_worker import __version__
 from flowable_worker.logs import configure_logging
+from flowable_worker.metrics_access import read_token, server_tls_context
 from flowable_worker_operator.podsecurity import LEVELS, Level
 
 __all__ = ["LeaderElectionConfig", "OperatorConfig", "main", "parse_args"]
@@ -70,6 +71,11 @@ class OperatorConfig:
     """None: no leader election, this process acts alone (kopf standalone)."""
     pod_security: Level = "privileged"
     """The Pod Security Standard worker pod templates must meet; privileged: any template."""
+    metrics_tls_cert: str | None = None
+    """PEM certificate (and key, without `metrics_tls_key`): serve the metrics port over HTTPS."""
+    metrics_tls_key: str | None = None
+    metrics_auth_token_file: str | None = None
+    """File holding the bearer token `/metrics` requires; None: `/metrics` is open."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,27 @@ def _build_parser() -> argparse.ArgumentParser:
         default=_int_env("FLOWABLE_OPERATOR_METRICS_PORT", 8080),
         help="port for /metrics and /healthz, 0 to disable (env FLOWABLE_OPERATOR_METRICS_PORT; "
         "default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-tls-cert",
+        default=_env("FLOWABLE_OPERATOR_METRICS_TLS_CERT", "") or None,
+        metavar="FILE",
+        help="serve /metrics and /healthz over HTTPS with this PEM certificate, which may also "
+        "hold the key (env FLOWABLE_OPERATOR_METRICS_TLS_CERT; default: plain HTTP)",
+    )
+    parser.add_argument(
+        "--metrics-tls-key",
+        default=_env("FLOWABLE_OPERATOR_METRICS_TLS_KEY", "") or None,
+        metavar="FILE",
+        help="PEM private key of --metrics-tls-cert (env FLOWABLE_OPERATOR_METRICS_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--metrics-auth-token-file",
+        default=_env("FLOWABLE_OPERATOR_METRICS_AUTH_TOKEN_FILE", "") or None,
+        metavar="FILE",
+        help="/metrics answers 401 unless the request carries 'Authorization: Bearer <token in "
+        "this file>'; /healthz stays open for the kubelet "
+        "(env FLOWABLE_OPERATOR_METRICS_AUTH_TOKEN_FILE; default: no token)",
     )
     parser.add_argument(
         "--probe-share-seconds",
@@ -267,6 +294,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
     if not args.worker_image.strip():
         _fail("--worker-image must not be empty")
     leader_election = _leader_election(args) if args.leader_election else None
+    _check_metrics_access(args)
     return OperatorConfig(
         namespaces=namespaces,
         worker_image=args.worker_image.strip(),
@@ -278,7 +306,24 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         log_level=args.log_level,
         leader_election=leader_election,
         pod_security=args.pod_security,
+        metrics_tls_cert=args.metrics_tls_cert,
+        metrics_tls_key=args.metrics_tls_key,
+        metrics_auth_token_file=args.metrics_auth_token_file,
     )
+
+
+def _check_metrics_access(args: argparse.Namespace) -> None:
+    """Load the metrics port's certificate and token once now: a bad file exits 2 naming it,
+    before kopf starts, instead of failing when the server comes up."""
+    if args.metrics_tls_key is not None and args.metrics_tls_cert is None:
+        _fail("--metrics-tls-key needs --metrics-tls-cert")
+    try:
+        if args.metrics_tls_cert is not None:
+            server_tls_context(args.metrics_tls_cert, args.metrics_tls_key)
+        if args.metrics_auth_token_file is not None:
+            read_token(args.metrics_auth_token_file)
+    except ValueError as error:
+        _fail(str(error))
 
 
 def _leader_election(args: argparse.Namespace) -> LeaderElectionConfig:

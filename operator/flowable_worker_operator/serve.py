@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from flowable_worker.metrics_access import authorized, read_token, server_tls_context
 from flowable_worker_operator import handlers, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
@@ -166,9 +167,25 @@ def _on_signals(callback: Callable[[], object]) -> None:
 
 async def _start_http(config: OperatorConfig, healthy: Callable[[], bool]) -> web.TCPSite:
     """`/metrics` (Prometheus) and `/healthz` on one port. `/healthz` answers 200 once kopf
-    watches, or while a standby waits for the Lease; 503 before."""
+    watches, or while a standby waits for the Lease; 503 before.
 
-    async def metrics_page(_: web.Request) -> web.Response:
+    With `--metrics-tls-cert` the port speaks HTTPS; with `--metrics-auth-token-file` `/metrics`
+    answers 401 without the bearer token, while `/healthz` stays open for the kubelet
+    (`flowable_worker.metrics_access`, shared with the worker)."""
+    tls = None
+    if config.metrics_tls_cert is not None:
+        tls = server_tls_context(config.metrics_tls_cert, config.metrics_tls_key)
+    token = None
+    if config.metrics_auth_token_file is not None:
+        token = read_token(config.metrics_auth_token_file)
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        if not authorized(request.headers.get("Authorization"), token):
+            return web.Response(
+                status=401,
+                text="unauthorized: /metrics needs the bearer token\n",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         body = generate_latest(metrics.REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -182,7 +199,13 @@ async def _start_http(config: OperatorConfig, healthy: Callable[[], bool]) -> we
     app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.metrics_host, config.metrics_port)
+    site = web.TCPSite(runner, config.metrics_host, config.metrics_port, ssl_context=tls)
     await site.start()
-    log.info("serving /metrics and /healthz on %s:%d", config.metrics_host, config.metrics_port)
+    log.info(
+        "serving /metrics and /healthz on %s://%s:%d%s",
+        "https" if tls is not None else "http",
+        config.metrics_host,
+        config.metrics_port,
+        " (/metrics needs a bearer token)" if token is not None else "",
+    )
     return site
