@@ -76,6 +76,7 @@ CA_MOUNT_PATH = "/etc/flowable-worker/ca"
 CLIENT_CERT_VOLUME = "flowable-client-cert"
 CLIENT_CERT_MOUNT_PATH = "/etc/flowable-worker/client-cert"
 TMP_VOLUME = "tmp"
+METRICS_TLS_ENV = "FLOWABLE_WORKER_METRICS_TLS_CERT"
 # What every worker pod gets unless its template sets the same field: the restricted Pod Security
 # Standard, a read-only root filesystem (with the emptyDir above at /tmp, where Python and handlers
 # may write), and small requests so the scheduler counts the pod. Merged per field, so setting one
@@ -141,13 +142,18 @@ def build_deployment(pool: Pool, *, default_image: str, replicas: int) -> dict[s
         "app.kubernetes.io/managed-by": MANAGER,
         POOL_LABEL: pool.name,
     }
+    worker_env = _merge_named(_worker_env(pool, worker), worker.env)
+    # A worker told (through spec.worker.env) to serve its metrics port over TLS is probed and
+    # scraped over HTTPS: the kubelet does not verify the certificate, so any certificate works.
+    # Plain HTTP stays implicit, so the template (and its hash) of existing pools is unchanged.
+    tls = any(e.get("name") == METRICS_TLS_ENV for e in worker_env)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": worker.image or default_image,
-        "env": _merge_named(_worker_env(pool, worker), worker.env),
+        "env": worker_env,
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-        "livenessProbe": _probe("/healthz", period=10, failures=3),
-        "readinessProbe": _probe("/readyz", period=5, failures=1),
+        "livenessProbe": _probe("/healthz", period=10, failures=3, tls=tls),
+        "readinessProbe": _probe("/readyz", period=5, failures=1, tls=tls),
         "resources": copy.deepcopy(DEFAULT_RESOURCES),
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_DEFAULTS),
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
@@ -195,6 +201,7 @@ def build_deployment(pool: Pool, *, default_image: str, replicas: int) -> dict[s
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(METRICS_PORT),
                     "prometheus.io/path": "/metrics",
+                    **({"prometheus.io/scheme": "https"} if tls else {}),
                 },
             },
             "spec": pod_spec,
@@ -317,9 +324,10 @@ def _grace_period(termination_grace_seconds: int) -> timedelta:
     return total - min(GRACE_MARGIN, total / 5)
 
 
-def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+def _probe(path: str, *, period: int, failures: int, tls: bool) -> dict[str, Any]:
+    get = {"path": path, "port": "metrics", **({"scheme": "HTTPS"} if tls else {})}
     return {
-        "httpGet": {"path": path, "port": "metrics"},
+        "httpGet": get,
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,

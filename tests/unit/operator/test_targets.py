@@ -179,6 +179,20 @@ def test_metrics_port_probes_scrape_annotations_and_non_root() -> None:
     assert template["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
+def test_a_worker_serving_metrics_over_tls_is_probed_and_scraped_over_https() -> None:
+    tls_env = [
+        {"name": "FLOWABLE_WORKER_METRICS_TLS_CERT", "value": "/etc/metrics-tls/tls.crt"},
+        {"name": "FLOWABLE_WORKER_METRICS_TLS_KEY", "value": "/etc/metrics-tls/tls.key"},
+    ]
+    manifest = build(make_pool({"env": tls_env}))
+    worker = container(manifest)
+    assert worker["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert worker["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert manifest["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"] == (
+        "https"
+    )
+
+
 # --- auth and TLS -------------------------------------------------------------------------------
 
 
