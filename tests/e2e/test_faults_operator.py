@@ -18,12 +18,10 @@ import json
 import re
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client as k8s_client
 
@@ -51,23 +49,13 @@ pytestmark = pytest.mark.timeout(600)
 LEASE_DURATION = 15.0
 
 
-async def _task_completions(real: RealFlowable, created: Sequence[CreatedJob]) -> Counter[str]:
-    """Per instance: how many times its external-worker task finished, according to history."""
-    async with httpx.AsyncClient(base_url=real.base_url, timeout=30) as http:
-        page = (await http.get(
-            "/process-api/history/historic-activity-instances",
-            params={"processDefinitionId": created[0].definition_id,
-                    "activityId": created[0].element_id, "finished": "true", "size": 10000},
-        )).json()
-    return Counter(row["processInstanceId"] for row in page["data"])
-
 
 async def _wait_all_done(
     real: RealFlowable, created: Sequence[CreatedJob], within: float, log: str
 ) -> None:
     deadline = time.monotonic() + within
     wanted = {c.instance_id for c in created}
-    while set(await _task_completions(real, created)) < wanted:
+    while set(await real.task_completions(created)) < wanted:
         assert time.monotonic() < deadline, f"backlog not drained; operator log:\n{log[-3000:]}"
         await asyncio.sleep(0.5)
 
@@ -117,7 +105,7 @@ async def test_an_api_server_restart_mid_scale_loses_no_job_and_the_pool_goes_on
     # The operator's watches resumed: it saw the backlog drain and cools the pool to zero.
     poll_until(lambda: replicas() == 0, timeout=90)
     poll_until(lambda: not podrunner.running(namespace), timeout=60)
-    completions = await _task_completions(real_flowable, created)
+    completions = await real_flowable.task_completions(created)
     fault_ledger.judge([c.instance_id for c in created], completions)
     assert operator.healthy(), operator.log()[-3000:]
     assert set(completions.values()) == {1}
@@ -167,7 +155,7 @@ async def test_the_acting_operator_of_two_sigkilled_mid_scale_the_standby_finish
         await _wait_all_done(real_flowable, created, 240, standby.log())
         poll_until(lambda: replicas() == 0, timeout=90)
         poll_until(lambda: not podrunner.running(namespace), timeout=60)
-    completions = await _task_completions(real_flowable, created)
+    completions = await real_flowable.task_completions(created)
     fault_ledger.judge([c.instance_id for c in created], completions)
     assert takeover <= 2 * LEASE_DURATION
     assert set(completions.values()) == {1}

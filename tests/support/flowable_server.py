@@ -33,6 +33,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -706,6 +707,22 @@ class RealFlowable:
         async with self.api() as api:
             items = await api.historic_variables(created.instance_id, scope_type=created.scope_type)
         return from_rest_variables(items)
+
+    async def task_completions(self, created: Sequence[CreatedJob]) -> Counter[str]:
+        """Per instance: how many times its external-worker task finished, by history.
+
+        History is the judge of "lost" and "completed twice" in the worker, fault and e2e
+        suites: an instance whose task never finished was lost, one that finished twice was a
+        duplicate. `created` must share one definition and element (one `create_jobs` call).
+        """
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
+            response = await http.get(
+                "/process-api/history/historic-activity-instances",
+                params={"processDefinitionId": created[0].definition_id,
+                        "activityId": created[0].element_id, "finished": "true", "size": 10000},
+            )
+        page = _check(response).json()
+        return Counter(row["processInstanceId"] for row in page["data"])
 
     async def dead_letter_job_ids(self, created: Sequence[CreatedJob]) -> list[str]:
         ids: dict[str, None] = {}  # ordered and de-duplicated

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import urllib.request
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -53,23 +52,14 @@ def durable_flowable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flowa
         yield server
 
 
-async def _task_completions(base_url: str, created: Sequence[CreatedJob]) -> Counter[str]:
-    """Per instance: how many times its external-worker task finished, according to history."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        page = (await http.get(
-            "/process-api/history/historic-activity-instances",
-            params={"processDefinitionId": created[0].definition_id,
-                    "activityId": created[0].element_id, "finished": "true", "size": 10000},
-        )).json()
-    return Counter(row["processInstanceId"] for row in page["data"])
-
 
 async def _all_done(base_url: str, created: Sequence[CreatedJob], within: float) -> None:
     wanted = {c.instance_id for c in created}
+    engine = RealFlowable(base_url)
 
     async def done() -> bool:
         try:
-            return set(await _task_completions(base_url, created)) >= wanted
+            return set(await engine.task_completions(created)) >= wanted
         except httpx.HTTPError:
             return False  # the engine is still coming back
 
@@ -112,7 +102,8 @@ async def test_a_flowable_restart_mid_run_loses_nothing(
     durable_flowable: FlowableServer, topic: str, tmp_path: Path, fault_ledger: FaultLedger
 ) -> None:
     base_url = durable_flowable.base_url
-    created = await RealFlowable.for_server(durable_flowable).create_jobs(topic, JOBS)
+    engine = RealFlowable.for_server(durable_flowable)
+    created = await engine.create_jobs(topic, JOBS)
     worker = _worker(base_url, topic, tmp_path, "restarted")
     try:
         await eventually(_ended(tmp_path, "restarted", 10), within=60)
@@ -125,7 +116,7 @@ async def test_a_flowable_restart_mid_run_loses_nothing(
         code = await _stop(worker)
     finally:
         worker.kill()
-    completions = await _task_completions(base_url, created)
+    completions = await engine.task_completions(created)
     fault_ledger.judge([c.instance_id for c in created], completions)
     assert code == 0, worker.output()
     assert set(completions.values()) == {1}
@@ -137,7 +128,8 @@ async def test_a_frozen_flowable_mid_run_loses_nothing(
     durable_flowable: FlowableServer, topic: str, tmp_path: Path, fault_ledger: FaultLedger
 ) -> None:
     base_url = durable_flowable.base_url
-    created = await RealFlowable.for_server(durable_flowable).create_jobs(topic, JOBS)
+    engine = RealFlowable.for_server(durable_flowable)
+    created = await engine.create_jobs(topic, JOBS)
     worker = _worker(base_url, topic, tmp_path, "thawed")
     pid = durable_flowable.pid
     assert pid is not None
@@ -153,7 +145,7 @@ async def test_a_frozen_flowable_mid_run_loses_nothing(
         code = await _stop(worker)
     finally:
         worker.kill()
-    completions = await _task_completions(base_url, created)
+    completions = await engine.task_completions(created)
     fault_ledger.judge([c.instance_id for c in created], completions)
     assert code == 0, worker.output()
     assert "timeout" in worker.output().lower()  # the freeze was felt, and survived
@@ -211,7 +203,7 @@ async def test_a_worker_frozen_past_its_lock_gets_403_and_the_job_is_done_once_e
         code = await _stop(frozen)
     finally:
         frozen.kill()
-    completions = await _task_completions(real_flowable.base_url, created)
+    completions = await real_flowable.task_completions(created)
     fault_ledger.judge([c.instance_id for c in created], completions)
     assert code == 0, frozen.output()
     assert set(completions.values()) == {1}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -28,16 +27,6 @@ from .conftest import WorkerProcess, eventually
 
 pytestmark = pytest.mark.real_flowable
 
-
-async def _task_completions(real: RealFlowable, created: list[CreatedJob]) -> Counter[str]:
-    """Per instance: how many times its external-worker task finished, according to history."""
-    async with httpx.AsyncClient(base_url=real.base_url, timeout=30) as http:
-        page = (await http.get(
-            "/process-api/history/historic-activity-instances",
-            params={"processDefinitionId": created[0].definition_id,
-                    "activityId": created[0].element_id, "finished": "true", "size": 10000},
-        )).json()
-    return Counter(row["processInstanceId"] for row in page["data"])
 
 
 async def _finished_count(real: RealFlowable, definition_id: str) -> int:
@@ -83,7 +72,7 @@ async def test_a_cli_worker_on_four_topics_drains_every_topic(
         worker.kill()
     for created in per_topic.values():
         fault_ledger.judge([c.instance_id for c in created],
-                           await _task_completions(real_flowable, created))
+                           await real_flowable.task_completions(created))
     assert code == 0, worker.output()
     assert "poller" not in worker.output().lower(), worker.output()  # no poller died or erred
 
@@ -129,7 +118,7 @@ async def test_sigterm_ends_the_process_within_the_grace_period_while_sync_handl
             topic=topic, worker_id="next", lock_duration="PT1M", number_of_tasks=10
         )
     back = {j.process_instance_id for j in again}
-    completed = await _task_completions(real_flowable, created)
+    completed = await real_flowable.task_completions(created)
     # Judged by what can be acquired again at once (given back, not lost) and by history.
     fault_ledger.count(
         judged=len(created), lost=sum(1 for c in created if c.instance_id not in back),

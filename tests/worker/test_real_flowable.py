@@ -46,17 +46,6 @@ async def _finished_ids(real: RealFlowable, created: Sequence[CreatedJob]) -> se
     return {row["id"] for row in page["data"]} & wanted
 
 
-async def _task_completions(real: RealFlowable, created: Sequence[CreatedJob]) -> Counter[str]:
-    """Per instance: how many times its external-worker task finished, according to history."""
-    definition = created[0].definition_id
-    async with httpx.AsyncClient(base_url=real.base_url, timeout=30) as http:
-        page = (await http.get(
-            "/process-api/history/historic-activity-instances",
-            params={"processDefinitionId": definition, "activityId": created[0].element_id,
-                    "finished": "true", "size": 10000},
-        )).json()
-    return Counter(row["processInstanceId"] for row in page["data"])
-
 
 async def test_every_result_kind_reaches_flowable(real_flowable: RealFlowable, topic: str) -> None:
     completed = await real_flowable.create_jobs(topic, 3, variables={"kind": "complete", "n": 4})
@@ -200,7 +189,7 @@ async def test_sigterm_in_the_middle_of_a_batch_loses_nothing_and_completes_noth
         # Well inside the first worker's 5-minute lock: what it gave back is acquirable at once
         # (an unacquire would have left exclusive jobs' instances locked; docs/worker.md).
         await _all_finished(real_flowable, created, within=45)
-    completions = await _task_completions(real_flowable, created)
+    completions = await real_flowable.task_completions(created)
     fault_ledger.judge([c.instance_id for c in created], completions)
     assert set(completions) == {c.instance_id for c in created}
     assert set(completions.values()) == {1}
@@ -248,7 +237,7 @@ async def test_a_killed_workers_jobs_come_back_after_the_lock_and_are_completed_
     worker.add_handler(topic, slow)
     async with serving(worker):
         await _all_finished(real_flowable, created, within=60)
-    completions = await _task_completions(real_flowable, created)
+    completions = await real_flowable.task_completions(created)
     fault_ledger.judge([c.instance_id for c in created], completions)
     assert set(completions.values()) == {1}
     assert len(completions) == 6
