@@ -398,10 +398,10 @@ def _decide_from_backlog(
         behavior=spec.behavior,
         now=now,
     )
-    desired, limit_note = _limit_rate(
+    limited, limit_note = _limit_rate(
         desired=stabilized, current=current, history=history, spec=spec, floor=floor, now=now
     )
-    desired = _clamp(desired, low=floor, high=spec.max_replicas)
+    desired, clamp_note = _clamp_noted(limited, low=floor, spec=spec)
     reason = (
         Reason.SCALE_UP
         if desired > current
@@ -409,7 +409,7 @@ def _decide_from_backlog(
         if desired < current
         else Reason.STABLE
     )
-    notes = "; ".join(note for note in (window_note, limit_note) if note)
+    notes = "; ".join(note for note in (window_note, limit_note, clamp_note) if note)
     message = (
         f"{counts} at {spec.jobs_per_replica} per replica recommend {raw}; "
         f"{current} -> {desired}" + (f" ({notes})" if notes else "")
@@ -462,8 +462,9 @@ def _decide_at_zero(
     limited, limit_note = _limit_rate(
         desired=max(raw, 1), current=0, history=history, spec=spec, floor=floor, now=now
     )
-    desired = _clamp(max(limited, 1), low=floor, high=spec.max_replicas)
-    notes = f" ({limit_note})" if limit_note else ""
+    desired, clamp_note = _clamp_noted(max(limited, 1), low=floor, spec=spec)
+    noted = "; ".join(note for note in (limit_note, clamp_note) if note)
+    notes = f" ({noted})" if noted else ""
     return Decision(
         desired_replicas=desired,
         reason=Reason.ACTIVATED if desired > 0 else Reason.IDLE,
@@ -528,15 +529,22 @@ def _limit_rate(
     """HPA's policies: the change allowed within each policy's trailing period, then selectPolicy.
 
     ``floor`` is the least replicas the pool may run; like HPA's minReplicas it is not subject to
-    the policies, so a pool below its floor is brought up to it in one step.
+    the policies, so a pool below its floor is brought up to it in one step. ``maxReplicas`` is
+    not applied here but by `_clamp_noted` afterwards, so that a note blames the policies only
+    when they, and not maxReplicas, held the count back.
     """
     if desired > current:
         limit = _scale_up_limit(
             current=current, history=history, rules=spec.behavior.scale_up, now=now
         )
-        allowed = max(min(spec.max_replicas, max(limit, current)), floor)
+        allowed = max(limit, current, floor)
         if desired > allowed:
-            return allowed, f"scale-up policies allow at most {allowed} now"
+            note = (
+                f"scale-up policies allow at most {allowed} now"
+                if allowed < spec.max_replicas
+                else ""
+            )
+            return allowed, note
     elif desired < current:
         limit = _scale_down_limit(
             current=current, history=history, rules=spec.behavior.scale_down, now=now
@@ -624,6 +632,17 @@ def _carry(
         scale_events=events,
         last_active_time=history.last_active_time,
     )
+
+
+def _clamp_noted(value: int, *, low: int, spec: ScalingSpec) -> tuple[int, str]:
+    """`value` within [low, maxReplicas], and a note naming the bound that applied, if one did:
+    a user reading "capped at maxReplicas 4" knows which setting to raise."""
+    clamped = _clamp(value, low=low, high=spec.max_replicas)
+    if clamped < value:
+        return clamped, f"capped at maxReplicas {spec.max_replicas}"
+    if clamped > value:
+        return clamped, f"raised to minReplicas {spec.min_replicas}"
+    return clamped, ""
 
 
 def _clamp(value: int, *, low: int, high: int) -> int:

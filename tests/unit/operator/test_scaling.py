@@ -651,3 +651,31 @@ def test_property_scale_up_never_exceeds_what_the_policy_allows_per_period(
         replicas = decision.desired_replicas
         history = decision.history
         trace.append((now, replicas))
+
+
+# --- which limit applied ----------------------------------------------------------------------
+
+
+def test_a_clamp_by_max_replicas_is_named_as_such_not_as_the_policies() -> None:
+    """Default policies would allow 8 (2 doubled, or 2 + 4); maxReplicas 5 is what holds it."""
+    spec = make_spec(behavior=ScalingBehavior(), max_replicas=5)
+    decision = run(spec=spec, current=2, unlocked=400)
+    assert (decision.desired_replicas, decision.reason) == (5, Reason.SCALE_UP)
+    assert "capped at maxReplicas 5" in decision.message
+    assert "policies" not in decision.message
+
+
+def test_the_policies_are_named_when_they_hold_the_count_below_max_replicas() -> None:
+    spec = make_spec(behavior=ScalingBehavior(), max_replicas=100)
+    decision = run(spec=spec, current=2, unlocked=400)
+    assert decision.desired_replicas == 6
+    assert "scale-up policies allow at most 6 now" in decision.message
+    assert "maxReplicas" not in decision.message
+
+
+def test_an_activation_capped_by_max_replicas_says_so() -> None:
+    spec = make_spec(behavior=ScalingBehavior(), max_replicas=3)
+    decision = run(spec=spec, current=0, unlocked=400)
+    assert (decision.desired_replicas, decision.reason) == (3, Reason.ACTIVATED)
+    assert "capped at maxReplicas 3" in decision.message
+    assert "policies" not in decision.message
