@@ -40,3 +40,6 @@ for target in "${targets[@]}"; do
     size="$(podman image inspect --format '{{.Size}}' "$image")"
     echo "built $image in $((SECONDS - start)) s ($((size / 1000000)) MB)"
 done
+# Each build from changed sources leaves the previous venv stages untagged (`<none>`); they are
+# the layer cache of an unchanged rebuild, so only those older than a week go.
+podman image prune --force --filter until=168h >/dev/null 2>&1 || true
