@@ -50,6 +50,7 @@ LABEL org.opencontainers.image.title="flowable-worker" \
       org.opencontainers.image.licenses="Apache-2.0"
 # pip stays in the venv: a handler image (examples/handler-image) installs its dependencies with it.
 COPY --from=worker-venv /opt/venv /opt/venv
+COPY LICENSE /usr/share/doc/flowable-worker-operator/LICENSE
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin worker
 USER 10001
 # /metrics, /healthz, /readyz
@@ -67,6 +68,7 @@ LABEL org.opencontainers.image.title="flowable-worker-operator" \
       org.opencontainers.image.source="${IMAGE_SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=operator-venv /opt/venv /opt/venv
+COPY LICENSE /usr/share/doc/flowable-worker-operator/LICENSE
 # Not named "operator": Debian already has a group of that name, and useradd would refuse.
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin flowable-operator
 USER 10001
