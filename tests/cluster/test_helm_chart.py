@@ -95,6 +95,8 @@ def test_the_chart_passes_strict_lint_with_defaults_and_with_everything_enabled(
         "watchNamespaces={a,b}",
         "--set",
         "replicaCount=2,leaderElection.enabled=true",
+        "--set",
+        METRICS_ACCESS,
     )
 
 
@@ -416,6 +418,84 @@ def test_the_service_monitor_scrapes_the_metrics_service(monitoring: list[Doc]) 
     assert "flowable-worker-operator" in job
 
 
+METRICS_ACCESS = (
+    "metrics.tls.enabled=true,metrics.tls.secretName=op-metrics-tls,"
+    "metrics.authToken.enabled=true,metrics.authToken.secretName=op-metrics-token,"
+    "metrics.authToken.key=bearer,serviceMonitor.enabled=true"
+)
+
+
+def test_metrics_tls_and_token_become_flags_mounts_and_an_https_probe(
+    cluster: LocalCluster,
+) -> None:
+    docs = render(cluster, "--set", METRICS_ACCESS)
+    operator = container(docs)
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+
+    mounts = {m["name"]: m for m in operator["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    tls_dir = mounts["metrics-tls"]["mountPath"]
+    token_dir = mounts["metrics-token"]["mountPath"]
+    assert mounts["metrics-tls"]["readOnly"] is True
+    assert mounts["metrics-token"]["readOnly"] is True
+    assert volumes["metrics-tls"]["secret"]["secretName"] == "op-metrics-tls"
+    assert volumes["metrics-token"]["secret"] == {
+        "secretName": "op-metrics-token",
+        "items": [{"key": "bearer", "path": "token"}],
+    }
+    assert f"--metrics-tls-cert={tls_dir}/tls.crt" in operator["args"]
+    assert f"--metrics-tls-key={tls_dir}/tls.key" in operator["args"]
+    assert f"--metrics-auth-token-file={token_dir}/token" in operator["args"]
+    assert operator["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"  # /healthz: no token
+
+
+def test_the_service_monitor_scrapes_over_https_with_the_token(cluster: LocalCluster) -> None:
+    (endpoint,) = only(render(cluster, "--set", METRICS_ACCESS), "ServiceMonitor")["spec"][
+        "endpoints"
+    ]
+
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": "op-metrics-tls", "key": "ca.crt"}},
+        "serverName": f"{FULLNAME}-metrics.ops.svc",
+    }
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "op-metrics-token", "key": "bearer"},
+    }
+    custom = render(
+        cluster, "--set", METRICS_ACCESS,
+        "--set", "serviceMonitor.tlsConfig.insecureSkipVerify=true",
+    )
+    (endpoint,) = only(custom, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+
+
+def test_without_metrics_access_values_the_scrape_stays_plain(monitoring: list[Doc]) -> None:
+    (endpoint,) = only(monitoring, "ServiceMonitor")["spec"]["endpoints"]
+    assert not {"scheme", "tlsConfig", "authorization"} & set(endpoint)
+    operator = only(monitoring, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in operator["args"] if a.startswith(("--metrics-tls", "--metrics-auth"))]
+
+
+def test_the_pod_monitor_passes_scheme_tls_and_authorization_for_workers(
+    cluster: LocalCluster,
+) -> None:
+    monitor = _pod_monitor(
+        cluster,
+        "--set", "podMonitor.scheme=https,podMonitor.tlsConfig.insecureSkipVerify=true",
+        "--set", "podMonitor.authorization.type=Bearer",
+        "--set", "podMonitor.authorization.credentials.name=worker-metrics-token",
+        "--set", "podMonitor.authorization.credentials.key=token",
+    )
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+    assert endpoint["authorization"]["credentials"] == {
+        "name": "worker-metrics-token", "key": "token"
+    }
+
+
 def _pod_monitor(cluster: LocalCluster, *args: str) -> Doc:
     return only(render(cluster, "--set", "podMonitor.enabled=true", *args), "PodMonitor")
 
@@ -530,6 +610,11 @@ def test_the_dashboard_config_map_holds_the_charts_dashboard(monitoring: list[Do
         ("podMonitor.interval=30", "/podMonitor/interval"),
         ("podMonitor.interval=thirty", "/podMonitor/interval"),
         ("podMonitor.enable=true", "'enable' not allowed"),
+        ("podMonitor.scheme=ftp", "/podMonitor/scheme"),
+        ("metrics.tls.enabled=true", "/metrics/tls/secretName"),
+        ("metrics.authToken.enabled=true", "/metrics/authToken/secretName"),
+        ("metrics.authToken.key=a/b", "/metrics/authToken/key"),
+        ("metrics.tls.secret=x", "'secret' not allowed"),
     ],
 )
 def test_the_schema_rejects_a_bad_value_with_a_message(
