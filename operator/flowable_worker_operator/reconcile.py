@@ -45,6 +45,7 @@ from flowable_worker_operator.targets import (
     Scale,
     TargetError,
     TargetNotFoundError,
+    WorkloadRefusedError,
     build_deployment,
 )
 
@@ -58,6 +59,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+PROBE_DEADLINE_FACTOR = 2
+"""A whole probe (every request of it) gets this many `engine.timeoutSeconds`: each request has
+that timeout and a read is retried once, so a probe past twice of it is a failed probe (an
+engine that hangs is not reachable), not a tick that waits on."""
 
 SPEC_RETRY = timedelta(seconds=30)
 """How soon a pool whose spec or target is unusable is looked at again (a spec change wakes it
@@ -137,14 +143,22 @@ class Reconciler:
     """Runs ticks; one per operator process, shared by every pool.
 
     `pod_security`: the Pod Security Standard worker pod templates must meet (`privileged`: any).
+    `max_replicas_limit`: the most replicas any pool may ask for (`--max-replicas-limit`); a pool
+    above it is refused as an invalid spec (`spec.parse_pool`). None: no limit but int32.
     """
 
     def __init__(
-        self, *, workload: Workload, prober: Prober, pod_security: Level = "privileged"
+        self,
+        *,
+        workload: Workload,
+        prober: Prober,
+        pod_security: Level = "privileged",
+        max_replicas_limit: int | None = None,
     ) -> None:
         self._workload = workload
         self._prober = prober
         self._pod_security: Level = pod_security
+        self._max_replicas_limit = max_replicas_limit
 
     async def tick(
         self,
@@ -199,7 +213,7 @@ class Reconciler:
         if not state.restored:
             _restore(state, previous)
         try:
-            pool = parse_pool(body)
+            pool = parse_pool(body, max_replicas_limit=self._max_replicas_limit)
         except SpecError as exc:
             return self._stopped(
                 state, conditions, generation, now, reason="InvalidSpec", message=str(exc)
@@ -270,6 +284,9 @@ class Reconciler:
                 replicas = decision.desired_replicas
                 last_scale = _timestamp(now)
                 events.append(Event("Normal", str(decision.reason), decision.message))
+        auth = _auth_refusal(pool, observed, state)
+        if auth is not None:
+            events.append(Event("Warning", "EngineAuthFailed", auth))
         problems = () if result is None else result.problems
         for problem in problems:
             if problem not in state.warned:
@@ -298,8 +315,9 @@ class Reconciler:
             },
             "conditions": conditions,
         }
-        if isinstance(observed, Backlog):
-            status["backlog"] = {"unlocked": observed.unlocked, "locked": observed.locked}
+        backlog = _backlog_status(observed, previous.get("backlog"), now)
+        if backlog is not None:
+            status["backlog"] = backlog
         if result is not None:
             status["selectors"] = [_selector_status(s, pool.spec.topic) for s in result.selectors]
         return Outcome(
@@ -321,10 +339,18 @@ class Reconciler:
             error: ProbeError = engine
         else:
             explicit = [_selector(s) for s in pool.spec.backlog.selectors] or None
+            deadline = PROBE_DEADLINE_FACTOR * pool.spec.engine.timeout_seconds
             try:
-                result = await self._prober.backlog(engine, pool.spec.topic, explicit)
+                result = await asyncio.wait_for(
+                    self._prober.backlog(engine, pool.spec.topic, explicit), timeout=deadline
+                )
             except ProbeError as exc:
                 error = exc
+            except TimeoutError:
+                error = ProbeError(
+                    f"no answer within {deadline:g}s ({PROBE_DEADLINE_FACTOR} x "
+                    "engine.timeoutSeconds): the engine hangs or is too slow"
+                )
             else:
                 state.consecutive_failures = 0
                 state.last_success = now
@@ -339,7 +365,7 @@ class Reconciler:
             state.consecutive_failures,
             error,
         )
-        return ProbeFailed(error=str(error)), None
+        return ProbeFailed(error=str(error), status=_http_status(error)), None
 
     async def _apply(
         self,
@@ -465,9 +491,74 @@ def _conditions(
     )
     if problems:
         put("Ready", False, "TopicNotResolved", _listed(problems))
+    elif isinstance(observed, ProbeFailed):
+        # Holding (or the fallback) keeps pods running, but the pool is blind: not Ready.
+        put("Ready", False, "BacklogUnknown", decision.message)
     else:
         put("Ready", True, str(decision.reason), decision.message)
     return conditions
+
+
+def _backlog_status(
+    observed: Backlog | ProbeFailed, previous: object, now: datetime
+) -> dict[str, Any] | None:
+    """`status.backlog`: this tick's measurement, or, while the probe fails, the last one kept
+    as it was (its `observedTime` says when) and marked `stale`; None before any measurement."""
+    if isinstance(observed, Backlog):
+        return {
+            "unlocked": observed.unlocked,
+            "locked": observed.locked,
+            "observedTime": format_time(now),
+            "stale": False,
+        }
+    if not isinstance(previous, Mapping) or "unlocked" not in previous:
+        return None
+    return {**previous, "stale": True}
+
+
+_AUTH_STATUSES = (401, 403)
+
+
+def _auth_refusal(pool: Pool, observed: Backlog | ProbeFailed, state: PoolState) -> str | None:
+    """A Warning's message when the engine refused the pool's credentials (401/403), once per
+    refusal: a measurement in between (the Secret fixed) lets the next refusal warn again."""
+    key = "auth-refused"
+    if isinstance(observed, Backlog) or observed.status not in _AUTH_STATUSES:
+        if isinstance(observed, Backlog):
+            state.warned.discard(key)
+        return None
+    if key in state.warned:
+        return None
+    state.warned.add(key)
+    ref = pool.spec.engine.auth_secret_ref
+    if ref is None:
+        return (
+            f"the engine answered HTTP {observed.status} and the pool names no "
+            "engine.authSecretRef: give one with the engine's credentials"
+        )
+    return (
+        f"the engine refused the credentials of Secret {pool.namespace}/{ref.name} "
+        f"(engine.authSecretRef) with HTTP {observed.status}: fix the Secret; the operator reads "
+        "it at every tick, and the worker pods are rolled when it changes"
+    )
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status behind a probe error, looked for along its causes (the client's error,
+    discovery's), or None when no answer came."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return None
+        status = getattr(seen, "status", None)
+        if isinstance(status, int):
+            return status
+        response = getattr(seen, "response", None)
+        code = getattr(response, "status_code", None)
+        if isinstance(code, int):
+            return code
+        seen = seen.__cause__
+    return None
 
 
 _SHOWN_VIOLATIONS = 10
@@ -514,6 +605,8 @@ def _conflict_message(me: Claim, other: Claim) -> str:
 
 
 def _target_reason(error: TargetError) -> str:
+    if isinstance(error, WorkloadRefusedError):
+        return "InvalidSpec"  # the API server refused what the spec makes: the spec must change
     if isinstance(error, TargetNotFoundError):
         return "TargetNotFound"
     if isinstance(error, NotControlledError):

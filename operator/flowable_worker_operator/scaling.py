@@ -219,9 +219,14 @@ class Backlog:
 
 @dataclass(frozen=True)
 class ProbeFailed:
-    """A failed probe. It is its own type so that it can never be mistaken for an empty backlog."""
+    """A failed probe. It is its own type so that it can never be mistaken for an empty backlog.
+
+    ``status``: the engine's HTTP status, if it answered at all (a 401/403 names the Secret in a
+    Warning); the core decides the same whatever it is.
+    """
 
     error: str
+    status: int | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -40,6 +41,7 @@ from flowable_worker_operator.scaling import (
     default_scale_down_rules,
     default_scale_up_rules,
 )
+from flowable_worker_operator.template_checks import check_env, check_template
 
 __all__ = [
     "GROUP",
@@ -63,6 +65,12 @@ VERSION = "v1alpha1"
 KIND = "ExternalWorkerPool"
 PLURAL = "externalworkerpools"
 PAUSED_REPLICAS_ANNOTATION = f"{GROUP}/paused-replicas"
+INT32_MAX = 2**31 - 1
+"""Replica counts end up in a `/scale` subresource's int32 field."""
+MAX_DURATION = timedelta(hours=8760)
+"""The longest Go-style duration a pool may give (a year; the CRD's CEL rule says the same)."""
+MAX_LABEL_NAME = 63
+"""A pool with `spec.worker` puts its name into label values, which Kubernetes caps at 63."""
 
 
 class SpecError(ValueError):
@@ -80,9 +88,15 @@ class _Model(BaseModel):
 def _parse_duration(value: object) -> object:
     """Go-style (`15s`, `1h30m`) or ISO-8601 (`PT5M`) text -> timedelta; other values pass on."""
     if isinstance(value, str):
-        parsed = parse_duration(value)
+        try:
+            parsed = parse_duration(value)
+        except OverflowError:
+            # `99999999999h` parses as a number but overflows timedelta: too long, not a crash.
+            raise ValueError("must be at most 8760h") from None
         if parsed < timedelta(0):
             raise ValueError("must not be negative")
+        if parsed > MAX_DURATION:
+            raise ValueError("must be at most 8760h")
         return parsed
     return value
 
@@ -130,6 +144,16 @@ class EngineSpec(_Model):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        # What the HTTP client would refuse at the first probe (`http://[::1`, no host, a port
+        # past 65535) is refused here, where it becomes InvalidSpec rather than an exception.
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"is not a usable URL ({exc})") from None
+        if not url.host:
+            raise ValueError("names no host")
+        if url.port is not None and not 0 < url.port <= 65535:
+            raise ValueError(f"has port {url.port}, outside 1..65535")
         return value.rstrip("/")
 
 
@@ -187,7 +211,36 @@ class WorkerSpec(_Model):
     handler_timeout: Duration | None = None
     env: tuple[dict[str, Any], ...] = ()
     template: dict[str, Any] = Field(default_factory=dict)
-    termination_grace_period_seconds: int = Field(default=30, ge=1)
+    termination_grace_period_seconds: int = Field(default=30, ge=1, le=INT32_MAX)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_shape(cls, value: object) -> object:
+        problems = check_env(value, "env")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _template_shape(cls, value: object) -> object:
+        problems = check_template(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def secret_key_refs(self) -> tuple[tuple[str, str], ...]:
+        """(Secret, key) of every `secretKeyRef` in `env` and in the template's containers:
+        the Secrets whose change must roll the worker pods (`secrethash`)."""
+        entries = list(self.env)
+        for container in (self.template.get("spec") or {}).get("containers") or ():
+            entries += container.get("env") or ()
+        refs = []
+        for entry in entries:
+            ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                refs.append((str(ref["name"]), str(ref["key"])))
+        return tuple(dict.fromkeys(refs))
 
     @model_validator(mode="after")
     def _timeout_inside_lock(self) -> WorkerSpec:
@@ -253,16 +306,16 @@ class BehaviorSpec(_Model):
 
 
 class FallbackSpecModel(_Model):
-    failure_threshold: int = Field(ge=1)
-    replicas: int = Field(ge=0)
+    failure_threshold: int = Field(ge=1, le=INT32_MAX)
+    replicas: int = Field(ge=0, le=INT32_MAX)
     behavior: FallbackBehavior = FallbackBehavior.STATIC
 
 
 class ScalingSpecModel(_Model):
-    min_replicas: int = Field(default=0, ge=0)
-    max_replicas: int = Field(default=10, ge=1)
-    jobs_per_replica: int | None = Field(default=None, ge=1)
-    activation_backlog: int = Field(default=0, ge=0)
+    min_replicas: int = Field(default=0, ge=0, le=INT32_MAX)
+    max_replicas: int = Field(default=10, ge=1, le=INT32_MAX)
+    jobs_per_replica: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    activation_backlog: int = Field(default=0, ge=0, le=INT32_MAX)
     polling_interval: Duration = timedelta(seconds=15)
     cooldown_period: Duration = timedelta(seconds=300)
     tolerance: float = Field(default=0.1, ge=0, le=1)
@@ -355,8 +408,13 @@ class Pool(BaseModel):
         )
 
 
-def parse_pool(body: Mapping[str, Any]) -> Pool:
-    """Read a pool object (as the API server returns it) or raise `SpecError` with every problem."""
+def parse_pool(body: Mapping[str, Any], *, max_replicas_limit: int | None = None) -> Pool:
+    """Read a pool object (as the API server returns it) or raise `SpecError` with every problem.
+
+    `max_replicas_limit`: the most replicas this operator lets any pool ask for (its
+    `--max-replicas-limit`); a pool whose maxReplicas or paused-replicas annotation is above it
+    is refused, so a typo of zeros never reaches a `/scale` subresource.
+    """
     metadata = body.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     problems: list[str] = []
@@ -376,6 +434,8 @@ def parse_pool(body: Mapping[str, Any]) -> Pool:
         spec = PoolSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         problems.extend(_describe(exc))
+    if spec is not None:
+        problems.extend(_operator_limits(spec, metadata, paused_replicas, max_replicas_limit))
     if spec is None or problems:
         raise SpecError("; ".join(problems))
     try:
@@ -391,6 +451,37 @@ def parse_pool(body: Mapping[str, Any]) -> Pool:
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     return pool
+
+
+def _operator_limits(
+    spec: PoolSpec,
+    metadata: Mapping[str, Any],
+    paused_replicas: int | None,
+    max_replicas_limit: int | None,
+) -> list[str]:
+    """What this operator refuses though the resource allows it: counts above its limit, and a
+    name too long for the labels of the Deployment it would build."""
+    problems = []
+    name = str(metadata.get("name") or "")
+    if spec.worker is not None and len(name.encode()) > MAX_LABEL_NAME:
+        problems.append(
+            f"metadata.name: a pool with spec.worker labels its Deployment and pods with its "
+            f"name, and a label value is at most {MAX_LABEL_NAME} bytes (this one has "
+            f"{len(name.encode())}); use a shorter name"
+        )
+    if max_replicas_limit is not None:
+        where = "the operator's --max-replicas-limit"
+        if spec.scaling.max_replicas > max_replicas_limit:
+            problems.append(
+                f"spec.scaling.maxReplicas {spec.scaling.max_replicas} is above {where} of "
+                f"{max_replicas_limit} replicas"
+            )
+        if paused_replicas is not None and paused_replicas > max_replicas_limit:
+            problems.append(
+                f"annotation {PAUSED_REPLICAS_ANNOTATION} {paused_replicas} is above {where} of "
+                f"{max_replicas_limit} replicas"
+            )
+    return problems
 
 
 def _describe(error: ValidationError) -> list[str]:

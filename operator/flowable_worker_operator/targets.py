@@ -53,6 +53,7 @@ __all__ = [
     "ScaleTarget",
     "TargetError",
     "TargetNotFoundError",
+    "WorkloadRefusedError",
     "build_deployment",
     "deployment_name",
     "ensure_deployment",
@@ -112,6 +113,11 @@ class TargetNotFoundError(TargetError):
 
 class NotControlledError(TargetError):
     """A same-named Deployment exists that this pool does not control; it is left alone."""
+
+
+class WorkloadRefusedError(TargetError):
+    """The API server refused the worker Deployment built from the spec (400/422): something in
+    `spec.worker` (a template label over 63 bytes, a bad quantity...) that only it checks."""
 
 
 # --- the manifest (pure) ----------------------------------------------------------------------
@@ -486,7 +492,7 @@ def ensure_deployment(
             except ApiException as error:
                 if error.status == 409:  # created meanwhile: look again
                     continue
-                raise
+                raise _refused(error, name) from None
             return _state(created, "created")
         _check_controlled(pool, live)
         annotations = live.metadata.annotations or {}
@@ -508,9 +514,29 @@ def ensure_deployment(
         except ApiException as error:
             if error.status in (404, 409):  # deleted or changed meanwhile: look again
                 continue
-            raise
+            raise _refused(error, name) from None
         return _state(updated, "updated")
     raise TargetError(f"Deployment {pool.namespace}/{name} kept changing while being updated")
+
+
+_REFUSAL_CHARS = 1024
+
+
+def _refused(error: ApiException, name: str) -> Exception:
+    """A 400/422 for the Deployment as `WorkloadRefusedError` with the API server's message
+    (about the spec the pool's author wrote, capped); any other status stays as it was."""
+    if error.status not in (400, 422):
+        return error
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    message = message or f"HTTP {error.status}"
+    if len(message) > _REFUSAL_CHARS:
+        message = message[:_REFUSAL_CHARS] + "..."
+    return WorkloadRefusedError(
+        f"the API server refused the worker Deployment {name} built from spec.worker: {message}"
+    )
 
 
 def _check_controlled(pool: Pool, live: Any) -> None:

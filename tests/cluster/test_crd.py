@@ -208,7 +208,79 @@ INVALID = {
         'spec.worker.imagePullPolicy: Unsupported value: "Sometimes"',
     ),
     "empty-topic": ({"topic": ""}, "spec.topic in body should be at least 1 chars long"),
+    # Hostile but otherwise well-typed values (issue 10): bounded here, before any operator.
+    "replicas-past-int32": (
+        {"scaling": {"minReplicas": 2**31, "maxReplicas": 2**53}},
+        "spec.scaling.maxReplicas in body should be less than or equal to 2147483647",
+    ),
+    "fallback-replicas-past-int32": (
+        {"scaling": {"fallback": {"failureThreshold": 1, "replicas": 2**31}}},
+        "spec.scaling.fallback.replicas in body should be less than or equal to 2147483647",
+    ),
+    "jobs-per-replica-past-int32": (
+        {"scaling": {"jobsPerReplica": 2**31}},
+        "spec.scaling.jobsPerReplica in body should be less than or equal to 2147483647",
+    ),
+    "grace-past-int32": (
+        {"worker": {"terminationGracePeriodSeconds": 2**40}},
+        "spec.worker.terminationGracePeriodSeconds in body should be less than or equal to",
+    ),
+    "polling-interval-past-a-year": (
+        {"scaling": {"pollingInterval": "8761h"}},
+        "scaling.pollingInterval must be at most 8760h",
+    ),
+    "polling-interval-overflowing": (
+        {"scaling": {"pollingInterval": "99999999999h"}},
+        "spec.scaling.pollingInterval",
+    ),
+    "cooldown-past-a-year": (
+        {"scaling": {"cooldownPeriod": "9000h"}},
+        "scaling.cooldownPeriod must be at most 8760h",
+    ),
+    "engine-url-unparsable": (
+        {"engine": {"url": "http://[::1"}},
+        "engine.url must be a URL with a host",
+    ),
+    "engine-url-without-host": (
+        {"engine": {"url": "http://"}},
+        "engine.url must be a URL with a host",
+    ),
+    "empty-image": (
+        {"worker": {"image": ""}},
+        "spec.worker.image in body should be at least 1 chars long",
+    ),
 }
+
+
+def test_a_worker_pool_name_past_a_label_value_is_rejected(pools: Any, namespace: str) -> None:
+    """The CEL rule on the root may read metadata.name: a pool with spec.worker puts its name in
+    label values (63 bytes at most); a scaleTargetRef pool labels nothing and may be longer."""
+    with pytest.raises(ApiException) as caught:
+        pools.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, _pool("c" * 64, MINIMAL_SPEC)
+        )
+    assert caught.value.status == 422
+    assert "needs a name of at most 63 characters" in json.loads(caught.value.body)["message"]
+    pools.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, _pool("c" * 63, MINIMAL_SPEC)
+    )
+    target = _merged(
+        MINIMAL_SPEC,
+        {"worker": None, "scaleTargetRef": {"name": "x"}, "scaling": {"jobsPerReplica": 2}},
+    )
+    pools.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _pool("t" * 70, target))
+
+
+def test_the_backlog_keeps_its_time_and_staleness_in_status(
+    pools: Any, cluster: LocalCluster, namespace: str
+) -> None:
+    pools.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, _pool("stale", MINIMAL_SPEC)
+    )
+    backlog = {"unlocked": 4, "locked": 1, "observedTime": "2026-11-30T10:00:00Z", "stale": True}
+    _patch_status(cluster, namespace, "stale", {"backlog": backlog})
+    got = pools.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "stale")
+    assert got["status"]["backlog"] == backlog  # not pruned
 
 
 @pytest.mark.parametrize(("change", "message"), INVALID.values(), ids=INVALID.keys())

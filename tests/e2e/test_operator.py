@@ -126,7 +126,9 @@ async def test_backlog_scales_workers_up_drains_and_cools_down_to_zero(
     pool = read_pool(api_client, namespace, "invoices")
     status = pool["status"]
     assert status["observedGeneration"] == pool["metadata"]["generation"]
-    assert status["backlog"] == {"unlocked": 0, "locked": 0}
+    assert {k: status["backlog"][k] for k in ("unlocked", "locked", "stale")} == {
+        "unlocked": 0, "locked": 0, "stale": False,
+    }
     assert status["replicas"] == 0
     assert status["selectors"] == [{"topic": topic, "elementId": created[0].element_id}]
     assert condition(pool, "Ready")["status"] == "True"

@@ -124,7 +124,9 @@ async def test_work_arriving_activates_the_pool_and_reports_it() -> None:
     assert outcome.decision.reason is Reason.ACTIVATED
     status = outcome.status
     assert (status["replicas"], status["desiredReplicas"]) == (3, 3)
-    assert status["backlog"] == {"unlocked": 10, "locked": 0}
+    assert status["backlog"] == {
+        "unlocked": 10, "locked": 0, "observedTime": "2026-11-28T10:00:00Z", "stale": False,
+    }
     assert status["observedGeneration"] == 2
     assert status["lastScaleTime"] == "2026-11-28T10:00:00Z"
     assert status["selectors"] == [

@@ -240,3 +240,92 @@ def test_a_client_certificate_needs_a_secret_name() -> None:
     with pytest.raises(SpecError, match="clientCertSecretRef"):
         parse_pool(pool_body(spec))
 
+
+
+# --- hostile but schema-valid specs (issue 10): each one a clear SpecError, never an exception ---
+
+WORKER = {"handler": {"python": "a:b"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scaling": {"pollingInterval": "99999999999h"}}, "pollingInterval: must be at most 8760h"),
+        ({"scaling": {"cooldownPeriod": "8761h"}}, "cooldownPeriod: must be at most 8760h"),
+        ({"engine": {"url": "http://[::1"}}, "spec.engine.url: is not a usable URL"),
+        ({"engine": {"url": "http://"}}, "spec.engine.url: names no host"),
+        ({"engine": {"url": "http://localhost:99999"}}, "port 99999, outside 1..65535"),
+        (
+            {"worker": {**WORKER, "template": {"spec": {"containers": "oops"}}}},
+            "template.spec.containers: must be a list, got a string",
+        ),
+        (
+            {"worker": {**WORKER, "template": {"spec": "nope"}}},
+            "template.spec: must be an object",
+        ),
+        (
+            {"worker": {**WORKER, "template": {"spec": {"terminationGracePeriodSeconds": "soon"}}}},
+            "template.spec.terminationGracePeriodSeconds: must be a whole number",
+        ),
+        (
+            {"worker": {**WORKER, "template": {"spec": {"containers": [
+                {"name": "worker", "env": [{"name": "A", "valueFrom": 7}]}
+            ]}}}},
+            "containers[0].env[0].valueFrom: must be an object",
+        ),
+        (
+            {"worker": {**WORKER, "env": [{"name": "A", "valueFrom": {"bogus": 1}}]}},
+            "env[0].valueFrom: must hold exactly one of secretKeyRef",
+        ),
+        (
+            {"worker": {**WORKER, "env": [{"name": "A", "valueFrom": {"secretKeyRef": {}}}]}},
+            "env[0].valueFrom.secretKeyRef.name: must be a non-empty string",
+        ),
+        ({"scaling": {"maxReplicas": 2**31}}, "spec.scaling.maxReplicas"),
+        ({"scaling": {"fallback": {"failureThreshold": 1, "replicas": 2**53}}}, "fallback.replicas"),
+        ({"worker": {**WORKER, "terminationGracePeriodSeconds": 2**40}}, "terminationGrace"),
+    ],
+)
+def test_hostile_values_are_spec_errors_naming_the_field(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_pool(pool_body(change))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_worker_pool_name_longer_than_a_label_value_is_refused() -> None:
+    body = pool_body({})
+    body["metadata"]["name"] = "c" * 70
+    with pytest.raises(SpecError, match="at most 63 bytes \\(this one has 70\\)"):
+        parse_pool(body)
+    body["metadata"]["name"] = "c" * 63
+    assert parse_pool(body).name == "c" * 63
+
+
+def test_max_replicas_above_the_operator_limit_is_refused_naming_the_limit() -> None:
+    body = pool_body({"scaling": {"minReplicas": 10**9, "maxReplicas": 10**9}})
+    with pytest.raises(SpecError) as caught:
+        parse_pool(body, max_replicas_limit=1000)
+    assert "maxReplicas 1000000000 is above the operator's --max-replicas-limit of 1000" in str(
+        caught.value
+    )
+    assert parse_pool(pool_body({"scaling": {"maxReplicas": 1000}}), max_replicas_limit=1000)
+    with pytest.raises(SpecError, match="paused-replicas 5000 is above"):
+        parse_pool(pool_body({}, {PAUSED_REPLICAS_ANNOTATION: "5000"}), max_replicas_limit=1000)
+
+
+def test_secret_key_refs_of_env_and_template_are_listed_once() -> None:
+    ref = {"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+    worker = {
+        **WORKER,
+        "env": [{"name": "A", **ref}, {"name": "B", "value": "x"}],
+        "template": {"spec": {"containers": [{"name": "worker", "env": [{"name": "C", **ref}]},
+                                              {"name": "side", "env": [{
+                                                  "name": "D", "valueFrom": {"secretKeyRef": {
+                                                      "name": "t", "key": "u"}}}]}]}},
+    }
+    spec = parse_pool(pool_body({"worker": worker})).spec.worker
+    assert spec is not None
+    assert spec.secret_key_refs() == (("s", "k"), ("t", "u"))
