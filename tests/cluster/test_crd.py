@@ -268,7 +268,8 @@ def test_a_worker_pool_name_past_a_label_value_is_rejected(pools: Any, namespace
         MINIMAL_SPEC,
         {"worker": None, "scaleTargetRef": {"name": "x"}, "scaling": {"jobsPerReplica": 2}},
     )
-    pools.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _pool("t" * 70, target))
+    long_name = _pool("t" * 70, target)
+    pools.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, long_name)
 
 
 def test_the_backlog_keeps_its_time_and_staleness_in_status(

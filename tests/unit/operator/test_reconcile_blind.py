@@ -23,7 +23,7 @@ from flowable_worker_operator.targets import WorkloadRefusedError
 from .test_reconcile import NOW, FakeProber, FakeWorkload, body, condition, tick
 
 
-async def test_a_failing_probe_makes_ready_false_while_holding_and_marks_the_backlog_stale() -> None:
+async def test_a_failing_probe_is_ready_false_while_holding_and_marks_the_backlog_stale() -> None:
     workload, prober, state = FakeWorkload(replicas=0), FakeProber(Backlog(8, 0)), PoolState()
     first = await tick(workload, prober, body(), state)
     assert first.status["backlog"] == {
