@@ -29,6 +29,9 @@ EXIT_LEADERSHIP_LOST = 1
 """Exit code after losing the leader-election Lease: Kubernetes restarts the pod as a standby."""
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_LEASE_NAME = "flowable-worker-operator"
+DEFAULT_MAX_REPLICAS_LIMIT = 1000
+"""A pool's maxReplicas above this is refused unless the operator is told otherwise: one typo of
+zeros (`maxReplicas: 1000000000`) must not ask a cluster for a billion pods."""
 
 
 WORKER_IMAGE_REPOSITORY = "ghcr.io/flowable-worker-operator/worker"
@@ -76,6 +79,8 @@ class OperatorConfig:
     metrics_tls_key: str | None = None
     metrics_auth_token_file: str | None = None
     """File holding the bearer token `/metrics` requires; None: `/metrics` is open."""
+    max_replicas_limit: int = DEFAULT_MAX_REPLICAS_LIMIT
+    """The most replicas any pool may ask for; a pool above it is Ready=False/InvalidSpec."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "Deployment's author could write it (env FLOWABLE_OPERATOR_POD_SECURITY; "
         "default %(default)s)",
     )
+    parser.add_argument(
+        "--max-replicas-limit",
+        type=int,
+        default=_int_env("FLOWABLE_OPERATOR_MAX_REPLICAS_LIMIT", DEFAULT_MAX_REPLICAS_LIMIT),
+        metavar="N",
+        help="refuse pools whose scaling.maxReplicas (or paused-replicas annotation) is above N: "
+        "Ready=False, reason InvalidSpec, nothing scaled "
+        "(env FLOWABLE_OPERATOR_MAX_REPLICAS_LIMIT; default %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -291,6 +305,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
     if args.pod_security not in LEVELS:  # argparse checks choices of flags, not of defaults
         levels = ", ".join(LEVELS)
         _fail(f"FLOWABLE_OPERATOR_POD_SECURITY={args.pod_security!r} is not one of {levels}")
+    if not 1 <= args.max_replicas_limit <= 2**31 - 1:
+        _fail(f"--max-replicas-limit must be 1..2147483647, got {args.max_replicas_limit}")
     if not args.worker_image.strip():
         _fail("--worker-image must not be empty")
     leader_election = _leader_election(args) if args.leader_election else None
@@ -309,6 +325,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         metrics_tls_cert=args.metrics_tls_cert,
         metrics_tls_key=args.metrics_tls_key,
         metrics_auth_token_file=args.metrics_auth_token_file,
+        max_replicas_limit=args.max_replicas_limit,
     )
 
 

@@ -65,7 +65,12 @@ async def serve(config: OperatorConfig) -> None:
     runtime = handlers.Runtime(
         workload=workload,
         prober=prober,
-        reconciler=Reconciler(workload=workload, prober=prober, pod_security=config.pod_security),
+        reconciler=Reconciler(
+            workload=workload,
+            prober=prober,
+            pod_security=config.pod_security,
+            max_replicas_limit=config.max_replicas_limit,
+        ),
     )
     ready = asyncio.Event()
     elector: LeaderElector | None = None

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from flowable_worker import FlowableHTTPError
+from flowable_worker_operator import main as cli
 from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.reconcile import PoolState, Reconciler
 from flowable_worker_operator.scaling import Backlog
@@ -128,3 +131,21 @@ async def test_the_operators_replica_limit_refuses_a_pool_before_anything_is_sca
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert "--max-replicas-limit of 1000" in ready["message"]
     assert workload.calls == []
+
+
+def test_the_replica_limit_is_1000_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOWABLE_OPERATOR_MAX_REPLICAS_LIMIT", raising=False)
+    assert cli.parse_args([]).max_replicas_limit == 1000
+    assert cli.parse_args(["--max-replicas-limit", "50"]).max_replicas_limit == 50
+    monkeypatch.setenv("FLOWABLE_OPERATOR_MAX_REPLICAS_LIMIT", "20000")
+    assert cli.parse_args([]).max_replicas_limit == 20000
+
+
+@pytest.mark.parametrize("value", ["0", "2147483648"])
+def test_a_replica_limit_out_of_range_exits_2(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.parse_args(["--max-replicas-limit", value])
+    assert caught.value.code == 2
+    assert "--max-replicas-limit must be 1..2147483647" in capsys.readouterr().err
