@@ -44,7 +44,14 @@ import httpx
 
 from flowable_worker import ClientSettings, FlowableClient, FlowableError, JobFilters
 from flowable_worker_operator import metrics
-from flowable_worker_operator.discovery import DiscoveryError, TopicDiscovery, TopicMatch, TopicUse
+from flowable_worker_operator.discovery import (
+    DiscoveryError,
+    Scope,
+    TopicDiscovery,
+    TopicMatch,
+    TopicUse,
+    bounded,
+)
 from flowable_worker_operator.responses import ResponseRefused, bounded_transport, describe
 from flowable_worker_operator.scaling import Backlog
 
@@ -53,6 +60,7 @@ __all__ = [
     "BacklogProber",
     "Engine",
     "LockState",
+    "Note",
     "ProbeError",
     "ProbeResult",
     "Selector",
@@ -96,26 +104,52 @@ class Selector:
 
     `tenant_id` narrows the count to that tenant (`""` = jobs without a tenant, as Flowable stores
     them); None applies no tenant filter, which is right when the definition id already pins one.
+
+    A selector naming a definition *key* (`process_definition_key`, `case_definition_key`: every
+    version) is not counted as such: Flowable's `GET /jobs` has no key filter, so the prober
+    resolves it through discovery into selectors by definition id (`BacklogProber.backlog`).
     """
 
     element_id: str
     process_definition_id: str | None = None
     scope_definition_id: str | None = None
     tenant_id: str | None = None
+    process_definition_key: str | None = None
+    case_definition_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.element_id:
             raise ValueError("a selector needs an element_id")
-        if self.process_definition_id is not None and self.scope_definition_id is not None:
+        named = (
+            self.process_definition_id,
+            self.scope_definition_id,
+            self.process_definition_key,
+            self.case_definition_key,
+        )
+        if sum(value is not None for value in named) > 1:
             raise ValueError(
-                "a selector names at most one of process_definition_id (BPMN) and "
-                "scope_definition_id (CMMN)"
+                "a selector names at most one of process_definition_id (BPMN), "
+                "scope_definition_id (CMMN), process_definition_key and case_definition_key"
             )
+
+    @property
+    def key(self) -> tuple[Scope, str] | None:
+        """The kind and definition key this selector names, if it names one."""
+        if self.process_definition_key is not None:
+            return "bpmn", self.process_definition_key
+        if self.case_definition_key is not None:
+            return "cmmn", self.case_definition_key
+        return None
+
+    @property
+    def pinned_definition(self) -> str | None:
+        """The one definition id this selector names, if it names one."""
+        return self.process_definition_id or self.scope_definition_id
 
     @property
     def every_definition(self) -> bool:
         """True when the selector names no definition: the element in every definition."""
-        return self.process_definition_id is None and self.scope_definition_id is None
+        return self.pinned_definition is None and self.key is None
 
     @classmethod
     def for_use(cls, use: TopicUse) -> Selector:
@@ -131,6 +165,8 @@ class Selector:
         `scopeType`: a real Flowable leaves `scopeType` null on BPMN jobs. A selector of every
         definition filters on `elementId` alone, so BPMN and CMMN jobs of that id both count.
         """
+        if self.key is not None:
+            raise ValueError(f"{self} names a key: resolve it to definition ids first")
         return JobFilters(
             element_id=self.element_id,
             process_definition_id=self.process_definition_id,
@@ -145,6 +181,9 @@ class Selector:
             definition = f"process definition {self.process_definition_id}"
         elif self.scope_definition_id is not None:
             definition = f"case definition {self.scope_definition_id}"
+        elif self.key is not None:
+            kind = "process" if self.key[0] == "bpmn" else "case"
+            definition = f"every version of {kind} definition key {self.key[1]!r}"
         else:
             definition = "every definition"
         tenant = "" if self.tenant_id is None else f", tenant {self.tenant_id!r}"
@@ -152,16 +191,34 @@ class Selector:
 
 
 @dataclass(frozen=True)
-class ProbeResult:
-    """One measurement: the backlog, the selectors it summed, and discovery's unresolved problems.
+class Note:
+    """Something a pool's owner should know that does not stop the pool: a CamelCase reason
+    (the Warning Event's) and a bounded sentence."""
 
-    `problems` is empty with explicit selectors; with discovery it lists what could hide more jobs
-    of the topic (expression topics, unreadable models), for a condition asking for selectors.
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One measurement: the backlog, the selectors it summed, and what the pool should be told.
+
+    `problems`: why this pool's count can't be trusted (its topic is on no literal task, but the
+    engine has expression topics or unreadable models that may hand it out): Ready=False. Each
+    is bounded (`discovery.bounded`), and there are few: never one per definition.
+    `topic_found`: False when nothing was found to count (discovery found no element on the
+    topic, or no key selector matched a deployed definition): the count of zero means "not
+    looked for", not "idle", and the pool holds (`reconcile`).
+    `notes`: what does not stop the pool but its owner should know, e.g. the engine's elements
+    whose topic is an expression (one bounded sentence), or a pinned definition that is no
+    longer the latest version and has no jobs.
     """
 
     backlog: Backlog
     selectors: tuple[Selector, ...]
     problems: tuple[str, ...] = ()
+    topic_found: bool = True
+    notes: tuple[Note, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,15 +394,24 @@ class BacklogProber:
         """
         connection = self._connection(engine)
         problems: tuple[str, ...] = ()
+        notes: list[Note] = []
         if selectors:
-            chosen = _unique(selectors)
+            chosen = await self._resolved(connection, _unique(selectors), notes)
+            found = bool(chosen)
         else:
             try:
                 match = await connection.discovery.find(topic)
             except DiscoveryError as error:
                 raise ProbeError(f"topic discovery failed: {error}") from error
             chosen = _discovered(match, collapse=self._collapse)
-            problems = match.problems
+            found = bool(match.uses)
+            note = match.unresolved_note()
+            if note is not None and found:
+                notes.append(Note("UnresolvedTopics", note))
+            elif note is not None:
+                problems = (
+                    bounded(f"no deployed model names topic {topic[:255]!r} literally, but {note}"),
+                )
         counts = await asyncio.gather(
             *(
                 self._answers.get(
@@ -355,11 +421,81 @@ class BacklogProber:
                 for state in _LOCK_STATES
             )
         )
+        if selectors:
+            notes.extend(await self._stale_pins(connection, chosen, counts))
         return ProbeResult(
             backlog=Backlog(unlocked=sum(counts[0::2]), locked=sum(counts[1::2])),
             selectors=chosen,
             problems=problems,
+            topic_found=found,
+            notes=tuple(notes),
         )
+
+    async def _resolved(
+        self, connection: _Connection, selectors: Sequence[Selector], notes: list[Note]
+    ) -> tuple[Selector, ...]:
+        """Explicit selectors with every key replaced by what it means now: one selector by
+        element id (and tenant) when the element is the key's alone, else one per definition
+        of the key that has the element. A key that matches no definition adds a note."""
+        resolved: list[Selector] = []
+        for selector in selectors:
+            named = selector.key
+            if named is None:
+                resolved.append(selector)
+                continue
+            scope, key = named
+            try:
+                match = await connection.discovery.find_key(
+                    scope, key, selector.element_id, selector.tenant_id
+                )
+            except DiscoveryError as error:
+                raise ProbeError(f"resolving {selector}: {error}") from error
+            if not match.definition_ids:
+                notes.append(
+                    Note("SelectorNotFound", bounded(f"{selector} matches no deployed definition"))
+                )
+            elif match.exclusive and self._collapse:
+                resolved.append(Selector(selector.element_id, tenant_id=selector.tenant_id))
+            else:
+                field = "process_definition_id" if scope == "bpmn" else "scope_definition_id"
+                resolved.extend(
+                    Selector(
+                        selector.element_id, tenant_id=selector.tenant_id, **{field: definition}
+                    )
+                    for definition in match.definition_ids
+                )
+        return _unique(resolved)
+
+    async def _stale_pins(
+        self, connection: _Connection, chosen: Sequence[Selector], counts: Sequence[int]
+    ) -> list[Note]:
+        """A note per pinned definition that a newer version of its key replaced and that has
+        no jobs left: new instances start on the new version, whose jobs such a selector
+        never counts. Best effort: a listing that fails only skips the check (the counts
+        themselves did not need it)."""
+        notes: list[Note] = []
+        for index, selector in enumerate(chosen):
+            pinned = selector.pinned_definition
+            if pinned is None or counts[2 * index] or counts[2 * index + 1]:
+                continue
+            try:
+                newer = await connection.discovery.newer_version(pinned)
+            except DiscoveryError as error:
+                log.debug("no check for a newer version of %s: %s", pinned, error)
+                return notes
+            if newer is not None:
+                notes.append(
+                    Note(
+                        "StaleSelector",
+                        bounded(
+                            f"{selector} has no jobs and is no longer the latest version of "
+                            f"{newer.key!r} (version {newer.version} is: {newer.id}); new "
+                            "instances' jobs are not counted: select by processDefinitionKey / "
+                            "caseDefinitionKey to count every version"
+                        ),
+                    )
+                )
+        return notes
 
     async def lock_owners(self, engine: Engine, selectors: Sequence[Selector]) -> dict[str, int]:
         """How many of the selectors' jobs each worker holds (its `workerId`: the pod name).

@@ -188,6 +188,7 @@ class _Row(BaseModel):
     id: str = Field(max_length=255)
     key: str = Field(max_length=255)
     tenantId: str | None = Field(default=None, max_length=255)  # Flowable's wire name
+    version: int | None = None  # tells a pinned definition from its key's latest
 
 
 class _RowPage(BaseModel):
@@ -206,6 +207,14 @@ class Definition:
     key: str
     tenant_id: str
     model: ParsedModel
+    version: int | None = None
+
+    def has_element(self, element_id: str) -> bool:
+        """True when the model has an external-worker task with this id, or could not be read
+        (an unreadable model may have one: better one count too many than a job missed)."""
+        if self.model.problems:
+            return True
+        return any(task.element_id == element_id for task in self.model.tasks)
 
 
 @dataclass(frozen=True)
@@ -231,6 +240,57 @@ class TopicMatch:
     uses: tuple[TopicUse, ...]
     problems: tuple[str, ...]
     exclusive_elements: frozenset[str] = frozenset()
+    expression_elements: int = 0
+    """External-worker tasks (one per definition and element) whose topic is an expression."""
+    unreadable_definitions: int = 0
+    """Definitions whose model could not be read."""
+    definitions: int = 0
+    """Definitions the answer was read from."""
+
+    def unresolved_note(self) -> str | None:
+        """One bounded sentence on what the engine holds whose topic can't be known statically,
+        or None. It concerns every pool on the engine equally, so it is said once, in these
+        words, never as one problem per definition (an engine with 220 versions of such a
+        model would otherwise fill a status message past any limit)."""
+        if not self.expression_elements and not self.unreadable_definitions:
+            return None
+        parts = []
+        if self.expression_elements:
+            parts.append(
+                f"{self.expression_elements} external-worker element(s) whose topic is an "
+                "expression"
+            )
+        if self.unreadable_definitions:
+            parts.append(f"{self.unreadable_definitions} definition(s) whose model can't be read")
+        example = f" (first: {self.problems[0]})" if self.problems else ""
+        return bounded(
+            f"this engine has {' and '.join(parts)}, so their jobs' topic can't be resolved "
+            "statically and no discovered backlog counts them; a pool for their topic needs "
+            f"backlog.selectors (by processDefinitionKey, for instance){example}"
+        )
+
+
+@dataclass(frozen=True)
+class KeyMatch:
+    """The definitions of one key (and tenant) that have an element, for a key selector.
+
+    `exclusive`: every external-worker task with that element id, in every definition known,
+    belongs to a definition of this key and kind, and every model was readable: the element's
+    jobs can then be counted by element id (and tenant) alone, one pair of counts for every
+    version, as discovery's exclusive elements are.
+    """
+
+    definition_ids: tuple[str, ...]
+    exclusive: bool
+
+
+MESSAGE_LIMIT = 1024
+"""The most characters of one message the operator writes to a pool's status."""
+
+
+def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` cut to `limit` characters, saying it was cut."""
+    return text if len(text) <= limit else f"{text[: limit - 15]}... (truncated)"
 
 
 @dataclass(frozen=True)
@@ -306,12 +366,14 @@ class TopicDiscovery:
         await self._refresh_if_due()
         uses: list[TopicUse] = []
         problems: list[str] = []
+        expressions = 0
         topics_by_element: dict[str, set[str]] = {}  # every topic written on an id, as written
         for definition in self._cache.values():
             problems.extend(definition.model.problems)
             for task in definition.model.tasks:
                 topics_by_element.setdefault(task.element_id, set()).add(task.topic)
                 if task.topic_is_expression:
+                    expressions += 1
                     problems.append(
                         f"{definition.scope} definition {definition.id}: element "
                         f"{task.element_id[:255]!r} takes its topic from the expression "
@@ -326,7 +388,54 @@ class TopicDiscovery:
             for use in uses
             if readable and topics_by_element[use.element_id] == {topic}
         )
-        return TopicMatch(uses=tuple(uses), problems=tuple(problems), exclusive_elements=exclusive)
+        return TopicMatch(
+            uses=tuple(uses),
+            problems=tuple(problems),
+            exclusive_elements=exclusive,
+            expression_elements=expressions,
+            unreadable_definitions=sum(1 for d in self._cache.values() if d.model.problems),
+            definitions=len(self._cache),
+        )
+
+    async def find_key(
+        self, scope: Scope, key: str, element_id: str, tenant_id: str | None = None
+    ) -> KeyMatch:
+        """The definitions of `key` (every version; of `tenant_id` only, if given) that have
+        `element_id`, for a selector naming a key: Flowable's `GET /jobs` filters by definition
+        id, never by key, so the key is resolved here, at every listing (a new version is
+        counted from the next listing on)."""
+        await self._refresh_if_due()
+        ids = tuple(
+            d.id
+            for d in self._cache.values()
+            if d.scope == scope
+            and d.key == key
+            and (tenant_id is None or d.tenant_id == tenant_id)
+            and d.has_element(element_id)
+        )
+        readable = not any(d.model.problems for d in self._cache.values())
+        exclusive = readable and all(
+            d.scope == scope and d.key == key
+            for d in self._cache.values()
+            if any(task.element_id == element_id for task in d.model.tasks)
+        )
+        return KeyMatch(definition_ids=ids, exclusive=bool(ids) and exclusive)
+
+    async def newer_version(self, definition_id: str) -> Definition | None:
+        """The latest definition of the same kind, key and tenant when it is newer than
+        `definition_id`; None when that one is the latest, or is not listed."""
+        await self._refresh_if_due()
+        pinned = self._cache.get(definition_id)
+        if pinned is None or pinned.version is None:
+            return None
+        newer = [
+            d
+            for d in self._cache.values()
+            if (d.scope, d.key, d.tenant_id) == (pinned.scope, pinned.key, pinned.tenant_id)
+            and d.version is not None
+            and d.version > pinned.version
+        ]
+        return max(newer, key=lambda d: d.version or 0, default=None)
 
     def forget(self) -> None:
         """Drop the cache (its gauge share too); the next `find` lists and fetches afresh."""
@@ -398,7 +507,7 @@ class TopicDiscovery:
             return None
         source = f"{scope} definition {row.id}"
         model = parse_model(response.content, scope=scope, definition_key=row.key, source=source)
-        return Definition(scope, row.id, row.key, row.tenantId or "", model)
+        return Definition(scope, row.id, row.key, row.tenantId or "", model, row.version)
 
     async def _get(
         self, path: str, *, params: dict[str, str | int] | None = None

@@ -131,6 +131,7 @@ async def _scale_pool(
             written = None
             pause = ERROR_BACKOFF
         await _sleep(pause, wake, stopped)
+    runtime.reconciler.forget(namespace, name)
     metrics.forget_pool(namespace, name)
 
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.conflicts import Claim, pool_claim, rival
 from flowable_worker_operator.engines import EngineConfigError
+from flowable_worker_operator.overlap import Overlaps, shared_message
 from flowable_worker_operator.podsecurity import Level, Violation, check
 from flowable_worker_operator.scaling import (
     Backlog,
@@ -39,7 +40,7 @@ from flowable_worker_operator.scaling import (
     decide,
 )
 from flowable_worker_operator.spec import Pool, SpecError, parse_pool
-from flowable_worker_operator.status import format_time, set_condition
+from flowable_worker_operator.status import SHARED_BACKLOG, format_time, set_condition
 from flowable_worker_operator.targets import (
     NotControlledError,
     Scale,
@@ -159,6 +160,11 @@ class Reconciler:
         self._prober = prober
         self._pod_security: Level = pod_security
         self._max_replicas_limit = max_replicas_limit
+        self._overlaps = Overlaps()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The pool is gone (or no longer watched): no other pool shares a backlog with it."""
+        self._overlaps.forget(f"{namespace}/{name}")
 
     async def tick(
         self,
@@ -262,7 +268,7 @@ class Reconciler:
             observation=Observation(
                 now=now,
                 current_replicas=scale.replicas,
-                backlog=observed,
+                backlog=_held(observed, result),
                 consecutive_failures=state.consecutive_failures,
             ),
             history=state.history,
@@ -287,19 +293,27 @@ class Reconciler:
         auth = _auth_refusal(pool, observed, state)
         if auth is not None:
             events.append(Event("Warning", "EngineAuthFailed", auth))
-        problems = () if result is None else result.problems
-        for problem in problems:
-            if problem not in state.warned:
-                state.warned.add(problem)
-                events.append(Event("Warning", "TopicNotResolved", problem))
+        blocker = _blocker(pool, result)
+        notes = () if result is None else result.notes
+        shared = self._shared(pool, engine, result, now)
+        warnings = [(note.reason, note.message) for note in notes]
+        warnings += [blocker] if blocker is not None else []
+        warnings += [("SharedBacklog", shared_message(shared))] if shared else []
+        for reason, message in warnings:
+            if f"{reason}:{message}" not in state.warned:
+                state.warned.add(f"{reason}:{message}")
+                events.append(Event("Warning", reason, message))
         conditions = _conditions(
             conditions,
             pool=pool,
             decision=decision,
             observed=observed,
-            problems=problems,
+            problems=(),
             generation=generation,
             now=now,
+        )
+        conditions = _topic_conditions(
+            conditions, blocker=blocker, shared=shared, generation=generation, now=now
         )
         status: dict[str, Any] = {
             "observedGeneration": generation,
@@ -320,6 +334,8 @@ class Reconciler:
             status["backlog"] = backlog
         if result is not None:
             status["selectors"] = [_selector_status(s, pool.spec.topic) for s in result.selectors]
+        if notes:
+            status["warnings"] = [note.message for note in notes[:_SHOWN_WARNINGS]]
         return Outcome(
             status=status,
             events=tuple(events),
@@ -366,6 +382,21 @@ class Reconciler:
             error,
         )
         return ProbeFailed(error=str(error), status=_http_status(error)), None
+
+    def _shared(
+        self,
+        pool: Pool,
+        engine: Engine | ProbeError,
+        result: ProbeResult | None,
+        now: datetime,
+    ) -> tuple[str, ...]:
+        """The other pools counting this pool's jobs (`overlap`); none when it counted nothing."""
+        me = f"{pool.namespace}/{pool.name}"
+        if result is None or not isinstance(engine, Engine) or not result.selectors:
+            self._overlaps.forget(me)
+            return ()
+        lapse = max(3 * pool.spec.scaling.polling_interval, SPEC_RETRY)
+        return self._overlaps.record(me, engine, result.selectors, now, lapse=lapse)
 
     async def _apply(
         self,
@@ -563,6 +594,68 @@ def _http_status(error: BaseException) -> int | None:
 
 _SHOWN_VIOLATIONS = 10
 _SHOWN_PROBLEMS = 5
+_SHOWN_WARNINGS = 5
+
+
+def _held(observed: Backlog | ProbeFailed, result: ProbeResult | None) -> Backlog | ProbeFailed:
+    """What the scaling core sees: a pool that found nothing to count holds its replicas (as
+    with a failed probe; the failures in a row stay 0, so no fallback) instead of reading
+    "idle": a mistyped topic, a model not deployed yet or a stale selector must not scale a
+    busy pool down, while its owner is told (`_blocker`)."""
+    if result is None or result.topic_found or not isinstance(observed, Backlog):
+        return observed
+    return ProbeFailed(error="nothing to count: no deployed model matches the pool")
+
+
+def _blocker(pool: Pool, result: ProbeResult | None) -> tuple[str, str] | None:
+    """Ready=False's reason and message when the probe found nothing to count, else None."""
+    if result is None or result.topic_found:
+        return None
+    if result.problems:
+        return "TopicNotResolved", _listed(result.problems) + "; holding the replicas"
+    if pool.spec.backlog.selectors:
+        return (
+            "SelectorsNotFound",
+            "no backlog selector matches a deployed definition (see the SelectorNotFound "
+            "Events); fix backlog.selectors or deploy the model; holding the replicas",
+        )
+    return (
+        "TopicNotFound",
+        f"no deployed BPMN or CMMN model has an external-worker task on topic "
+        f"{pool.spec.topic!r}: check spec.topic (and engine.processApiPath, cmmnApiPath), or "
+        "deploy the model; holding the replicas until one is found",
+    )
+
+
+def _topic_conditions(
+    conditions: list[dict[str, Any]],
+    *,
+    blocker: tuple[str, str] | None,
+    shared: Sequence[str],
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Ready=False when nothing was found to count, and SharedBacklog, after `_conditions`."""
+    if blocker is not None:
+        reason, message = blocker
+        conditions = set_condition(
+            conditions,
+            type="Ready",
+            status=False,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+    return set_condition(
+        conditions,
+        type=SHARED_BACKLOG,
+        status=bool(shared),
+        reason="OtherPoolsCountTheseJobs" if shared else "NotShared",
+        message=shared_message(shared) if shared else "no other pool counts these jobs",
+        generation=generation,
+        now=now,
+    )
 
 
 def _listed(problems: Sequence[str]) -> str:

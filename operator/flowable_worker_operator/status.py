@@ -20,6 +20,7 @@ __all__ = [
     "FALLBACK",
     "PAUSED",
     "READY",
+    "SHARED_BACKLOG",
     "condition_status",
     "find_condition",
     "format_time",
@@ -31,8 +32,21 @@ ACTIVE = "Active"
 FALLBACK = "Fallback"
 PAUSED = "Paused"
 ENGINE_REACHABLE = "EngineReachable"
-CONDITION_TYPES: tuple[str, ...] = (READY, ACTIVE, FALLBACK, PAUSED, ENGINE_REACHABLE)
+SHARED_BACKLOG = "SharedBacklog"
+CONDITION_TYPES: tuple[str, ...] = (
+    READY,
+    ACTIVE,
+    FALLBACK,
+    PAUSED,
+    ENGINE_REACHABLE,
+    SHARED_BACKLOG,
+)
 """Every condition a pool reports, in the order they are listed."""
+
+MESSAGE_LIMIT = 1024
+"""The most characters of a condition's message: whatever a tick has to say (every problem of
+an engine with hundreds of models, an error's text), the status write stays far below the
+CRD's 32768-character limit, so it can never be refused for its size."""
 
 _STATUS_TEXT = {True: "True", False: "False", None: "Unknown"}
 _TEXT_STATUS = {text: value for value, text in _STATUS_TEXT.items()}
@@ -81,7 +95,9 @@ def set_condition(
         "observedGeneration": generation,
         "lastTransitionTime": transition,
         "reason": reason,
-        "message": message,
+        "message": message
+        if len(message) <= MESSAGE_LIMIT
+        else f"{message[: MESSAGE_LIMIT - 15]}... (truncated)",
     }
     others = [dict(c) for c in conditions if c.get("type") != type]
     return sorted([*others, updated], key=_order)

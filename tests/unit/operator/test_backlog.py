@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote
@@ -491,8 +491,10 @@ async def test_without_selectors_the_topic_is_discovered_and_counted(
 
     assert result.backlog == Backlog(unlocked=3, locked=0)
     assert result.selectors == (Selector(a),)  # only this definition uses `a`: every definition
-    assert len(result.problems) == 1
-    assert "'c'" in result.problems[0]
+    # The expression on `c` concerns this pool only as one note: its topic is found.
+    assert result.problems == ()
+    assert [note.reason for note in result.notes] == ["UnresolvedTopics"]
+    assert "'c'" in result.notes[0].message
     assert same == result
 
 
@@ -642,7 +644,10 @@ class FakeFlowable:
             ("/cmmn-api/cmmn-repository/case-definitions", self.cases),
         ):
             if path == prefix:
-                data = [{"id": i, "key": key, "tenantId": ""} for i, (key, _) in rows.items()]
+                data = [
+                    {"id": i, "key": key, "tenantId": "", "version": _version(i)}
+                    for i, (key, _) in rows.items()
+                ]
                 return httpx.Response(200, json={"data": data, "total": len(data)})
             if path.startswith(prefix + "/"):
                 return httpx.Response(200, text=rows[unquote(path.split("/")[-2])][1])
@@ -661,13 +666,23 @@ class FakeFlowable:
         return not (params.get("unlocked") == "true" and job.locked)
 
 
+def _version(definition_id: str) -> int:
+    """A process definition id's version (`key:version:uuid`); 1 for a case's plain UUID."""
+    parts = definition_id.split(":")
+    return int(parts[1]) if len(parts) == 3 else 1
+
+
 @pytest.fixture
 def fake() -> FakeFlowable:
     return FakeFlowable()
 
 
 async def probe_fake(
-    fake: FakeFlowable, topic: str, *, collapse: bool = True
+    fake: FakeFlowable,
+    topic: str,
+    *,
+    collapse: bool = True,
+    selectors: Sequence[Selector] | None = None,
 ) -> tuple[ProbeResult, int]:
     """A probe with discovery (already listed), and the `GET /jobs` requests it cost."""
     prober = BacklogProber(
@@ -675,9 +690,9 @@ async def probe_fake(
     )
     engine = Engine(ClientSettings(base_url="http://flowable.test", read_retries=0))
     try:
-        await prober.backlog(engine, topic, None)  # lists and parses the definitions
+        await prober.backlog(engine, topic, selectors)  # lists and parses the definitions
         before = len(fake.job_queries)
-        result = await prober.backlog(engine, topic, None)
+        result = await prober.backlog(engine, topic, selectors)
     finally:
         await prober.aclose()
     return result, len(fake.job_queries) - before
@@ -742,7 +757,7 @@ async def test_an_expression_topic_on_the_same_id_bars_collapsing(fake: FakeFlow
     assert set(result.selectors) == {Selector("check", process_definition_id=v) for v in versions}
     assert result.backlog == Backlog(unlocked=6, locked=0)
     assert requests == 6
-    assert any("${topicVar}" in problem for problem in result.problems)
+    assert "${topicVar}" in result.notes[0].message
 
 
 async def test_an_unreadable_model_bars_collapsing_every_id(fake: FakeFlowable) -> None:
@@ -757,7 +772,7 @@ async def test_an_unreadable_model_bars_collapsing_every_id(fake: FakeFlowable) 
     assert set(result.selectors) == {Selector("check", process_definition_id=v) for v in versions}
     assert result.backlog == Backlog(unlocked=3, locked=0)
     assert requests == 6
-    assert any("broken:1:x" in problem for problem in result.problems)
+    assert "broken:1:x" in result.notes[0].message
 
 
 async def test_bpmn_and_cmmn_sharing_an_id_and_the_topic_are_one_selector(

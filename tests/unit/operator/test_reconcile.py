@@ -65,6 +65,7 @@ class FakeWorkload:
 class FakeProber:
     backlog_value: Backlog | ProbeError = field(default_factory=lambda: Backlog(0, 0))
     problems: tuple[str, ...] = ()
+    topic_found: bool = True
     owners: dict[str, int] = field(default_factory=dict)
     asked: list[Sequence[Selector] | None] = field(default_factory=list)
 
@@ -75,7 +76,10 @@ class FakeProber:
         if isinstance(self.backlog_value, ProbeError):
             raise self.backlog_value
         return ProbeResult(
-            backlog=self.backlog_value, selectors=(SELECTOR,), problems=self.problems
+            backlog=self.backlog_value,
+            selectors=(SELECTOR,),
+            problems=self.problems,
+            topic_found=self.topic_found,
         )
 
     async def lock_owners(self, engine: Engine, selectors: Sequence[Selector]) -> dict[str, int]:
@@ -263,9 +267,9 @@ async def test_paused_pool_is_frozen_and_says_so() -> None:
     assert condition(outcome, "Paused")["status"] == "True"
 
 
-async def test_unresolvable_topics_are_warned_once_and_make_ready_false() -> None:
-    problem = "process invoice:2:9 element 'dyn' uses topic expression ${topic}"
-    prober = FakeProber(Backlog(0, 0), problems=(problem,))
+async def test_a_topic_only_expressions_might_name_is_warned_once_and_makes_ready_false() -> None:
+    problem = "no deployed model names topic 'invoices' literally, but this engine has ..."
+    prober = FakeProber(Backlog(0, 0), problems=(problem,), topic_found=False)
     state = PoolState()
     first = await tick(FakeWorkload(), prober, body(), state)
     assert [(e.type, e.reason) for e in first.events] == [("Warning", "TopicNotResolved")]

@@ -81,6 +81,7 @@ def test_conditions_keep_a_fixed_order_and_foreign_ones_come_last() -> None:
         "Fallback",
         "Paused",
         "EngineReachable",
+        "SharedBacklog",
         "ZCustom",
     ]
 
