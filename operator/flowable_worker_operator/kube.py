@@ -8,14 +8,16 @@ pool's tick share. One `ApiClient` (one connection pool) serves all pools.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from flowable_worker_operator import targets
 from flowable_worker_operator.backlog import Engine
 from flowable_worker_operator.engines import resolve_engine
+from flowable_worker_operator.secrethash import SecretContent, secret_refs, secrets_hash
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool
 
 __all__ = ["ClusterWorkload"]
@@ -35,13 +37,38 @@ class ClusterWorkload:
         return await asyncio.to_thread(resolve_engine, self._core, pool.namespace, pool.spec.engine)
 
     async def ensure(self, pool: Pool, *, initial_replicas: int) -> None:
+        refs = secret_refs(pool)
+        secrets = await asyncio.to_thread(self._read_secrets, pool.namespace, refs)
         await asyncio.to_thread(
             targets.ensure_deployment,
             self._apps,
             pool,
             default_image=self._default_image,
             initial_replicas=initial_replicas,
+            secrets_hash=secrets_hash(refs, secrets),
         )
+
+    def _read_secrets(
+        self, namespace: str, refs: Sequence[tuple[str, str]]
+    ) -> dict[str, SecretContent | None]:
+        """The Secrets the worker pods read (`secrethash`), each once; a missing one is None
+        (the pods cannot start without it, and the engine's Secrets are reported by the probe)."""
+        read: dict[str, SecretContent | None] = {}
+        for name in dict.fromkeys(name for name, _key in refs):
+            try:
+                secret = self._core.read_namespaced_secret(name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    read[name] = None
+                    continue
+                if error.status == 403:
+                    raise targets.TargetError(
+                        f"not allowed to read Secret {namespace}/{name}, which the worker pods "
+                        "use (check the operator's RBAC)"
+                    ) from None
+                raise
+            read[name] = SecretContent(uid=secret.metadata.uid or "", data=secret.data or {})
+        return read
 
     async def scale(self, pool: Pool) -> targets.Scale:
         return await asyncio.to_thread(targets.read_scale, self._api_client, pool)

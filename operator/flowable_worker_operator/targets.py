@@ -34,6 +34,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from flowable_worker.client.durations import format_duration
+from flowable_worker_operator.secrethash import SECRETS_HASH_ANNOTATION
 from flowable_worker_operator.spec import GROUP, KIND, VERSION, Pool, WorkerSpec
 
 __all__ = [
@@ -128,8 +129,14 @@ def deployment_name(pool: Pool) -> str:
     return f"{pool.name}-worker"
 
 
-def build_deployment(pool: Pool, *, default_image: str, replicas: int) -> dict[str, Any]:
+def build_deployment(
+    pool: Pool, *, default_image: str, replicas: int, secrets_hash: str | None = None
+) -> dict[str, Any]:
     """The worker Deployment for `pool`, with `spec.replicas = replicas` and a template hash.
+
+    `secrets_hash` (`secrethash`) becomes the pod template's `flowable-worker.io/secrets-hash`
+    annotation, set after the template merge so a template cannot hide it: a changed Secret value
+    changes the template, and the Deployment controller replaces the pods.
 
     Defaults first (env from the spec, probes, metrics port, the restricted security context, a
     read-only root filesystem with an emptyDir at /tmp, no service-account token, small resource
@@ -215,6 +222,8 @@ def build_deployment(pool: Pool, *, default_image: str, replicas: int) -> dict[s
         worker.template,
         selector={POOL_LABEL: pool.name},
     )
+    if secrets_hash is not None:
+        template["metadata"]["annotations"][SECRETS_HASH_ANNOTATION] = secrets_hash
     manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -468,9 +477,16 @@ class DeploymentState:
 
 
 def ensure_deployment(
-    apps_api: Any, pool: Pool, *, default_image: str, initial_replicas: int
+    apps_api: Any,
+    pool: Pool,
+    *,
+    default_image: str,
+    initial_replicas: int,
+    secrets_hash: str | None = None,
 ) -> DeploymentState:
     """Make the pool's worker Deployment match its spec, writing only when something changed.
+
+    `secrets_hash`: the fingerprint of the Secret values the pods read (`build_deployment`).
 
     Missing: created with `initial_replicas`. Hash annotation differs: the spec is replaced (PUT
     with the live resourceVersion, so a concurrent writer makes us re-read, never clobbers) but
@@ -484,7 +500,12 @@ def ensure_deployment(
             lambda: apps_api.read_namespaced_deployment(name=name, namespace=pool.namespace)
         )
         if live is None:
-            body = build_deployment(pool, default_image=default_image, replicas=initial_replicas)
+            body = build_deployment(
+                pool,
+                default_image=default_image,
+                replicas=initial_replicas,
+                secrets_hash=secrets_hash,
+            )
             try:
                 created = apps_api.create_namespaced_deployment(
                     namespace=pool.namespace, body=body, field_manager=MANAGER
@@ -496,7 +517,12 @@ def ensure_deployment(
             return _state(created, "created")
         _check_controlled(pool, live)
         annotations = live.metadata.annotations or {}
-        body = build_deployment(pool, default_image=default_image, replicas=live.spec.replicas or 0)
+        body = build_deployment(
+            pool,
+            default_image=default_image,
+            replicas=live.spec.replicas or 0,
+            secrets_hash=secrets_hash,
+        )
         wanted = body["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
         if annotations.get(TEMPLATE_HASH_ANNOTATION) == wanted:
             return _state(live, "unchanged")

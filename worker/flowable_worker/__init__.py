@@ -29,6 +29,7 @@ from flowable_worker.client import (
     to_rest_variables,
 )
 from flowable_worker.config import ConfigError, WorkerSettings, load_settings
+from flowable_worker.context import JobContext, current_job
 from flowable_worker.job import Job
 from flowable_worker.results import BpmnError, CmmnTerminate, Fail
 from flowable_worker.runtime import Worker
@@ -50,6 +51,7 @@ __all__ = [
     "ForbiddenError",
     "InvalidResponseError",
     "Job",
+    "JobContext",
     "JobFilters",
     "JobNotFoundError",
     "LockNotHeldError",
@@ -61,6 +63,7 @@ __all__ = [
     "Worker",
     "WorkerSettings",
     "__version__",
+    "current_job",
     "from_rest_variables",
     "load_settings",
     "to_rest_variables",

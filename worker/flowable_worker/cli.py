@@ -4,6 +4,8 @@ A bad configuration (unknown flag, bad value, missing handler, handler that can'
 handler timeout not shorter than the lock) exits with code 2 and one line saying what is wrong,
 before anything connects to Flowable. A clean stop after SIGTERM/SIGINT exits 0.
 `--version` prints `flowable-worker <version>` and exits 0 without reading any configuration.
+`flowable-worker run-once --job job.json` runs a handler for one job and prints its answer
+(`run_once.py`). An `on_startup` hook that fails exits 1 with one line.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from flowable_worker.config import ConfigError, WorkerSettings, load_settings
 from flowable_worker.handlers.python import import_callable
 from flowable_worker.logs import configure_logging
 from flowable_worker.redaction import redact
-from flowable_worker.runtime import Worker
+from flowable_worker.runtime import Worker, WorkerStartupError
 from flowable_worker.shutdown import install_stop_signals
 
 
@@ -89,6 +91,11 @@ def _asks_for_version(argv: Sequence[str] | None) -> bool:
 
 def run(argv: Sequence[str] | None = None, worker: Worker | None = None) -> int:
     """Configure, serve until signalled, and return the process exit code."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["run-once"]:
+        from flowable_worker.run_once import main as run_once
+
+        return run_once(words[1:])
     if _asks_for_version(argv):
         print(f"flowable-worker {__version__}")
         return 0
@@ -107,6 +114,9 @@ def run(argv: Sequence[str] | None = None, worker: Worker | None = None) -> int:
     except OSError as error:  # e.g. the metrics port is taken
         _print_error(error)
         return 2
+    except WorkerStartupError as error:  # an on_startup hook failed: nothing was acquired
+        _print_error(error)
+        return 1
     return 0
 
 

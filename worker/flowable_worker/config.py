@@ -505,8 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Exactly one of --handler, --handler-url, --handler-command is needed. "
             "Signals: SIGTERM/SIGINT stop acquiring, give back jobs not started, and let running "
-            "handlers finish within --grace-period. Exit codes: 0 after a clean stop, 2 for a bad "
-            "configuration. Docs: docs/worker.md."
+            "handlers finish within --grace-period. Exit codes: 0 after a clean stop, 1 when an "
+            "on_startup hook failed, 2 for a bad configuration. Try a handler without Flowable: "
+            "flowable-worker run-once --job job.json --handler MODULE:FUNC (run-once --help). "
+            "Docs: docs/worker.md."
         ),
     )
     for option in OPTIONS:

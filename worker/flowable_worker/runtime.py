@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from flowable_worker.backoff import Backoff
@@ -34,8 +35,10 @@ from flowable_worker.client import (
     JobNotFoundError,
 )
 from flowable_worker.config import WorkerSettings
+from flowable_worker.context import enter_job
 from flowable_worker.handler_threads import HandlerThreads
 from flowable_worker.handlers import CommandHandler, Handler, HttpHandler, PythonHandler
+from flowable_worker.handlers.base import ErrorHook
 from flowable_worker.handlers.python import HandlerFunction, import_callable
 from flowable_worker.health import HealthState, ProbeServer
 from flowable_worker.job import Job
@@ -45,11 +48,16 @@ from flowable_worker.redaction import redact
 from flowable_worker.reporting import Reporter, ReportPolicy
 from flowable_worker.results import FailJob, Outcome
 from flowable_worker.slots import Slots
+from flowable_worker.topic_options import Duration, ResolvedTopic, TopicOptions
 from flowable_worker.transport import LeanTransport, choose_transport, tls_context
 
 log = logging.getLogger("flowable_worker.runtime")
 
 F = TypeVar("F", bound=Callable[..., Any])
+Hook = Callable[[], Any]
+"""A startup or shutdown hook: no arguments, sync or async."""
+H = TypeVar("H", bound=Hook)
+E = TypeVar("E", bound=ErrorHook)
 
 _HEARTBEAT_SECONDS = 1.0
 # How long a poller with some free slots waits for half a batch to be free before acquiring
@@ -77,6 +85,10 @@ class _TopicRuntime:
     metrics: TopicMetrics
     empty_backoff: Backoff
     error_backoff: Backoff
+    options: ResolvedTopic
+    slots: Slots
+    """The worker's shared slots, or the topic's own when it set a concurrency of its own."""
+    reporter: Reporter | None = field(default=None)
     last_error: str | None = field(default=None)
 
 
@@ -127,34 +139,103 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._report_policy = report_policy
         self._registered: dict[str, HandlerFunction | Handler] = {}
+        self._options: dict[str, TopicOptions] = {}
+        self._on_error: ErrorHook | None = None
+        self._startup_hooks: list[Hook] = []
+        self._shutdown_hooks: list[Hook] = []
         self._stop_requested: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._running: dict[str, _Running] = {}
         self._slots = Slots(1)
         self._threads: HandlerThreads | None = None
-        self._reporter: Reporter | None = None
         self.health = HealthState(alive_within=10.0, ready_within=30.0)
         self.probe_port: int | None = None
         self._started = False
 
     # -- registration -----------------------------------------------------------------------
 
-    def topic(self, name: str) -> Callable[[F], F]:
-        """Decorator: run the decorated function (sync or async) for jobs of topic `name`."""
+    def topic(
+        self,
+        name: str,
+        *,
+        lock_duration: Duration | None = None,
+        handler_timeout: Duration | None = None,
+        fail_retries: int | None = None,
+        fail_retry_timeout: Duration | None = None,
+        concurrency: int | None = None,
+        on_error: ErrorHook | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator: run the decorated function (sync or async) for jobs of topic `name`.
+
+        The keyword options override the worker's settings for this topic alone
+        (`topic_options.py`); `concurrency` gives the topic slots of its own, outside the
+        worker's `--concurrency`; `on_error(job, error)` decides what a handler exception becomes.
+        """
+        options = TopicOptions(
+            lock_duration=lock_duration,
+            handler_timeout=handler_timeout,
+            fail_retries=fail_retries,
+            fail_retry_timeout=fail_retry_timeout,
+            concurrency=concurrency,
+            on_error=on_error,
+        )
 
         def register(function: F) -> F:
-            self.add_handler(name, function)
+            self.add_handler(name, function, options=options)
             return function
 
         return register
 
-    def add_handler(self, topic: str, handler: HandlerFunction | Handler) -> None:
+    def add_handler(
+        self,
+        topic: str,
+        handler: HandlerFunction | Handler,
+        *,
+        options: TopicOptions | None = None,
+    ) -> None:
         """Handle `topic` with a Python function or any object with `async handle(job)`."""
         if not topic:
             raise ValueError("topic must not be empty")
         if topic in self._registered:
             raise ValueError(f"topic {topic!r} already has a handler")
         self._registered[topic] = handler
+        if options is not None:
+            self._options[topic] = options
+
+    def on_error(self, hook: E) -> E:
+        """Decorator: the error hook of every topic that has none of its own (see `ErrorHook`)."""
+        self._on_error = hook
+        return hook
+
+    def on_startup(self, hook: H) -> H:
+        """Decorator: run `hook()` (sync or async) once before the first acquire, e.g. to open a
+        database pool. If it raises, the worker does not start."""
+        self._startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: H) -> H:
+        """Decorator: run `hook()` (sync or async) once after the last job was reported or given
+        back, e.g. to close what `on_startup` opened. Errors are logged, never raised."""
+        self._shutdown_hooks.append(hook)
+        return hook
+
+    def topic_options(self, topic: str) -> TopicOptions:
+        """The options registered for `topic` (empty ones when none were given)."""
+        options = self._options.get(topic, TopicOptions())
+        if options.on_error is None and self._on_error is not None:
+            options = replace(options, on_error=self._on_error)
+        return options
+
+    def _adopt(self, other: Worker) -> None:
+        """Take what `other` registered (the CLI's `--handler module:worker` target)."""
+        for topic, handler in other._registered.items():
+            self._registered.setdefault(topic, handler)
+        for topic in other._registered:
+            if topic not in self._options:
+                self._options[topic] = other.topic_options(topic)
+        self._on_error = self._on_error or other._on_error
+        self._startup_hooks = [*other._startup_hooks, *self._startup_hooks]
+        self._shutdown_hooks = [*self._shutdown_hooks, *other._shutdown_hooks]
 
     @property
     def registered_topics(self) -> tuple[str, ...]:
@@ -218,8 +299,7 @@ class Worker:
             alive_within=10.0,
             ready_within=max(30.0, 3 * settings.poll_interval_max.total_seconds()),
         )
-        self.metrics.capacity.set(settings.concurrency)
-        self.health.hung_limit = settings.concurrency
+        self._slots = Slots(settings.concurrency)
         threads = HandlerThreads()
         self._threads = threads
         try:
@@ -227,14 +307,27 @@ class Worker:
         except BaseException:
             threads.shutdown()
             raise
+        capacity = settings.concurrency + sum(
+            t.slots.capacity for t in topics if t.slots is not self._slots
+        )
+        self.metrics.capacity.set(capacity)
+        self.health.hung_limit = capacity
         owns_client = self._client is None
         client = self._client or _client_for(settings)
+        for t in topics:
+            t.reporter = Reporter(
+                client, worker_id=settings.worker_id, policy=self._report_policy,
+                fail_retries=t.options.fail_retries,
+                fail_retry_timeout=t.options.fail_retry_timeout,
+            )
+        try:
+            await _run_hooks(self._startup_hooks, "startup", raise_errors=True)
+        except BaseException:
+            threads.shutdown()
+            if owns_client:
+                await client.aclose()
+            raise
         probes = self._start_probes(settings)
-        self._slots = Slots(settings.concurrency)
-        self._reporter = Reporter(
-            client, worker_id=settings.worker_id, policy=self._report_policy,
-            fail_retries=settings.fail_retries, fail_retry_timeout=settings.fail_retry_timeout,
-        )
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         pollers = [self._start_poller(client, t) for t in topics]
         log.info(
@@ -261,6 +354,7 @@ class Worker:
             for task in pollers:
                 task.cancel()
             await asyncio.gather(heartbeat, *pollers, return_exceptions=True)
+            await _run_hooks(self._shutdown_hooks, "shutdown", raise_errors=False)
             for t in topics:
                 with contextlib.suppress(Exception):
                     await t.handler.aclose()
@@ -302,7 +396,8 @@ class Worker:
         if settings.handler is not None:
             target = import_callable(settings.handler)
             if isinstance(target, Worker):
-                registered = {**target._registered, **registered}
+                self._adopt(target)
+                registered = dict(self._registered)
             elif callable(target):
                 for topic in settings.topics:
                     registered.setdefault(topic, target)
@@ -324,6 +419,7 @@ class Worker:
                 fail_retry_timeout=settings.fail_retry_timeout,
             )
         topics = list(settings.topics) or list(registered)
+        resolved = {t: self.topic_options(t).resolve(t, settings) for t in topics}
         for topic in topics:
             given = registered.get(topic)
             if given is None:
@@ -333,20 +429,26 @@ class Worker:
             elif not callable(given):
                 handlers[topic] = given
             else:
+                options = resolved[topic]
                 handlers[topic] = PythonHandler(
                     given,
                     threads=threads,
-                    fail_retries=settings.fail_retries,
-                    fail_retry_timeout=settings.fail_retry_timeout,
+                    fail_retries=options.fail_retries,
+                    fail_retry_timeout=options.fail_retry_timeout,
+                    on_error=options.on_error,
                 )
         if not handlers:
             raise ValueError("no topic to work: give --topic or register handlers")
         result = []
         for topic, handler in handlers.items():
+            options = resolved[topic]
             result.append(
                 _TopicRuntime(
                     topic=topic,
                     handler=handler,
+                    options=options,
+                    slots=self._slots if options.concurrency is None
+                    else Slots(options.concurrency),
                     metrics=TopicMetrics(self.metrics, topic),
                     empty_backoff=Backoff(
                         initial=settings.poll_interval_min.total_seconds(),
@@ -413,9 +515,10 @@ class Worker:
         """Reserve slots, acquire up to that many jobs and start them (or back off)."""
         settings = self.settings
         assert self._stop_requested is not None
-        batch = settings.effective_batch_size
-        lock_seconds = settings.lock_duration.total_seconds()
-        reserved = await self._reserve(batch)
+        slots = topic.slots
+        batch = min(settings.effective_batch_size, slots.capacity)
+        lock_seconds = topic.options.lock_duration.total_seconds()
+        reserved = await self._reserve(slots, batch)
         if reserved == 0:  # only when stop was requested while waiting
             return
         topic.metrics.acquire_requests.inc()
@@ -424,17 +527,17 @@ class Worker:
             acquired = await client.acquire_jobs(
                 topic=topic.topic,
                 worker_id=settings.worker_id,
-                lock_duration=settings.lock_duration,
+                lock_duration=topic.options.lock_duration,
                 number_of_tasks=reserved,
                 scope_type=settings.scope_type,
             )
         except FlowableError as error:
-            self._slots.release(reserved)
+            slots.release(reserved)
             await self._acquire_failed(topic, error)
             return
         except BaseException:
             # Anything else (a bug, or cancellation): the slots go back before it propagates.
-            self._slots.release(reserved)
+            slots.release(reserved)
             raise
         lock_deadline = started + lock_seconds
         topic.metrics.acquire_latency.observe(time.monotonic() - started)
@@ -449,7 +552,7 @@ class Worker:
                 len(acquired), reserved,
             )
         else:
-            self._slots.release(reserved - len(acquired))
+            slots.release(reserved - len(acquired))
         if not acquired:
             topic.metrics.empty_polls.inc()
             await self._pause(topic.empty_backoff.next_delay())
@@ -462,7 +565,7 @@ class Worker:
                 for a in acquired
             ]
         except BaseException:
-            self._slots.release(min(reserved, len(acquired)))
+            slots.release(min(reserved, len(acquired)))
             raise
         if self._stop_requested.is_set():
             # Acquired while we were asked to stop: give them back unstarted.
@@ -471,14 +574,14 @@ class Worker:
         for job in jobs:
             self._start_job(topic, job, lock_deadline)
 
-    async def _reserve(self, batch: int) -> int:
+    async def _reserve(self, slots: Slots, batch: int) -> int:
         """Reserve slots, or 0 when stop is requested while waiting for them."""
         assert self._stop_requested is not None
         gather = max(1, batch // 2)
-        if self._slots.free >= gather:
-            return await self._slots.reserve(batch)
+        if slots.free >= gather:
+            return await slots.reserve(batch)
         reserve = asyncio.ensure_future(
-            self._slots.reserve(batch, gather=gather, patience=_GATHER_PATIENCE_SECONDS)
+            slots.reserve(batch, gather=gather, patience=_GATHER_PATIENCE_SECONDS)
         )
         stop = asyncio.ensure_future(self._stop_requested.wait())
         await asyncio.wait({reserve, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -486,14 +589,14 @@ class Worker:
         if reserve.done():
             taken = reserve.result()
             if self._stop_requested.is_set():
-                self._slots.release(taken)
+                slots.release(taken)
                 return 0
             return taken
         reserve.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reserve
         if not reserve.cancelled():
-            self._slots.release(reserve.result())
+            slots.release(reserve.result())
         return 0
 
     async def _acquire_failed(self, topic: _TopicRuntime, error: BaseException) -> None:
@@ -527,8 +630,9 @@ class Worker:
 
     async def _work(self, topic: _TopicRuntime, running: _Running, lock_deadline: float) -> None:
         job = running.job
-        settings = self.settings
-        timeout = settings.effective_handler_timeout.total_seconds()
+        options = topic.options
+        timeout = options.handler_timeout.total_seconds()
+        enter_job(job)  # current_job() for the handler (this task's own context)
         try:
             running.phase = "handling"
             started = time.monotonic()
@@ -540,8 +644,8 @@ class Worker:
             except TimeoutError:
                 outcome = FailJob(
                     message=f"handler timed out after {timeout:g}s",
-                    retries=settings.fail_retries,
-                    retry_timeout=settings.fail_retry_timeout,
+                    retries=options.fail_retries,
+                    retry_timeout=options.fail_retry_timeout,
                     reason="timeout",
                 )
                 log.warning(
@@ -551,8 +655,8 @@ class Worker:
             except Exception as error:
                 outcome = FailJob(
                     message=f"{type(error).__name__}: {error}",
-                    retries=settings.fail_retries,
-                    retry_timeout=settings.fail_retry_timeout,
+                    retries=options.fail_retries,
+                    retry_timeout=options.fail_retry_timeout,
                 )
             topic.metrics.handled(_outcome_label(outcome), time.monotonic() - started)
             if isinstance(outcome, FailJob) and outcome.reason != "timeout":
@@ -561,12 +665,12 @@ class Worker:
                     extra={"job_id": job.id, "topic": job.topic, "reason": outcome.reason},
                 )
             running.phase = "reporting"
-            assert self._reporter is not None
-            await self._reporter.report(job, outcome, topic.metrics, lock_deadline=lock_deadline)
+            assert topic.reporter is not None
+            await topic.reporter.report(job, outcome, topic.metrics, lock_deadline=lock_deadline)
         finally:
             self._running.pop(job.id, None)
             self.metrics.in_flight.dec()
-            self._slots.release(1)
+            topic.slots.release(1)
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -575,7 +679,7 @@ class Worker:
     ) -> None:
         for job in jobs:
             await self._give_back(client, job.id, job.scope_type, job.retries, topic.metrics)
-        self._slots.release(len(jobs))
+        topic.slots.release(len(jobs))
 
     async def _give_back(
         self,
@@ -693,6 +797,26 @@ class Worker:
             for r in abandoned
         ))
         await self._give_back_strays(client)
+
+
+class WorkerStartupError(RuntimeError):
+    """An `on_startup` hook failed: the worker did not start (the CLI exits 1 with one line)."""
+
+
+async def _run_hooks(hooks: list[Hook], stage: str, *, raise_errors: bool) -> None:
+    """Run startup or shutdown hooks in order, sync ones on the loop (they run once)."""
+    for hook in hooks:
+        name = getattr(hook, "__qualname__", repr(hook))
+        try:
+            returned = hook()
+            if inspect.isawaitable(returned):
+                await returned
+        except Exception as error:
+            if raise_errors:
+                raise WorkerStartupError(
+                    f"{stage} hook {name} failed: {type(error).__name__}: {error}"
+                ) from error
+            log.exception("%s hook %s failed", stage, name)
 
 
 def _outcome_label(outcome: Outcome) -> str:

@@ -7,12 +7,19 @@ handler holds (an HTTP connection pool, a thread pool) at shutdown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from flowable_worker.job import Job
 from flowable_worker.results import FailJob, Outcome
+
+ErrorHook = Callable[[Job, Exception], Any]
+"""Called with the job and the exception its Python handler raised; returns None for the default
+(fail with the retry policy), or raises (or returns) `BpmnError`, `Fail` or `CmmnTerminate` to
+decide instead. May be async. Registered per topic (`@worker.topic(..., on_error=...)`) or for the
+whole worker (`@worker.on_error`)."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ as an incident, not as a silently completed task.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from flowable_worker.results import Complete, FailJob, Outcome, Terminate, ThrowBpmnError
@@ -112,3 +113,39 @@ def _typed_variables(items: list[Any]) -> dict[str, Any]:
             raise ProtocolError(f"variable {item['name']!r}: {error}") from None
         variables[item["name"]] = TypedValue(value, kind)
     return variables
+
+
+def answer_of_outcome(outcome: Outcome) -> dict[str, Any]:
+    """`outcome` in this answer language: what `parse_answer` reads back as the same outcome.
+
+    `flowable-worker run-once` prints it, so a handler can be tried from a shell and its answer
+    read as what the worker would report. Variables are Flowable's typed list, so a date or a
+    decimal keeps its type on the way back.
+    """
+    from flowable_worker.client import to_rest_variables
+
+    def typed(variables: dict[str, Any]) -> list[dict[str, Any]]:
+        return to_rest_variables(variables)
+
+    if isinstance(outcome, Complete):
+        return {"result": "complete", "variables": typed(outcome.variables)}
+    if isinstance(outcome, ThrowBpmnError):
+        return {"result": "bpmnError", "errorCode": outcome.code,
+                "variables": typed(outcome.variables)}
+    if isinstance(outcome, Terminate):
+        return {"result": "cmmnTerminate", "variables": typed(outcome.variables)}
+    answer: dict[str, Any] = {"result": "fail", "errorMessage": outcome.message}
+    if outcome.details is not None:
+        answer["errorDetails"] = outcome.details
+    if outcome.retries is not None:
+        answer["retries"] = outcome.retries
+    if outcome.retry_timeout is not None:
+        answer["retryTimeout"] = (
+            outcome.retry_timeout if isinstance(outcome.retry_timeout, str)
+            else _iso_duration(outcome.retry_timeout)
+        )
+    return answer
+
+
+def _iso_duration(value: timedelta) -> str:
+    return f"PT{value.total_seconds():g}S"

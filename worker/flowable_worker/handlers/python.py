@@ -3,9 +3,11 @@
 Sync functions run on the worker's handler threads (`HandlerThreads`), so a blocking handler never
 stalls the event loop that acquires and reports, and one that hangs never holds up the jobs after
 it; async functions are awaited on the loop.
-A return value of dict or None completes the job; `BpmnError`, `Fail` and `CmmnTerminate` choose
-the other outcomes; any other exception fails the job with its message, the traceback as details
-and the worker's retry policy.
+A return value of dict, model, dataclass or None completes the job; `BpmnError`, `Fail` and
+`CmmnTerminate` choose the other outcomes; any other exception goes to the topic's (or the
+worker's) error hook if there is one, and otherwise fails the job with its message, the traceback
+as details and the retry policy. A function whose first parameter is a pydantic model or a
+dataclass receives the variables validated into it (`handlers/typed.py`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import contextvars
 import functools
 import importlib
 import inspect
+import logging
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from flowable_worker.handler_threads import HandlerThreads
-from flowable_worker.handlers.base import RetryPolicy
+from flowable_worker.handlers.base import ErrorHook, RetryPolicy
+from flowable_worker.handlers.typed import as_variables, variables_model
 from flowable_worker.job import Job
 from flowable_worker.results import (
     Complete,
@@ -30,7 +36,10 @@ from flowable_worker.results import (
     outcome_of_signal,
 )
 
-HandlerFunction = Callable[[Job], Any]
+HandlerFunction = Callable[..., Any]
+"""A function of the `Job`, or of a model of its variables (`handlers/typed.py`)."""
+
+log = logging.getLogger("flowable_worker.handlers.python")
 
 # Flowable stores errorDetails in a CLOB, but a megabyte traceback helps nobody: keep the end.
 _MAX_DETAILS = 32_000
@@ -73,6 +82,7 @@ class PythonHandler:
         threads: HandlerThreads,
         fail_retries: int | None = None,
         fail_retry_timeout: timedelta | str | None = None,
+        on_error: ErrorHook | None = None,
     ) -> None:
         if not callable(function):
             raise TypeError(f"handler {function!r} is not callable")
@@ -80,6 +90,8 @@ class PythonHandler:
         self._is_async = is_async_callable(function)
         self._threads = threads
         self._policy = RetryPolicy(retries=fail_retries, retry_timeout=fail_retry_timeout)
+        self._on_error = on_error
+        self._model = variables_model(function)
 
     @property
     def name(self) -> str:
@@ -90,22 +102,56 @@ class PythonHandler:
 
     async def handle(self, job: Job) -> Outcome:
         """Call the function; never raises except for cancellation."""
+        argument: object = job
+        if self._model is not None:
+            try:
+                argument = self._model.validate(job.variables)
+            except ValidationError as error:
+                return self._policy.fail(self._model.describe(error), details=str(error))
         try:
-            if self._is_async:
-                returned = await self._function(job)
-            else:
-                context = contextvars.copy_context()
-                returned = await self._threads.run(
-                    functools.partial(context.run, self._function, job)
-                )
-                if inspect.isawaitable(returned):
-                    # A sync-looking callable (e.g. a lambda) that returns a coroutine.
-                    returned = await returned
+            returned = await self._call(self._function, argument)
         except HandlerSignal as signal:
             return outcome_of_signal(signal)
         except Exception as error:
-            return self.failure(error)
+            decided = await self._decide(job, error)
+            return decided if decided is not None else self.failure(error)
         return self._completion(returned)
+
+    async def _call(self, function: Callable[..., Any], *args: object) -> Any:
+        """Await an async function; run a sync one on a handler thread, in this task's context."""
+        if is_async_callable(function):
+            return await function(*args)
+        context = contextvars.copy_context()
+        returned = await self._threads.run(functools.partial(context.run, function, *args))
+        if inspect.isawaitable(returned):
+            # A sync-looking callable (e.g. a lambda) that returns a coroutine.
+            returned = await returned
+        return returned
+
+    async def _decide(self, job: Job, error: Exception) -> Outcome | None:
+        """What the error hook makes of `error`: an outcome, or None for the default failure.
+
+        The hook may raise or return `BpmnError`, `Fail` or `CmmnTerminate`; returning None keeps
+        the default. A hook that fails itself is logged and the default applies: an error handler
+        must never turn one failure into a lost job.
+        """
+        if self._on_error is None:
+            return None
+        try:
+            decided = await self._call(self._on_error, job, error)
+        except HandlerSignal as signal:
+            return outcome_of_signal(signal)
+        except Exception:
+            log.exception("the error hook of %s failed; failing job %s as usual", self.name, job.id)
+            return None
+        if isinstance(decided, HandlerSignal):
+            return outcome_of_signal(decided)
+        if decided is not None:
+            log.error(
+                "the error hook of %s returned %s; expected None, BpmnError, Fail or "
+                "CmmnTerminate: failing job %s as usual", self.name, type(decided).__name__, job.id,
+            )
+        return None
 
     def failure(self, error: BaseException) -> FailJob:
         """Fail with the exception's message, its traceback as details, and the retry policy."""
@@ -118,9 +164,12 @@ class PythonHandler:
             return Complete()
         if isinstance(returned, Mapping):
             return Complete(variables={str(k): v for k, v in returned.items()})
+        variables = as_variables(returned)
+        if variables is not None:
+            return Complete(variables=variables)
         return self._policy.fail(
             f"handler {self.name} returned {type(returned).__name__}; "
-            "expected a dict of variables or None"
+            "expected a dict of variables, a pydantic model, a dataclass or None"
         )
 
     async def aclose(self) -> None:
