@@ -67,7 +67,9 @@ class ClusterWorkload:
                         "use (check the operator's RBAC)"
                     ) from None
                 raise
-            read[name] = SecretContent(uid=secret.metadata.uid or "", data=secret.data or {})
+            data = {str(key): str(value) for key, value in (secret.data or {}).items()}
+            uid = secret.metadata.uid if secret.metadata is not None else None
+            read[name] = SecretContent(uid=uid or "", data=data)
         return read
 
     async def scale(self, pool: Pool) -> targets.Scale:
