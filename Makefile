@@ -43,8 +43,8 @@ prereqs-java:
 flowable-server: prereqs-java ## build (or reuse) the real Flowable 7.2 test server jar
 	@bash localstack/flowable-server/build.sh
 
-test-unit: setup ## fast tests: no external parts
-	$(PYTEST) tests/unit -q
+test-unit: setup ## fast tests: no external parts (and the examples' own handler tests)
+	$(PYTEST) tests/unit examples -q
 
 test-contract: setup flowable-server ## one API contract, run against real Flowable and the emulator
 	$(PYTEST) tests/contract -q
