@@ -145,6 +145,7 @@ def _client_cert_file(core_api: Any, namespace: str, ref: ClientCertSecretRef) -
     path = _CLIENT_CERT_DIR / f"{digest}.pem"
     if not path.exists():
         _CLIENT_CERT_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _CLIENT_CERT_DIR.chmod(0o700)  # made earlier with a looser mode: tighten, never trust
         partial = path.with_suffix(f".{os.getpid()}.partial")
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:

@@ -92,6 +92,15 @@ def test_the_client_certificate_is_written_privately_and_loads(
     assert secret["tls.key"] not in repr(engine)
 
 
+def test_a_looser_directory_left_from_before_is_tightened(
+    ca: trustme.CA, private_dir: Path
+) -> None:
+    private_dir.mkdir(mode=0o755)
+    private_dir.chmod(0o755)
+    resolve_engine(Secrets({"mtls": _tls_secret(ca)}), "billing", _spec())
+    assert stat.S_IMODE(private_dir.stat().st_mode) == 0o700
+
+
 def test_equal_secrets_give_equal_engines_and_a_rotated_one_a_new_file(ca: trustme.CA) -> None:
     first = resolve_engine(Secrets({"mtls": _tls_secret(ca)}), "billing", _spec())
     again = resolve_engine(Secrets({"mtls": _tls_secret(ca)}), "billing", _spec())
