@@ -133,7 +133,11 @@ def _ca_file(pem: str) -> Path:
 
 
 def _client_cert_file(core_api: Any, namespace: str, ref: ClientCertSecretRef) -> Path:
-    """The Secret's certificate and key in one private PEM file, checked to load as a pair."""
+    """The Secret's certificate and key in one private PEM file, checked to load as a pair.
+
+    Checked before the file gets its final name, so a file found under that name has loaded
+    once: later ticks with the same Secret only read the Secret and hash it.
+    """
     data = _secret(core_api, namespace, ref.name)
     where = f"Secret {ref.name} (engine.tls.clientCertSecretRef)"
     pieces = [ref.cert_key] if ref.key_key == ref.cert_key else [ref.cert_key, ref.key_key]
@@ -143,27 +147,30 @@ def _client_cert_file(core_api: Any, namespace: str, ref: ClientCertSecretRef) -
     pem = "\n".join(data[key] for key in pieces) + "\n"
     digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
     path = _CLIENT_CERT_DIR / f"{digest}.pem"
-    if not path.exists():
-        _CLIENT_CERT_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _CLIENT_CERT_DIR.chmod(0o700)  # made earlier with a looser mode: tighten, never trust
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(pem)
-        partial.replace(path)
+    if path.exists():
+        return path
+    _CLIENT_CERT_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _CLIENT_CERT_DIR.chmod(0o700)  # made earlier with a looser mode: tighten, never trust
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(pem)
     try:
-        load_client_certificate(ssl.create_default_context(), str(path), None)
+        load_client_certificate(ssl.create_default_context(), str(partial), None)
     except ValueError as error:
+        partial.unlink(missing_ok=True)
         # Its message names the temporary file; the pool's reader needs the Secret's keys.
-        path.unlink(missing_ok=True)
-        text = str(error)
-        if "does not belong" in text:
-            problem = "the private key does not belong to the certificate"
-        elif "encrypted" in text:
-            problem = "the private key is encrypted"
-        else:
-            problem = "they do not hold a PEM certificate and its private key"
-        raise EngineConfigError(
-            f"{where}, keys {ref.cert_key!r} and {ref.key_key!r}: {problem}"
-        ) from None
+        problem = _load_problem(str(error))
+        keys = f"keys {ref.cert_key!r} and {ref.key_key!r}"
+        raise EngineConfigError(f"{where}, {keys}: {problem}") from None
+    partial.replace(path)
     return path
+
+
+def _load_problem(message: str) -> str:
+    """Fixed words for why a certificate and key did not load: never a path, never content."""
+    if "does not belong" in message:
+        return "the private key does not belong to the certificate"
+    if "encrypted" in message:
+        return "the private key is encrypted"
+    return "they do not hold a PEM certificate and its private key"
