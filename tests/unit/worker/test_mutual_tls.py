@@ -41,6 +41,14 @@ class Pki:
     other_key: Path  # a key that belongs to some other certificate
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy in the environment would switch `lean` to httpx's transport: test each for real."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def pki(tmp_path: Path) -> tuple[trustme.CA, Pki]:
     ca = trustme.CA()
