@@ -120,3 +120,9 @@ actionlint-bin: ## build (or reuse) actionlint, the release workflow's linter
 
 version: ## print the project's one version (worker/flowable_worker/_version.py): image tags, release tag
 	@sed -n 's/^__version__ = "\(.*\)"$$/\1/p' worker/flowable_worker/_version.py
+
+# The real KEDA (operator + metrics adapter) built from its Go module, cached in $(FWO_CACHE)/keda.
+# Opt-in: for the side-by-side benchmark against KEDA; `make test` does not build it.
+.PHONY: keda-bin
+keda-bin: ## build (or reuse) KEDA's operator and metrics adapter from their Go module (opt-in)
+	@bash localstack/keda/build.sh
