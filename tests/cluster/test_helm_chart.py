@@ -165,6 +165,7 @@ def test_defaults_render_one_operator_watching_every_namespace(cluster: LocalClu
         "--probe-share-seconds=1",
         "--discovery-interval=60",
         "--pod-security=privileged",
+        "--max-replicas-limit=1000",
         "--log-format=json",
         "--log-level=INFO",
     ]
@@ -686,6 +687,7 @@ def test_install_deploys_a_ready_operator_and_prints_the_notes(
         "--probe-share-seconds=1",
         "--discovery-interval=60",
         "--pod-security=privileged",
+        "--max-replicas-limit=1000",
         "--log-format=text",
         "--log-level=INFO",
     ]
