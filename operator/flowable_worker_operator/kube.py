@@ -31,7 +31,12 @@ class ClusterWorkload:
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
+        self._policy = k8s.PolicyV1Api(api_client)
         self._default_image = default_image
+        # (namespace, name) -> (uid, worker.podDisruptionBudget) last made true: the budget is
+        # read and written when the spec changes (and once per pool after a start), not on
+        # every tick, which would double the API calls of a pool that has none.
+        self._budgets: dict[tuple[str, str], tuple[str, object]] = {}
 
     async def engine(self, pool: Pool) -> Engine:
         return await asyncio.to_thread(resolve_engine, self._core, pool.namespace, pool.spec.engine)
@@ -47,6 +52,11 @@ class ClusterWorkload:
             initial_replicas=initial_replicas,
             secrets_hash=secrets_hash(refs, secrets),
         )
+        key = (pool.namespace, pool.name)
+        wanted = (pool.uid, pool.spec.worker.pod_disruption_budget if pool.spec.worker else None)
+        if self._budgets.get(key) != wanted:
+            await asyncio.to_thread(targets.ensure_pod_disruption_budget, self._policy, pool)
+            self._budgets[key] = wanted
 
     def _read_secrets(
         self, namespace: str, refs: Sequence[tuple[str, str]]

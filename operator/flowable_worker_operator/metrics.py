@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from flowable_worker._version import __version__
 from flowable_worker_operator.scaling import Reason
+from flowable_worker_operator.status import CONDITION_TYPES
 
 if TYPE_CHECKING:
     from flowable_worker_operator.reconcile import Outcome
@@ -77,6 +79,14 @@ RESPONSES_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+BUILD_INFO = Gauge(
+    PREFIX + "build_info",
+    "Always 1, labelled with the operator's version: which build each operator pod runs (e.g. "
+    "during a rollout), joinable onto other series",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(version=__version__).set(1)
 SHARED_ANSWERS = Counter(
     PREFIX + "shared_answers",
     "Backlog questions answered by another pool's identical request (in flight or fresh)",
@@ -169,6 +179,14 @@ POOL_SCALE_CHANGES = Counter(
     [*_POOL_LABELS, "direction"],
     registry=REGISTRY,
 )
+_CONDITION_STATUSES = ("True", "False", "Unknown")
+POOL_CONDITION = Gauge(
+    PREFIX + "condition",
+    "The pool's status conditions after the last tick, as kube-state-metrics shows a pod's: 1 on "
+    "the series of the condition's status (True, False, Unknown), 0 on the other two",
+    [*_POOL_LABELS, "condition", "status"],
+    registry=REGISTRY,
+)
 TICK_ERRORS = Counter(
     PREFIX + "tick_errors",
     "Ticks that failed unexpectedly (e.g. the API server refused a write); the pool is retried",
@@ -196,9 +214,28 @@ def record_tick(namespace: str, pool: str, outcome: Outcome) -> None:
         POOL_DECISIONS.labels(**labels, reason=str(outcome.decision.reason)).inc()
     probe = status.get("probe") or {}
     POOL_PROBE_FAILURES.labels(**labels).set(probe.get("consecutiveFailures", 0))
+    _record_conditions(labels, status.get("conditions") or ())
     if outcome.change:
         direction = "up" if outcome.change > 0 else "down"
         POOL_SCALE_CHANGES.labels(**labels, direction=direction).inc()
+
+
+def _record_conditions(labels: dict[str, str], conditions: Iterable[Mapping[str, Any]]) -> None:
+    """One series per (condition, status) of the operator's own conditions, so that
+    `flowable_pool_condition{condition="Ready",status="False"} == 1` selects pools that are not
+    Ready. A condition of another type (someone else's) is left out: its series could never be
+    forgotten with the pool, and its name is not ours to bound."""
+    for condition in conditions:
+        kind = condition.get("type")
+        if kind not in CONDITION_TYPES:
+            continue
+        current = condition.get("status")
+        if current not in _CONDITION_STATUSES:
+            current = "Unknown"
+        for text in _CONDITION_STATUSES:
+            POOL_CONDITION.labels(**labels, condition=kind, status=text).set(
+                1 if text == current else 0
+            )
 
 
 def forget_pool(namespace: str, pool: str) -> None:
@@ -215,6 +252,11 @@ def forget_pool(namespace: str, pool: str) -> None:
     series += [(POOL_BACKLOG, (state,)) for state in ("unlocked", "locked")]
     series += [(POOL_DECISIONS, (str(reason),)) for reason in Reason]
     series += [(POOL_SCALE_CHANGES, (direction,)) for direction in ("up", "down")]
+    series += [
+        (POOL_CONDITION, (condition, text))
+        for condition in CONDITION_TYPES
+        for text in _CONDITION_STATUSES
+    ]
     for metric, extra in series:
         with suppress(KeyError):
             metric.remove(namespace, pool, *extra)

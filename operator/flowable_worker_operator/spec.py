@@ -200,6 +200,42 @@ class HandlerSpec(_Model):
         return self
 
 
+class PodDisruptionBudgetSpec(_Model):
+    """`worker.podDisruptionBudget`: how many worker pods a voluntary eviction (a node drain) may
+    take at once. Exactly one field, a count or a percentage, as policy/v1 takes it; the CRD
+    checks the same, and this keeps a pool written past an older CRD from reaching the API."""
+
+    max_unavailable: int | str | None = None
+    min_available: int | str | None = None
+
+    @field_validator("max_unavailable", "min_available")
+    @classmethod
+    def _count_or_percent(cls, value: int | str | None) -> int | str | None:
+        if value is None:
+            return None
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("must be a count of at least 0 or a percentage such as 25%")
+            return value
+        text = value.strip()
+        if not (text.endswith("%") and text[:-1].isdigit() and len(text) <= 4):
+            raise ValueError(f"{value!r} is neither a count nor a percentage such as 25%")
+        return text
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PodDisruptionBudgetSpec:
+        if (self.max_unavailable is None) == (self.min_available is None):
+            raise ValueError("give exactly one of maxUnavailable, minAvailable")
+        return self
+
+    def budget(self) -> dict[str, int | str]:
+        """The policy/v1 spec field this asks for, e.g. `{"maxUnavailable": 1}`."""
+        if self.max_unavailable is not None:
+            return {"maxUnavailable": self.max_unavailable}
+        assert self.min_available is not None  # _exactly_one
+        return {"minAvailable": self.min_available}
+
+
 class WorkerSpec(_Model):
     """The worker Deployment the operator builds and owns."""
 
@@ -211,6 +247,7 @@ class WorkerSpec(_Model):
     handler_timeout: Duration | None = None
     env: tuple[dict[str, Any], ...] = ()
     template: dict[str, Any] = Field(default_factory=dict)
+    pod_disruption_budget: PodDisruptionBudgetSpec | None = None
     termination_grace_period_seconds: int = Field(default=30, ge=1, le=INT32_MAX)
 
     @field_validator("env", mode="before")

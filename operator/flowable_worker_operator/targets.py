@@ -56,8 +56,10 @@ __all__ = [
     "TargetNotFoundError",
     "WorkloadRefusedError",
     "build_deployment",
+    "build_pod_disruption_budget",
     "deployment_name",
     "ensure_deployment",
+    "ensure_pod_disruption_budget",
     "read_scale",
     "scale_target",
     "set_deletion_costs",
@@ -599,6 +601,152 @@ def _read_or_none(read: Any) -> Any:
         if error.status == 404:
             return None
         raise
+
+
+# --- the worker pods' PodDisruptionBudget -----------------------------------------------------
+
+
+def build_pod_disruption_budget(pool: Pool) -> dict[str, Any] | None:
+    """The policy/v1 PodDisruptionBudget `worker.podDisruptionBudget` asks for, or None.
+
+    Named like the Deployment and selecting its pods by the same label as its selector, so it
+    covers exactly the pool's workers (a drain then evicts them a few at a time rather than all
+    at once); owned by the pool as controller, so deleting the pool deletes it with the
+    Deployment.
+    """
+    worker = pool.spec.worker
+    if worker is None or worker.pod_disruption_budget is None:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": deployment_name(pool),
+            "namespace": pool.namespace,
+            "labels": {
+                "app.kubernetes.io/name": "flowable-worker",
+                "app.kubernetes.io/instance": pool.name,
+                "app.kubernetes.io/managed-by": MANAGER,
+                POOL_LABEL: pool.name,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": pool.name,
+                    "uid": pool.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            **worker.pod_disruption_budget.budget(),
+            "selector": {"matchLabels": {POOL_LABEL: pool.name}},
+        },
+    }
+
+
+BudgetAction = Literal["created", "updated", "deleted", "unchanged"]
+
+
+def ensure_pod_disruption_budget(policy_api: Any, pool: Pool) -> BudgetAction:
+    """Create, patch or delete the pool's PodDisruptionBudget to match `worker.podDisruptionBudget`.
+
+    Only a budget this pool controls is ever changed or deleted: a same-named one of someone
+    else's raises `NotControlledError`, as for the Deployment. Without a budget in the spec and
+    without the right to read budgets (RBAC from before this field), there is nothing of ours
+    to delete, so that is not an error: older installs keep scaling.
+    """
+    name = deployment_name(pool)
+    wanted = build_pod_disruption_budget(pool)
+
+    def read() -> Any:
+        return policy_api.read_namespaced_pod_disruption_budget(
+            name=name, namespace=pool.namespace
+        )
+
+    if wanted is None:
+        try:
+            live = _read_or_none(read)
+        except ApiException as error:
+            if error.status == 403:
+                return "unchanged"
+            raise
+        if live is None or not _is_controlled(pool, live):
+            return "unchanged"
+        try:
+            policy_api.delete_namespaced_pod_disruption_budget(
+                name=name, namespace=pool.namespace
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        return "deleted"
+    live = _read_or_none(read)
+    if live is None:
+        try:
+            policy_api.create_namespaced_pod_disruption_budget(
+                namespace=pool.namespace, body=wanted, field_manager=MANAGER
+            )
+        except ApiException as error:
+            if error.status == 409:  # created meanwhile: the next tick compares it
+                return "unchanged"
+            raise _budget_refused(error, name) from None
+        return "created"
+    if not _is_controlled(pool, live):
+        raise NotControlledError(
+            f"PodDisruptionBudget {pool.namespace}/{name} exists and is not controlled by "
+            f"{KIND} {pool.name}; rename or delete it, or remove worker.podDisruptionBudget"
+        )
+    spec = wanted["spec"]
+    current = {
+        "maxUnavailable": live.spec.max_unavailable,
+        "minAvailable": live.spec.min_available,
+        "selector": {"matchLabels": dict(live.spec.selector.match_labels or {})},
+    }
+    target = {
+        "maxUnavailable": spec.get("maxUnavailable"),
+        "minAvailable": spec.get("minAvailable"),
+        "selector": spec["selector"],
+    }
+    if current == target:
+        return "unchanged"
+    try:
+        # A merge patch: the field not wanted is sent as null, so switching between
+        # maxUnavailable and minAvailable removes the other in the same write.
+        policy_api.patch_namespaced_pod_disruption_budget(
+            name=name,
+            namespace=pool.namespace,
+            body={"metadata": {"labels": wanted["metadata"]["labels"]}, "spec": target},
+            field_manager=MANAGER,
+            _content_type="application/merge-patch+json",
+        )
+    except ApiException as error:
+        if error.status == 404:  # deleted meanwhile: the next tick creates it
+            return "unchanged"
+        raise _budget_refused(error, name) from None
+    return "updated"
+
+
+def _is_controlled(pool: Pool, live: Any) -> bool:
+    return any(
+        ref.controller and ref.uid == pool.uid for ref in live.metadata.owner_references or []
+    )
+
+
+def _budget_refused(error: ApiException, name: str) -> Exception:
+    """A 400/422 for the budget as `WorkloadRefusedError`, with the API server's message."""
+    if error.status not in (400, 422):
+        return error
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return WorkloadRefusedError(
+        f"the API server refused the PodDisruptionBudget {name} built from "
+        f"spec.worker.podDisruptionBudget: {message[:_REFUSAL_CHARS] or f'HTTP {error.status}'}"
+    )
 
 
 # --- scaling through /scale (I/O) -------------------------------------------------------------

@@ -231,7 +231,14 @@ def _operator_exposition() -> Iterator[bytes]:
     """The operator's /metrics after one tick of a fake pool, with every family's series present."""
     namespace, pool = "shop", "promtool-lint"
     outcome = Outcome(
-        status={"replicas": 2, "probe": {"consecutiveFailures": 1}},
+        status={
+            "replicas": 2,
+            "probe": {"consecutiveFailures": 1},
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "Active", "status": "Unknown"},
+            ],
+        },
         events=(),
         next_tick=timedelta(seconds=15),
         decision=Decision(

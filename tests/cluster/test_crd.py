@@ -305,23 +305,33 @@ def test_kubectl_shows_columns_and_finds_pools_by_category(
         "desiredReplicas": 3,
         "replicas": 2,
         "backlog": {"unlocked": 40, "locked": 7},
-        "conditions": [_condition("Ready", "True")],
+        "conditions": [
+            _condition("Ready", "True"),
+            _condition("Active", "True"),
+            _condition("Fallback", "False"),
+            _condition("Paused", "False"),
+        ],
     }
     _patch_status(cluster, namespace, "invoices", status)
     header, row = cluster.kubectl("get", "ewp", "-n", namespace).stdout.splitlines()
-    assert header.split() == [
-        "NAME",
-        "TOPIC",
-        "MIN",
-        "MAX",
-        "DESIRED",
-        "REPLICAS",
-        "UNLOCKED",
-        "LOCKED",
-        "READY",
-        "AGE",
+    columns = ["NAME", "TOPIC", "MIN", "MAX", "DESIRED", "REPLICAS", "UNLOCKED", "LOCKED"]
+    assert header.split() == [*columns, "READY", "ACTIVE", "PAUSED", "AGE"]
+    values = ["invoices", "invoice-check", "0", "10", "3", "2", "40", "7"]
+    assert row.split()[:-1] == [*values, "True", "True", "False"]
+    # Fallback only with -o wide (priority 1): it is False unless the engine is unreachable.
+    header, row = cluster.kubectl("get", "ewp", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert header.split() == [*columns, "READY", "ACTIVE", "PAUSED", "FALLBACK", "AGE"]
+    assert row.split()[:-1] == [*values, "True", "True", "False", "False"]
+    # A paused pool in fallback says so in its own columns.
+    status["conditions"] = [
+        _condition("Ready", "False"),
+        _condition("Active", "Unknown"),
+        _condition("Fallback", "True"),
+        _condition("Paused", "True"),
     ]
-    assert row.split()[:-1] == ["invoices", "invoice-check", "0", "10", "3", "2", "40", "7", "True"]
+    _patch_status(cluster, namespace, "invoices", status)
+    _, row = cluster.kubectl("get", "ewp", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert row.split()[-5:-1] == ["False", "Unknown", "True", "True"]
     by_category = cluster.kubectl("get", "flowable", "-n", namespace, "-o", "name").stdout
     assert by_category.split() == ["externalworkerpool.flowable-worker.io/invoices"]
 

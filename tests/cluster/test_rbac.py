@@ -57,6 +57,8 @@ ALLOWED = [
     "create events",  # kopf.event
     "list horizontalpodautoscalers.autoscaling",  # kopf index of HPA targets (conflicts)
     "watch horizontalpodautoscalers.autoscaling",
+    # worker.podDisruptionBudget (targets.ensure_pod_disruption_budget)
+    *[f"{verb} poddisruptionbudgets.policy" for verb in ("get", "create", "patch", "delete")],
 ]
 # What the roles granted before and no code uses, and what the operator must never do.
 DENIED = [
@@ -72,6 +74,7 @@ DENIED = [
     "create events.events.k8s.io",
     "patch events.events.k8s.io",
     *[f"{verb} horizontalpodautoscalers.autoscaling" for verb in ("get", "create", "patch")],
+    *[f"{verb} poddisruptionbudgets.policy" for verb in ("list", "watch", "update")],
     "create configmaps",
     "create leases.coordination.k8s.io",
 ]
@@ -89,6 +92,10 @@ CLIENT_CALLS = {
     "list_namespaced_pod": "list pods",
     "patch_namespaced_pod": "patch pods",
     "patch_namespaced_custom_object_status": f"patch {POOLS} --subresource=status",
+    "read_namespaced_pod_disruption_budget": "get poddisruptionbudgets.policy",
+    "create_namespaced_pod_disruption_budget": "create poddisruptionbudgets.policy",
+    "patch_namespaced_pod_disruption_budget": "patch poddisruptionbudgets.policy",
+    "delete_namespaced_pod_disruption_budget": "delete poddisruptionbudgets.policy",
 }
 LEASE_CALLS = {"read_namespaced_lease", "create_namespaced_lease", "replace_namespaced_lease"}
 SOURCE = Path(__file__).parents[2] / "operator" / "flowable_worker_operator"

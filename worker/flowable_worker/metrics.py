@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from flowable_worker._version import __version__
+
 PREFIX = "flowable_worker_"
 
 _HANDLER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -21,6 +23,14 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self.build_info = Gauge(
+            PREFIX + "build_info",
+            "Always 1, labelled with the worker's version: which build each worker pod runs "
+            "(e.g. pools still on an older image), joinable onto other series",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(version=__version__).set(1)
         self.jobs_acquired = Counter(
             PREFIX + "jobs_acquired", "Jobs acquired from Flowable", ["topic"], registry=r
         )

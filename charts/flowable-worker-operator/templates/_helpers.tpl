@@ -38,6 +38,51 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: flowable-worker-operator
+{{- range $key, $_ := .Values.commonLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (eq $key "helm.sh/chart") }}
+{{- fail (printf "commonLabels.%s: the chart sets the app.kubernetes.io/* and helm.sh/chart labels itself (a second value would be a repeated key); drop it, or use another label" $key) }}
+{{- end }}
+{{- end }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+metadata.annotations of an object: commonAnnotations under the object's own (a list of the root
+context and that dict, or nil), which win a shared key. Renders nothing when both are empty.
+*/}}
+{{- define "fwo.annotations" -}}
+{{- $root := index . 0 }}
+{{- $own := index . 1 | default dict }}
+{{- with merge (dict) $own ($root.Values.commonAnnotations | default dict) }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator pods' labels, one map without repeated keys: a repeated key is invalid YAML to some
+parsers and silently last-wins to others, and a podLabels entry that changed a selector label
+would make the Deployment's selector miss its own pods. podLabels may repeat a selector label
+with the same value (merged) and may set app.kubernetes.io/version; any other selector value
+fails the render with the key named.
+*/}}
+{{- define "fwo.podLabels" -}}
+{{- $selector := include "fwo.selectorLabels" . | fromYaml }}
+{{- $labels := merge (dict) $selector (dict "app.kubernetes.io/version" .Chart.AppVersion) }}
+{{- range $key, $value := .Values.podLabels }}
+{{- if and (hasKey $selector $key) (ne (toString $value) (get $selector $key)) }}
+{{- fail (printf "podLabels.%s: %q would replace the selector label %s=%s of the operator's pods; the chart sets it (drop the key)" $key (toString $value) $key (get $selector $key)) }}
+{{- end }}
+{{- $_ := set $labels $key (toString $value) }}
+{{- end }}
+{{- range $key, $value := .Values.commonLabels }}
+{{- if not (hasKey $labels $key) }}
+{{- $_ := set $labels $key (toString $value) }}
+{{- end }}
+{{- end }}
+{{- toYaml $labels }}
 {{- end }}
 
 {{- define "fwo.serviceAccountName" -}}
@@ -95,6 +140,11 @@ watched namespace. Exactly the calls the operator and kopf make: tests/cluster/t
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [list, watch]
+# The worker pods' PodDisruptionBudget a pool asks for (worker.podDisruptionBudget): read,
+# create, merge-patch when the spec changes, delete when the field goes; never listed.
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, create, patch, delete]
 {{- end }}
 
 {{/*
