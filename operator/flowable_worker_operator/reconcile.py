@@ -112,6 +112,14 @@ class Event:
 
 
 @dataclass
+class _Probe:
+    """A probe in flight: the question it answers (engine, topic, selectors) and its task."""
+
+    key: tuple[Any, ...]
+    task: asyncio.Future[ProbeResult]
+
+
+@dataclass
 class PoolState:
     """What the operator remembers about one pool between ticks (in memory, per pool)."""
 
@@ -121,6 +129,8 @@ class PoolState:
     last_error: str | None = None
     warned: set[str] = field(default_factory=set)
     restored: bool = False
+    probe: _Probe | None = None
+    """A probe that outlived its tick's deadline and goes on (`Reconciler._probe`)."""
 
 
 @dataclass(frozen=True)
@@ -357,9 +367,7 @@ class Reconciler:
             explicit = [_selector(s) for s in pool.spec.backlog.selectors] or None
             deadline = PROBE_DEADLINE_FACTOR * pool.spec.engine.timeout_seconds
             try:
-                result = await asyncio.wait_for(
-                    self._prober.backlog(engine, pool.spec.topic, explicit), timeout=deadline
-                )
+                result = await self._probe(state, engine, pool.spec.topic, explicit, deadline)
             except ProbeError as exc:
                 error = exc
             except TimeoutError:
@@ -397,6 +405,34 @@ class Reconciler:
             return ()
         lapse = max(3 * pool.spec.scaling.polling_interval, SPEC_RETRY)
         return self._overlaps.record(me, engine, result.selectors, now, lapse=lapse)
+
+    async def _probe(
+        self,
+        state: PoolState,
+        engine: Engine,
+        topic: str,
+        explicit: Sequence[Selector] | None,
+        deadline: float,
+    ) -> ProbeResult:
+        """The backlog within `deadline` seconds, else `TimeoutError` (a failed probe).
+
+        A probe past its deadline is not cancelled: discovering a large engine's models may take
+        longer than one deadline, and would never finish if every tick started it over. It goes
+        on, and the next tick asking the same question awaits it (with a deadline of its own)
+        instead of starting another; a changed question drops it.
+        """
+        key = (engine, topic, tuple(explicit or ()))
+        running = state.probe
+        if running is None or running.key != key:
+            if running is not None:
+                _drop(running.task)
+            task = asyncio.ensure_future(self._prober.backlog(engine, topic, explicit))
+            running = state.probe = _Probe(key, task)
+        try:
+            return await asyncio.wait_for(asyncio.shield(running.task), timeout=deadline)
+        finally:
+            if running.task.done() and state.probe is running:
+                state.probe = None
 
     async def _apply(
         self,
@@ -450,6 +486,14 @@ class Reconciler:
             events=events,
             next_tick=SPEC_RETRY,
         )
+
+
+def _drop(task: asyncio.Future[ProbeResult]) -> None:
+    """Cancel a probe nobody waits for any more, or read its outcome so none goes unnoticed."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 _UNEXPECTED_MESSAGE_CHARS = 512

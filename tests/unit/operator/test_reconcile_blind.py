@@ -149,3 +149,33 @@ def test_a_replica_limit_out_of_range_exits_2(
         cli.parse_args(["--max-replicas-limit", value])
     assert caught.value.code == 2
     assert "--max-replicas-limit must be 1..2147483647" in capsys.readouterr().err
+
+
+@dataclass
+class SlowProber(FakeProber):
+    """Answers after `delay` seconds, counting how many probes were started."""
+
+    delay: float = 0.3
+    started: int = 0
+
+    async def backlog(
+        self, engine: Engine, topic: str, selectors: Sequence[Selector] | None
+    ) -> ProbeResult:
+        self.started += 1
+        await asyncio.sleep(self.delay)
+        return await super().backlog(engine, topic, selectors)
+
+
+async def test_a_probe_past_its_deadline_goes_on_and_the_next_tick_takes_its_answer() -> None:
+    """A slow discovery must finish some time: the late probe is awaited, not started over."""
+    workload, state = FakeWorkload(replicas=0), PoolState()
+    prober = SlowProber(Backlog(8, 0))
+    pool = body(spec={"engine": {"url": "http://flowable:8080", "timeoutSeconds": 0.1}})
+    first = await tick(workload, prober, pool, state)
+    assert condition(first, "EngineReachable")["status"] == "False"
+    await asyncio.sleep(0.3)
+    second = await tick(workload, prober, pool, state, NOW + timedelta(seconds=1))
+    assert condition(second, "EngineReachable")["status"] == "True"
+    assert prober.started == 1
+    assert workload.replicas == 2
+    assert state.probe is None
