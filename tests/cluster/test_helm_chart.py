@@ -291,7 +291,7 @@ def test_values_become_the_operators_flags_and_pod_settings(cluster: LocalCluste
         "--set",
         "workerImage=registry.local/worker:7,probeShareSeconds=0.5,discoveryInterval=30",
         "--set",
-        "podSecurity=restricted",
+        "podSecurity=restricted,maxReplicasLimit=250",
         "--set",
         "logFormat=text,logLevel=DEBUG,image.tag=dev,priorityClassName=ops-critical",
         "--set",
@@ -308,6 +308,7 @@ def test_values_become_the_operators_flags_and_pod_settings(cluster: LocalCluste
     assert config.probe_share_seconds == 0.5
     assert config.discovery_interval_seconds == 30
     assert config.pod_security == "restricted"
+    assert config.max_replicas_limit == 250
     assert (config.log_format, config.log_level) == ("text", "DEBUG")
     assert operator["image"] == "ghcr.io/flowable-worker-operator/operator:dev"
     assert operator["env"] == [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]
