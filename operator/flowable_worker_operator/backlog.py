@@ -193,10 +193,13 @@ class Selector:
 @dataclass(frozen=True)
 class Note:
     """Something a pool's owner should know that does not stop the pool: a CamelCase reason
-    (the Warning Event's) and a bounded sentence."""
+    (the Warning Event's) and a bounded sentence. `key` names what the note is about when the
+    sentence changes while the subject does not (a count of unresolved elements grows with each
+    deployment): the pool is warned once per key, not once per sentence."""
 
     reason: str
     message: str
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -407,7 +410,7 @@ class BacklogProber:
             found = bool(match.uses)
             note = match.unresolved_note()
             if note is not None and found:
-                notes.append(Note("UnresolvedTopics", note))
+                notes.append(Note("UnresolvedTopics", note, key="engine"))
             elif note is not None:
                 problems = (
                     bounded(f"no deployed model names topic {topic[:255]!r} literally, but {note}"),

@@ -306,12 +306,17 @@ class Reconciler:
         blocker = _blocker(pool, result)
         notes = () if result is None else result.notes
         shared = self._shared(pool, engine, result, now)
-        warnings = [(note.reason, note.message) for note in notes]
-        warnings += [blocker] if blocker is not None else []
-        warnings += [("SharedBacklog", shared_message(shared))] if shared else []
-        for reason, message in warnings:
-            if f"{reason}:{message}" not in state.warned:
-                state.warned.add(f"{reason}:{message}")
+        # (reason, message, what makes it new): a note once per its key, a blocker once per
+        # generation (its count of unresolved elements may grow with every deployment), the
+        # shared backlog once per set of other pools.
+        warnings = [(note.reason, note.message, note.key or note.message) for note in notes]
+        if blocker is not None:
+            warnings.append((*blocker, str(generation)))
+        if shared:
+            warnings.append(("SharedBacklog", shared_message(shared), ",".join(shared)))
+        for reason, message, key in warnings:
+            if f"{reason}:{key}" not in state.warned:
+                state.warned.add(f"{reason}:{key}")
                 events.append(Event("Warning", reason, message))
         conditions = _conditions(
             conditions,
@@ -767,6 +772,8 @@ def _selector(spec: Any) -> Selector:
         process_definition_id=spec.process_definition_id,
         scope_definition_id=spec.scope_definition_id,
         tenant_id=spec.tenant_id,
+        process_definition_key=spec.process_definition_key,
+        case_definition_key=spec.case_definition_key,
     )
 
 

@@ -158,18 +158,32 @@ class EngineSpec(_Model):
 
 
 class SelectorSpec(_Model):
-    """One model element whose jobs belong to the pool's topic (skips discovery when given)."""
+    """One model element whose jobs belong to the pool's topic (skips discovery when given).
 
-    element_id: str = Field(min_length=1)
-    process_definition_id: str | None = None
-    scope_definition_id: str | None = None
-    tenant_id: str | None = None
+    It names one definition (`processDefinitionId`, `scopeDefinitionId`: that version only) or a
+    definition key (`processDefinitionKey`, `caseDefinitionKey`: every version, resolved by the
+    operator at each discovery listing, since a pinned id goes stale with the next deployment).
+    """
+
+    element_id: str = Field(min_length=1, max_length=255)
+    process_definition_id: str | None = Field(default=None, min_length=1, max_length=255)
+    scope_definition_id: str | None = Field(default=None, min_length=1, max_length=255)
+    process_definition_key: str | None = Field(default=None, min_length=1, max_length=255)
+    case_definition_key: str | None = Field(default=None, min_length=1, max_length=255)
+    tenant_id: str | None = Field(default=None, max_length=255)
 
     @model_validator(mode="after")
     def _one_definition(self) -> SelectorSpec:
-        if (self.process_definition_id is None) == (self.scope_definition_id is None):
+        named = (
+            self.process_definition_id,
+            self.scope_definition_id,
+            self.process_definition_key,
+            self.case_definition_key,
+        )
+        if sum(value is not None for value in named) != 1:
             raise ValueError(
-                "a backlog selector needs exactly one of processDefinitionId, scopeDefinitionId"
+                "a backlog selector needs exactly one of processDefinitionId, scopeDefinitionId, "
+                "processDefinitionKey, caseDefinitionKey"
             )
         return self
 

@@ -173,11 +173,24 @@ INVALID = {
                 ]
             }
         },
-        "each backlog selector needs exactly one of processDefinitionId and scopeDefinitionId",
+        "each backlog selector needs exactly one of processDefinitionId, scopeDefinitionId, "
+        "processDefinitionKey and caseDefinitionKey",
     ),
     "selector-without-id": (
         {"backlog": {"selectors": [{"elementId": "check"}]}},
-        "each backlog selector needs exactly one of processDefinitionId and scopeDefinitionId",
+        "each backlog selector needs exactly one of processDefinitionId, scopeDefinitionId, "
+        "processDefinitionKey and caseDefinitionKey",
+    ),
+    "selector-with-id-and-key": (
+        {
+            "backlog": {
+                "selectors": [
+                    {"elementId": "check", "processDefinitionId": "p:1:1", "caseDefinitionKey": "c"}
+                ]
+            }
+        },
+        "each backlog selector needs exactly one of processDefinitionId, scopeDefinitionId, "
+        "processDefinitionKey and caseDefinitionKey",
     ),
     "engine-url-scheme": (
         {"engine": {"url": "ftp://flowable"}},
