@@ -97,60 +97,63 @@ async def _stop(worker: WorkerProcess) -> int:
         worker.kill()
 
 
-@pytest.mark.fault("flowable-restart-mid-run")
-async def test_a_flowable_restart_mid_run_loses_nothing(
-    durable_flowable: FlowableServer, topic: str, tmp_path: Path, fault_ledger: FaultLedger
-) -> None:
-    base_url = durable_flowable.base_url
-    engine = RealFlowable.for_server(durable_flowable)
+async def _through_an_engine_fault(
+    server: FlowableServer,
+    topic: str,
+    tmp_path: Path,
+    ledger: FaultLedger,
+    fault: Callable[[], Awaitable[None]],
+) -> str:
+    """Run a worker over JOBS jobs, strike the engine with `fault` once 10 are done, and let
+    history judge; returns the worker's output for fault-specific checks."""
+    engine = RealFlowable.for_server(server)
     created = await engine.create_jobs(topic, JOBS)
-    worker = _worker(base_url, topic, tmp_path, "restarted")
+    worker = _worker(server.base_url, topic, tmp_path, "worker")
     try:
-        await eventually(_ended(tmp_path, "restarted", 10), within=60)
-        await asyncio.to_thread(durable_flowable.stop)
-        fault_ledger.injected()
-        await asyncio.sleep(2)
-        await asyncio.to_thread(durable_flowable.start)
-        fault_ledger.note(f"engine back after a restart of {durable_flowable.startup_seconds:.1f}s")
-        await _all_done(base_url, created, within=120)
+        await eventually(_ended(tmp_path, "worker", 10), within=60)
+        await fault()
+        ledger.injected()
+        await _all_done(server.base_url, created, within=120)
         code = await _stop(worker)
     finally:
         worker.kill()
     completions = await engine.task_completions(created)
-    fault_ledger.judge([c.instance_id for c in created], completions)
+    ledger.judge([c.instance_id for c in created], completions)
     assert code == 0, worker.output()
     assert set(completions.values()) == {1}
     assert len(completions) == JOBS
+    return worker.output()
+
+
+@pytest.mark.fault("flowable-restart-mid-run")
+async def test_a_flowable_restart_mid_run_loses_nothing(
+    durable_flowable: FlowableServer, topic: str, tmp_path: Path, fault_ledger: FaultLedger
+) -> None:
+    async def restart() -> None:
+        await asyncio.to_thread(durable_flowable.stop)
+        await asyncio.sleep(2)
+        await asyncio.to_thread(durable_flowable.start)
+        fault_ledger.note(f"engine back after a restart of {durable_flowable.startup_seconds:.1f}s")
+
+    await _through_an_engine_fault(durable_flowable, topic, tmp_path, fault_ledger, restart)
 
 
 @pytest.mark.fault("flowable-frozen-mid-run")
 async def test_a_frozen_flowable_mid_run_loses_nothing(
     durable_flowable: FlowableServer, topic: str, tmp_path: Path, fault_ledger: FaultLedger
 ) -> None:
-    base_url = durable_flowable.base_url
-    engine = RealFlowable.for_server(durable_flowable)
-    created = await engine.create_jobs(topic, JOBS)
-    worker = _worker(base_url, topic, tmp_path, "thawed")
     pid = durable_flowable.pid
     assert pid is not None
-    try:
-        await eventually(_ended(tmp_path, "thawed", 10), within=60)
+
+    async def freeze() -> None:
         os.killpg(pid, signal.SIGSTOP)  # every request now hangs: past the 2 s request timeout
-        fault_ledger.injected()
         try:
             await asyncio.sleep(6)
         finally:
             os.killpg(pid, signal.SIGCONT)
-        await _all_done(base_url, created, within=120)
-        code = await _stop(worker)
-    finally:
-        worker.kill()
-    completions = await engine.task_completions(created)
-    fault_ledger.judge([c.instance_id for c in created], completions)
-    assert code == 0, worker.output()
-    assert "timeout" in worker.output().lower()  # the freeze was felt, and survived
-    assert set(completions.values()) == {1}
-    assert len(completions) == JOBS
+
+    output = await _through_an_engine_fault(durable_flowable, topic, tmp_path, fault_ledger, freeze)
+    assert "timeout" in output.lower()  # the freeze was felt, and survived
 
 
 @pytest.mark.fault("worker-frozen-past-its-lock")
