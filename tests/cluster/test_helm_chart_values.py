@@ -224,6 +224,37 @@ def test_common_labels_and_annotations_are_on_every_object(everything: list[Doc]
     }
 
 
+@pytest.mark.parametrize(
+    ("template", "own"),
+    [
+        ("servicemonitor.yaml", "serviceMonitor"),
+        ("podmonitor.yaml", "podMonitor"),
+        ("prometheusrule.yaml", "prometheusRule"),
+        ("grafana-dashboard.yaml", "grafanaDashboard"),
+    ],
+)
+def test_an_objects_own_labels_win_over_common_ones_without_a_repeated_key(
+    cluster: LocalCluster, template: str, own: str
+) -> None:
+    """commonLabels.release and serviceMonitor.labels.release (the usual Prometheus selector)
+    together: one `release` key, the object's own value."""
+    text = cluster.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        f"{own}.enabled=true,{own}.labels.release=prom",
+        "--set",
+        "commonLabels.release=everything,commonLabels.team=bpm",
+        "--show-only",
+        f"templates/{template}",
+    ).stdout
+    assert text.count("release:") == 1, text
+    (doc,) = [d for d in yaml.safe_load_all(text) if d]
+    assert doc["metadata"]["labels"]["release"] == "prom"
+    assert doc["metadata"]["labels"]["team"] == "bpm"
+
+
 def test_an_objects_own_annotations_win_over_common_ones(cluster: LocalCluster) -> None:
     docs = render(
         cluster,

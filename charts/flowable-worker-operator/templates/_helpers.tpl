@@ -32,18 +32,29 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{- define "fwo.labels" -}}
-helm.sh/chart: {{ include "fwo.chart" . }}
-app.kubernetes.io/name: {{ include "fwo.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "fwo.labelsWith" (list . nil) }}
+{{- end }}
+
+{{/*
+The standard labels, then commonLabels and an object's own labels (a list of the root context
+and that dict, or nil) as one map: the object's own win a shared key, so that
+commonLabels.release and serviceMonitor.labels.release never render a repeated key.
+*/}}
+{{- define "fwo.labelsWith" -}}
+{{- $root := index . 0 }}
+{{- $own := index . 1 | default dict -}}
+helm.sh/chart: {{ include "fwo.chart" $root }}
+app.kubernetes.io/name: {{ include "fwo.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 app.kubernetes.io/part-of: flowable-worker-operator
-{{- range $key, $_ := .Values.commonLabels }}
+{{- range $key, $_ := $root.Values.commonLabels }}
 {{- if or (hasPrefix "app.kubernetes.io/" $key) (eq $key "helm.sh/chart") }}
 {{- fail (printf "commonLabels.%s: the chart sets the app.kubernetes.io/* and helm.sh/chart labels itself (a second value would be a repeated key); drop it, or use another label" $key) }}
 {{- end }}
 {{- end }}
-{{- with .Values.commonLabels }}
+{{- with merge (dict) $own ($root.Values.commonLabels | default dict) }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
