@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.conflicts import Claim, pool_claim, rival
+from flowable_worker_operator.discovery import bounded
 from flowable_worker_operator.engines import EngineConfigError
 from flowable_worker_operator.overlap import Overlaps, shared_message
 from flowable_worker_operator.podsecurity import Level, Violation, check
@@ -340,7 +341,7 @@ class Reconciler:
             "probe": {
                 "consecutiveFailures": state.consecutive_failures,
                 "lastSuccessTime": _timestamp(state.last_success),
-                "lastError": state.last_error,
+                "lastError": None if state.last_error is None else bounded(state.last_error),
             },
             "conditions": conditions,
         }
@@ -348,7 +349,8 @@ class Reconciler:
         if backlog is not None:
             status["backlog"] = backlog
         if result is not None:
-            status["selectors"] = [_selector_status(s, pool.spec.topic) for s in result.selectors]
+            shown = result.selectors[:_SHOWN_SELECTORS]
+            status["selectors"] = [_selector_status(s, pool.spec.topic) for s in shown]
         if notes:
             status["warnings"] = [note.message for note in notes[:_SHOWN_WARNINGS]]
         return Outcome(
@@ -644,6 +646,9 @@ def _http_status(error: BaseException) -> int | None:
 _SHOWN_VIOLATIONS = 10
 _SHOWN_PROBLEMS = 5
 _SHOWN_WARNINGS = 5
+_SHOWN_SELECTORS = 100
+"""Selectors listed in status: a key or a discovered element counted per version may stand for
+hundreds of definitions, and the status must not grow with the engine's history."""
 
 
 def _held(observed: Backlog | ProbeFailed, result: ProbeResult | None) -> Backlog | ProbeFailed:

@@ -14,10 +14,11 @@ from datetime import timedelta
 import pytest
 
 from flowable_worker import ClientSettings
-from flowable_worker_operator.backlog import Engine, Note, ProbeResult, Selector
+from flowable_worker_operator.backlog import Engine, Note, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.overlap import Overlaps, overlaps
 from flowable_worker_operator.reconcile import PoolState, Reconciler
 from flowable_worker_operator.scaling import Backlog
+from flowable_worker_operator.spec import SpecError, parse_pool
 from flowable_worker_operator.status import MESSAGE_LIMIT, set_condition
 
 from .test_backlog import FakeFlowable, probe_fake
@@ -276,3 +277,25 @@ async def test_pools_counting_the_same_jobs_are_told_of_each_other() -> None:
     assert ("Warning", "SharedBacklog") in [(e.type, e.reason) for e in again.events]
     assert condition(again, "Ready")["status"] == "True"
     assert condition(alone, "SharedBacklog")["status"] == "False"
+
+
+def test_a_selector_names_exactly_one_definition_id_or_key() -> None:
+    key = {"elementId": "work", "processDefinitionKey": "invoice", "tenantId": "acme"}
+    pool = parse_pool(body(spec={"backlog": {"selectors": [key]}}))
+    [selector] = pool.spec.backlog.selectors
+    assert (selector.process_definition_key, selector.tenant_id) == ("invoice", "acme")
+    both = {**key, "processDefinitionId": "invoice:1:x"}
+    with pytest.raises(SpecError, match="exactly one of processDefinitionId"):
+        parse_pool(body(spec={"backlog": {"selectors": [both]}}))
+
+
+async def test_status_lists_at_most_100_selectors_and_a_bounded_error() -> None:
+    many = tuple(Selector("check", process_definition_id=f"invoice:{n}:x") for n in range(300))
+    listed = await tick(
+        FakeWorkload(), ResultProber(ProbeResult(Backlog(0, 0), many)), body(), PoolState()
+    )
+    assert len(listed.status["selectors"]) == 100
+
+    failing = FakeProber(ProbeError("x" * 5000))
+    failed = await tick(FakeWorkload(), failing, body(), PoolState())
+    assert len(failed.status["probe"]["lastError"]) <= MESSAGE_LIMIT
