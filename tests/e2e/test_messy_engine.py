@@ -48,19 +48,56 @@ EXPRESSION_VERSIONS = 220
 
 
 @pytest.fixture
+def other_namespace(api_client: Any) -> Iterator[str]:
+    """A second namespace, for pools of one topic in two namespaces."""
+    name = f"t2-{uuid.uuid4().hex[:8]}"
+    core = k8s_client.CoreV1Api(api_client)
+    core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=name)))
+    eventually(
+        lambda: (
+            "default" in {a.metadata.name for a in core.list_namespaced_service_account(name).items}
+        ),
+        timeout=30,
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
 def operator(
-    cluster: LocalCluster, crd: Path, namespace: str, tmp_path: Path
+    cluster: LocalCluster,
+    crd: Path,
+    namespace: str,
+    other_namespace: str,
+    api_client: Any,
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
-    """The operator watching this test's namespace, re-listing definitions every 2 s (so a
-    version deployed during a test is seen at once)."""
+    """The operator watching this test's two namespaces, re-listing definitions every 2 s (so
+    a version deployed during a test is seen at once)."""
     try:
         with run_operator(
             cluster.kubeconfig,
             namespace,
             tmp_path / "operator.log",
-            extra_args=["--discovery-interval", "2"],
+            extra_args=["--namespace", other_namespace, "--discovery-interval", "2"],
         ) as running:
             yield running
+            # The operator finalizes the first namespace's pools on the way out; these, here.
+            custom = k8s_client.CustomObjectsApi(api_client)
+            for pool in custom.list_namespaced_custom_object(
+                GROUP, VERSION, other_namespace, PLURAL
+            )["items"]:
+                custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, other_namespace, PLURAL, pool["metadata"]["name"]
+                )
+            eventually(
+                lambda: (
+                    not custom.list_namespaced_custom_object(
+                        GROUP, VERSION, other_namespace, PLURAL
+                    )["items"]
+                ),
+                timeout=30,
+            )
     except OperatorProcessError as error:
         pytest.fail(str(error)[-4000:])
 
@@ -171,38 +208,71 @@ async def test_a_missing_topic_is_said_and_holds_then_expression_versions_leave_
     assert deployment_replicas(api_client, namespace, "busy-worker") == 3
 
 
-async def test_three_pools_on_one_topic_are_named_to_each_other(
-    operator: OperatorProcess, real_flowable: RealFlowable, api_client: Any, namespace: str
+async def test_three_pools_on_one_topic_in_two_namespaces_are_named_to_each_other(
+    operator: OperatorProcess,
+    real_flowable: RealFlowable,
+    api_client: Any,
+    namespace: str,
+    other_namespace: str,
 ) -> None:
     suffix = _suffix()
     topic = f"shared-{suffix}"
     await real_flowable.create_jobs(topic, 4, element_id=f"shared_{suffix}")
-    names = ("first", "second", "third")
-    for name in names:
-        create_pool(api_client, namespace, name, _pool(real_flowable, topic))
+    pools = ((namespace, "first"), (namespace, "second"), (other_namespace, "third"))
+    for where, name in pools:
+        create_pool(api_client, where, name, _pool(real_flowable, topic))
 
-    for name in names:
+    for where, name in pools:
         shared = eventually(
-            lambda name=name: (
-                (c := condition(read_pool(api_client, namespace, name), "SharedBacklog")).get(
-                    "status"
-                )
+            lambda where=where, name=name: (
+                (c := condition(read_pool(api_client, where, name), "SharedBacklog")).get("status")
                 == "True"
                 and "2 other pool(s)" in c["message"]
                 and c
             ),
             timeout=60,
         )
-        others = [f"{namespace}/{other}" for other in names if other != name]
+        others = [f"{ns}/{other}" for ns, other in pools if other != name]
         assert all(other in shared["message"] for other in others), shared
-        assert condition(read_pool(api_client, namespace, name), "Ready")["status"] == "True"
+        assert condition(read_pool(api_client, where, name), "Ready")["status"] == "True"
         eventually(
-            lambda name=name, others=others: any(
+            lambda where=where, name=name, others=others: any(
                 all(other in message for other in others)
-                for message in _warnings(api_client, namespace, name, "SharedBacklog")
+                for message in _warnings(api_client, where, name, "SharedBacklog")
             ),
             timeout=30,
         )
+
+
+async def test_a_pool_per_tenant_counts_its_tenant_only_and_shares_nothing(
+    operator: OperatorProcess, real_flowable: RealFlowable, api_client: Any, namespace: str
+) -> None:
+    suffix = _suffix()
+    key, topic = f"tenanted_{suffix}", f"tenanted-{suffix}"
+    xml = one_task_model(scope_type="bpmn", definition_key=key, topic=topic, element_id="work")
+    async with real_flowable.api() as api:
+        for tenant, jobs in (("acme", 2), ("globex", 3)):
+            model = await api.deploy(xml, scope_type="bpmn", tenant_id=tenant)
+            for _ in range(jobs):
+                await api.start_process_instance(definition_id=model.definition_id)
+    for tenant in ("acme", "globex"):
+        selector = {"elementId": "work", "processDefinitionKey": key, "tenantId": tenant}
+        create_pool(
+            api_client,
+            namespace,
+            tenant,
+            _pool(real_flowable, topic, backlog={"selectors": [selector]}),
+        )
+
+    def unlocked(name: str) -> int | None:
+        backlog = (read_pool(api_client, namespace, name).get("status") or {}).get("backlog")
+        return None if backlog is None else int(backlog["unlocked"])
+
+    eventually(lambda: unlocked("acme") == 2 and unlocked("globex") == 3, timeout=60)
+    for tenant in ("acme", "globex"):
+        pool = read_pool(api_client, namespace, tenant)
+        assert condition(pool, "SharedBacklog")["status"] == "False"
+        assert {s.get("tenantId") for s in pool["status"]["selectors"]} == {tenant}
 
 
 async def test_a_key_selector_counts_a_new_version_and_a_stale_pin_is_warned(
