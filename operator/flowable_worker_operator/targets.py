@@ -234,16 +234,7 @@ def build_deployment(
             "namespace": pool.namespace,
             "labels": labels,
             "annotations": {},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": KIND,
-                    "name": pool.name,
-                    "uid": pool.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [_owned_by(pool)],
         },
         "spec": {
             "replicas": replicas,
@@ -629,16 +620,7 @@ def build_pod_disruption_budget(pool: Pool) -> dict[str, Any] | None:
                 "app.kubernetes.io/managed-by": MANAGER,
                 POOL_LABEL: pool.name,
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": KIND,
-                    "name": pool.name,
-                    "uid": pool.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [_owned_by(pool)],
         },
         "spec": {
             **worker.pod_disruption_budget.budget(),
@@ -919,3 +901,16 @@ def set_deletion_costs(
             raise
         patched += 1
     return patched
+
+
+def _owned_by(pool: Pool) -> dict[str, Any]:
+    """The owner reference that makes an object the pool's: garbage-collected with it, and
+    recognised as ours before we change it (`controller: true`)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": pool.name,
+        "uid": pool.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
