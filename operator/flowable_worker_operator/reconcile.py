@@ -41,7 +41,12 @@ from flowable_worker_operator.scaling import (
     decide,
 )
 from flowable_worker_operator.spec import Pool, SpecError, parse_pool
-from flowable_worker_operator.status import SHARED_BACKLOG, format_time, set_condition
+from flowable_worker_operator.status import (
+    SHARED_BACKLOG,
+    format_time,
+    keep_heartbeats,
+    set_condition,
+)
 from flowable_worker_operator.targets import (
     NotControlledError,
     Scale,
@@ -353,6 +358,8 @@ class Reconciler:
             status["selectors"] = [_selector_status(s, pool.spec.topic) for s in shown]
         if notes:
             status["warnings"] = [note.message for note in notes[:_SHOWN_WARNINGS]]
+        # Nothing but a heartbeat moved: the status stays as written, so nothing is written.
+        status = keep_heartbeats(status, previous, now=now)
         return Outcome(
             status=status,
             events=tuple(events),

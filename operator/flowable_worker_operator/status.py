@@ -9,8 +9,9 @@ a diff shows what changed rather than a reshuffle.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "condition_status",
     "find_condition",
     "format_time",
+    "keep_heartbeats",
     "set_condition",
 ]
 
@@ -122,3 +124,75 @@ def _order(condition: Mapping[str, Any]) -> tuple[int, str]:
     kind = str(condition.get("type", ""))
     rank = CONDITION_TYPES.index(kind) if kind in CONDITION_TYPES else len(CONDITION_TYPES)
     return rank, kind
+
+
+HEARTBEATS: tuple[tuple[str, str], ...] = (
+    ("probe", "lastSuccessTime"),
+    ("backlog", "observedTime"),
+)
+"""Status fields that move on every successful tick while telling a reader nothing new."""
+
+HEARTBEAT_REFRESH = timedelta(minutes=5)
+"""How old the heartbeat fields may grow while nothing else changes (then one write moves them)."""
+
+
+def keep_heartbeats(
+    status: Mapping[str, Any],
+    previous: Mapping[str, Any],
+    *,
+    now: datetime,
+    refresh: timedelta = HEARTBEAT_REFRESH,
+) -> dict[str, Any]:
+    """`status`, with the heartbeat timestamps of `previous` when nothing else changed.
+
+    An idle pool measured every 15 s would otherwise write its status on every tick only because
+    `probe.lastSuccessTime` and `backlog.observedTime` moved: one PATCH per pool per interval, the
+    API server's CPU and etcd's history spent on nothing. Kept, they make the new status equal to
+    the one written, and the caller writes nothing. They still move at least every `refresh`, so
+    a reader never sees a measurement older than that, and at once whenever anything else
+    changes (a backlog, a condition, an error). Only the keys of `status` are compared: what
+    others keep in the object's status (kopf's progress) is not ours to weigh.
+    """
+    if not all(_heartbeat(status, at) for at in HEARTBEATS):
+        return dict(status)
+    if _without_heartbeats(status) != _without_heartbeats({k: previous.get(k) for k in status}):
+        return dict(status)
+    for at in HEARTBEATS:
+        before = _heartbeat(previous, at)
+        if before is None or now - _parse_time(before) >= refresh:
+            return dict(status)
+    kept = copy.deepcopy(dict(status))
+    for section, key in HEARTBEATS:
+        kept[section][key] = previous[section][key]
+    return kept
+
+
+def _heartbeat(status: Mapping[str, Any], at: tuple[str, str]) -> str | None:
+    section = status.get(at[0])
+    value = section.get(at[1]) if isinstance(section, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _without_heartbeats(status: Mapping[str, Any]) -> Any:
+    stripped = _without_nulls(status)
+    for section, key in HEARTBEATS:
+        if isinstance(stripped.get(section), dict):
+            stripped[section].pop(key, None)
+    return stripped
+
+
+def _without_nulls(value: Any) -> Any:
+    """`value` as the API server stores it: a status patch's null removes the field, so the
+    object read back has no key where the status we wrote had None."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)  # unreadable: treat as old, so it is rewritten

@@ -328,3 +328,26 @@ async def test_an_unexpected_error_is_reported_on_the_pool_once_not_raised() -> 
     again = await tick(workload, prober, body(), state)
     assert again.events == ()  # reported once, retried calmly
     assert again.next_tick == timedelta(seconds=30)
+
+
+async def test_an_idle_pool_ticks_without_changing_its_status_until_the_heartbeat_is_due() -> None:
+    workload, prober, state = FakeWorkload(), FakeProber(), PoolState()
+    first = await tick(workload, prober, body(), state)
+    later = await tick(workload, prober, body(status=first.status), state,
+                       NOW + timedelta(seconds=15))
+    assert later.status == first.status  # nothing to write: the shell compares and skips
+    much_later = await tick(workload, prober, body(status=later.status), state,
+                            NOW + timedelta(minutes=6))
+    assert much_later.status["probe"]["lastSuccessTime"] == "2026-11-28T10:06:00Z"
+    assert much_later.status["backlog"]["observedTime"] == "2026-11-28T10:06:00Z"
+
+
+async def test_a_changed_backlog_is_written_at_once_with_fresh_timestamps() -> None:
+    workload, prober, state = FakeWorkload(), FakeProber(), PoolState()
+    first = await tick(workload, prober, body(), state)
+    prober.backlog_value = Backlog(unlocked=3, locked=0)
+    later = await tick(workload, prober, body(status=first.status), state,
+                       NOW + timedelta(seconds=15))
+    assert later.status["backlog"]["unlocked"] == 3
+    assert later.status["backlog"]["observedTime"] == "2026-11-28T10:00:15Z"
+    assert later.status["probe"]["lastSuccessTime"] == "2026-11-28T10:00:15Z"

@@ -118,3 +118,31 @@ def test_times_are_utc_to_the_second() -> None:
         "2026-11-28T10:00:00Z"
     )
     assert format_time(datetime(2026, 11, 28, 10, 0, 0)) == "2026-11-28T10:00:00Z"
+
+
+def test_heartbeats_are_kept_against_a_status_read_back_without_its_nulls() -> None:
+    from flowable_worker_operator.status import keep_heartbeats
+
+    now = datetime(2026, 11, 28, 10, 0, 15, tzinfo=UTC)
+    written = {
+        "replicas": 0,
+        "lastScaleTime": None,
+        "probe": {"consecutiveFailures": 0, "lastSuccessTime": "2026-11-28T10:00:00Z",
+                  "lastError": None},
+        "backlog": {"unlocked": 0, "locked": 0, "observedTime": "2026-11-28T10:00:00Z"},
+    }
+    # What the API server stores: a merge patch's nulls remove their fields.
+    stored = {
+        "replicas": 0,
+        "probe": {"consecutiveFailures": 0, "lastSuccessTime": "2026-11-28T10:00:00Z"},
+        "backlog": {"unlocked": 0, "locked": 0, "observedTime": "2026-11-28T10:00:00Z"},
+        "kopf": {"progress": {}},
+    }
+    fresh = {
+        **written,
+        "probe": {**written["probe"], "lastSuccessTime": "2026-11-28T10:00:15Z"},
+        "backlog": {**written["backlog"], "observedTime": "2026-11-28T10:00:15Z"},
+    }
+    assert keep_heartbeats(fresh, stored, now=now) == written
+    later = now + timedelta(minutes=5)
+    assert keep_heartbeats(fresh, stored, now=later) == fresh
