@@ -63,18 +63,6 @@ def _pool(flowable_url: str, topic: str, image: str) -> dict[str, Any]:
             ],
             "template": {
                 "metadata": {"labels": {RUN_AS_CONTAINER_LABEL: "true"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "securityContext": {
-                                "readOnlyRootFilesystem": True,
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ]
-                },
             },
         },
         "scaling": {
