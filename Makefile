@@ -76,7 +76,7 @@ demo: setup flowable-server cluster-bin ## main job: Flowable + local cluster + 
 
 .PHONY: test-e2e
 test-e2e: setup flowable-server cluster-bin ## the operator end to end: local cluster + real Flowable + worker processes
-	$(PYTEST) tests/e2e -q -m "not fault"
+	$(PYTEST) tests/e2e -q -m "not fault and not keda"
 
 .PHONY: test-worker bench-worker
 test-worker: setup flowable-server ## the worker runtime against real Flowable and the emulator (fault tests: test-faults)
@@ -126,3 +126,16 @@ version: ## print the project's one version (worker/flowable_worker/_version.py)
 .PHONY: keda-bin
 keda-bin: ## build (or reuse) KEDA's operator and metrics adapter from their Go module (opt-in)
 	@bash localstack/keda/build.sh
+
+# The real KEDA side by side with this operator (issue 12): opt-in, it needs `make keda-bin`.
+.PHONY: test-keda bench-keda
+test-keda: setup flowable-server cluster-bin keda-bin ## the KEDA harness itself: KEDA scales a pool 0 -> N -> 0 on the real metrics API
+	$(PYTEST) tests/e2e -q -m keda
+
+bench-keda: setup flowable-server cluster-bin keda-bin ## this operator and KEDA + HPA on the same cluster, engine, workers and traces (docs/benchmarks.md)
+	$(BIN)/python bench/vs_keda.py $(BENCH_ARGS)
+
+# The operator at scale (issue 11): pools in stages, CPU, RSS, ticks, API-server and engine requests, lag.
+.PHONY: bench-operator
+bench-operator: setup flowable-server cluster-bin ## the operator with 100, 1000 and 10,000 pools (docs/benchmarks.md)
+	$(BIN)/python bench/operator_scale.py $(BENCH_ARGS)
