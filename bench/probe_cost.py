@@ -40,12 +40,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from flowable_worker import ClientSettings  # noqa: E402
 from flowable_worker_operator.backlog import BacklogProber, Engine  # noqa: E402
-from tests.support.flowable_server import (  # noqa: E402
-    FlowableRestApi,
-    FlowableServer,
-    RealFlowable,
-    one_task_model,
-)
+from localstack.flowable_server import FlowableRestApi, FlowableServer  # noqa: E402
+from tests.support.real_flowable import RealFlowable, one_task_model  # noqa: E402
 
 
 class CountingTransport(httpx.AsyncBaseTransport):

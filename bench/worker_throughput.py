@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from flowable_worker.config import DEFAULT_CONCURRENCY  # noqa: E402
 from flowable_worker.transport import LeanTransport  # noqa: E402
-from tests.support.flowable_server import FlowableServer, RealFlowable  # noqa: E402
+from localstack.flowable_server import FlowableServer  # noqa: E402
+from tests.support.real_flowable import RealFlowable  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 THIS_FILE = str(Path(__file__).resolve())

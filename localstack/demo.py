@@ -35,9 +35,9 @@ from rich.table import Table
 
 from localstack import podman
 from localstack.cluster import LocalCluster, MissingPrerequisiteError, find_bin_dir
+from localstack.flowable_server import FlowableRestApi, FlowableServer, FlowableServerError
 from localstack.operator_process import OperatorProcessError, run_operator
 from localstack.podrunner import RUN_AS_CONTAINER_LABEL, RUN_AS_PROCESS_LABEL, PodRunner
-from tests.support.flowable_server import FlowableRestApi, FlowableServer, FlowableServerError
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from localstack.flowable_server import FlowableServer, start_flowable_server
 from tests.support.emulator import FlowableEmulator
 from tests.support.emulator.backend import EmulatedFlowable
-from tests.support.flowable_server import FlowableServer, RealFlowable, start_flowable_server
+from tests.support.real_flowable import RealFlowable
 
 # The local Kubernetes control plane's fixtures (cluster, podrunner, api_client, namespace), and
 # the fault ledger (`@pytest.mark.fault`, the `fault_ledger` fixture, the closing faults line).

@@ -12,7 +12,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from localstack.cluster import LocalCluster, pid_alive
-from tests.cluster.helpers import eventually
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -80,7 +80,7 @@ def test_crd_cel_rule_rejects_a_bad_object(api_client: Any, namespace: str) -> N
         conds = crd.status.conditions or []
         return any(c.type == "Established" and c.status == "True" for c in conds)
 
-    eventually(established)
+    poll_until(established)
 
     def create_good() -> bool:
         try:
@@ -93,7 +93,7 @@ def test_crd_cel_rule_rejects_a_bad_object(api_client: Any, namespace: str) -> N
             raise
         return True
 
-    eventually(create_good, timeout=15)
+    poll_until(create_good, timeout=15)
 
     with pytest.raises(ApiException) as caught:
         custom.create_namespaced_custom_object(

@@ -14,7 +14,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from localstack.cluster import LocalCluster
-from tests.cluster.helpers import eventually
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -47,7 +47,7 @@ def pools(cluster: LocalCluster, api_client: Any) -> Any:
             raise
         return True
 
-    eventually(served, timeout=30)
+    poll_until(served, timeout=30)
     return custom
 
 

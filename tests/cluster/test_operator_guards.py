@@ -26,9 +26,9 @@ from kubernetes import client as k8s_client
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION
 from localstack.cluster import LocalCluster
 from localstack.operator_process import OperatorProcess, OperatorProcessError, run_operator
-from tests.cluster.helpers import eventually
 from tests.cluster.test_rbac import NAMESPACED, OPERATOR_NS, SCOPED_SA, _for_scoped
 from tests.cluster.test_targets import create_pool, pool_crd  # noqa: F401  # a fixture
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -85,7 +85,7 @@ def delete_pools(api_client: Any, namespace: str) -> None:
 
     for name in names():
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    eventually(lambda: not names(), timeout=30)
+    poll_until(lambda: not names(), timeout=30)
 
 
 class _InternalPage(BaseHTTPRequestHandler):
@@ -126,7 +126,7 @@ def refused(api_client: Any, namespace: str, name: str, reason: str) -> dict[str
         condition = ready(api_client, namespace, name)
         return condition if condition.get("reason") == reason else None
 
-    found: dict[str, Any] = eventually(seen, timeout=60)
+    found: dict[str, Any] = poll_until(seen, timeout=60)
     return found
 
 
@@ -155,7 +155,7 @@ def test_a_pool_on_a_workload_an_hpa_scales_steps_back(
 
     condition = refused(api_client, namespace, "legacy", "ScaleTargetConflict")
     assert "HorizontalPodAutoscaler legacy-hpa" in condition["message"]
-    eventually(
+    poll_until(
         lambda: any(
             r == "ScaleTargetConflict" for r, _ in warnings(api_client, namespace, "legacy")
         )
@@ -197,7 +197,7 @@ def test_an_engines_error_page_never_reaches_what_view_can_read(
         error = ((pool.get("status") or {}).get("probe") or {}).get("lastError")
         return pool if error else None
 
-    pool = eventually(probed, timeout=60)
+    pool = poll_until(probed, timeout=60)
     assert "HTTP 500 Internal Server Error" in pool["status"]["probe"]["lastError"]
     assert MARKER not in json.dumps(pool)
     assert not [m for _, m in warnings(api_client, namespace, "nosy") if MARKER in m]

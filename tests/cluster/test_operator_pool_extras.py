@@ -21,9 +21,9 @@ from flowable_worker import __version__
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION
 from localstack.cluster import LocalCluster
 from localstack.operator_process import OperatorProcess
-from tests.cluster.helpers import eventually
 from tests.cluster.test_operator_guards import operator  # noqa: F401  # a fixture
 from tests.cluster.test_targets import create_pool, pool_crd  # noqa: F401  # a fixture
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -76,7 +76,7 @@ def test_the_operator_keeps_the_worker_budget_fills_the_columns_and_exports_cond
     }
     pool = create_pool(api_client, namespace, "drained", spec)
 
-    budget = eventually(lambda: _budget(api_client, namespace, "drained-worker"), timeout=60)
+    budget = poll_until(lambda: _budget(api_client, namespace, "drained-worker"), timeout=60)
     assert budget.spec.max_unavailable == 1
     assert [(r.kind, r.uid) for r in budget.metadata.owner_references] == [
         ("ExternalWorkerPool", pool.uid)
@@ -87,12 +87,12 @@ def test_the_operator_keeps_the_worker_budget_fills_the_columns_and_exports_cond
         cells = _table(table)
         return cells if cells.get("READY") == "False" else None
 
-    cells = eventually(blind_row, timeout=60)
+    cells = poll_until(blind_row, timeout=60)
     # The backlog is unknown: neither active nor idle; no fallback configured; not paused.
     assert (cells["ACTIVE"], cells["PAUSED"], cells["FALLBACK"]) == ("Unknown", "False", "False")
 
     labels = {"namespace": namespace, "pool": "drained"}
-    metrics = eventually(
+    metrics = poll_until(
         lambda: (
             text
             if _series(text := operator.metrics(), "flowable_pool_condition", **labels) is not None
@@ -122,13 +122,13 @@ def test_the_operator_keeps_the_worker_budget_fills_the_columns_and_exports_cond
         "drained",
         {"spec": {"worker": {"podDisruptionBudget": None}}},
     )
-    eventually(lambda: _budget(api_client, namespace, "drained-worker") is None, timeout=60)
+    poll_until(lambda: _budget(api_client, namespace, "drained-worker") is None, timeout=60)
 
     # The pool deleted: its condition series leave /metrics with it.
     k8s_client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "drained"
     )
-    eventually(
+    poll_until(
         lambda: _series(operator.metrics(), "flowable_pool_condition", **labels) is None,
         timeout=60,
     )

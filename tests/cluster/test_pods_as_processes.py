@@ -16,7 +16,7 @@ from kubernetes import client as k8s_client
 
 from localstack.cluster import LocalCluster, pid_alive
 from localstack.podrunner import RUN_AS_PROCESS_LABEL, PodProcess, PodRunner
-from tests.cluster.helpers import eventually
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -112,13 +112,13 @@ def test_deployment_pods_become_processes_and_get_sigterm_on_scale_down(
     apps.create_namespaced_deployment(namespace, _deployment("worker", markers))
 
     apps.patch_namespaced_deployment_scale("worker", namespace, {"spec": {"replicas": 3}})
-    pods = eventually(
+    pods = poll_until(
         lambda: (p := _running_pods(core, namespace, "worker")) and len(p) == 3 and p, timeout=60
     )
     procs = podrunner.wait_for(lambda _: len(podrunner.running(namespace)) == 3, timeout=30)
     assert sorted(p.name for p in podrunner.running(namespace)) == pods
     assert len(procs) >= 3
-    eventually(lambda: len(list(markers.glob("*.started"))) == 3, timeout=30)
+    poll_until(lambda: len(list(markers.glob("*.started"))) == 3, timeout=30)
     for pod in pods:
         seen = json.loads((markers / f"{pod}.started").read_text())
         assert seen == {
@@ -134,7 +134,7 @@ def test_deployment_pods_become_processes_and_get_sigterm_on_scale_down(
 
     apps.patch_namespaced_deployment_scale("worker", namespace, {"spec": {"replicas": 1}})
     podrunner.wait_for(lambda _: len(podrunner.running(namespace)) == 1, timeout=60)
-    eventually(lambda: len(_running_pods(core, namespace, "worker")) == 1, timeout=60)
+    poll_until(lambda: len(_running_pods(core, namespace, "worker")) == 1, timeout=60)
     stopped = [p for p in podrunner.processes(namespace) if not p.running]
     assert len(stopped) == 2
     for proc in stopped:
@@ -173,8 +173,8 @@ def test_grace_period_is_enforced_with_sigkill(
     def started() -> list[PodProcess]:
         return [p for p in podrunner.running(namespace) if p.name == "stubborn"]
 
-    (proc,) = eventually(started, timeout=60)
-    eventually(lambda: "ignoring SIGTERM" in proc.log_path.read_text(), timeout=15)
+    (proc,) = poll_until(started, timeout=60)
+    poll_until(lambda: "ignoring SIGTERM" in proc.log_path.read_text(), timeout=15)
     deleted_at = time.monotonic()
     core.delete_namespaced_pod("stubborn", namespace)
     podrunner.wait_for(lambda _: not proc.running, timeout=grace + 15)
@@ -227,7 +227,7 @@ def test_cli_runner_with_default_command_stops_its_processes(
                 },
             },
         )
-        eventually(lambda: marker.exists() or runner.poll() is not None, timeout=60)
+        poll_until(lambda: marker.exists() or runner.poll() is not None, timeout=60)
         assert runner.poll() is None, (tmp_path / "runner.err").read_text()
         pid = int(marker.read_text())
         assert pid_alive(pid)

@@ -18,7 +18,7 @@ import yaml
 
 from flowable_worker import __version__
 from localstack.cluster import LocalCluster
-from tests.cluster.helpers import eventually
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -250,8 +250,8 @@ def test_people_get_pools_through_aggregated_roles(
         binding = ("rolebinding", user, f"--clusterrole={role}", f"--user={user}")
         cluster.kubectl("create", *binding, "-n", namespace)
     # The aggregation controller copies the rules into view/edit asynchronously.
-    eventually(lambda: _can(cluster, "alice", "list", POOLS, "-n", namespace) == "yes")
-    eventually(lambda: _can(cluster, "bob", "create", POOLS, "-n", namespace) == "yes")
+    poll_until(lambda: _can(cluster, "alice", "list", POOLS, "-n", namespace) == "yes")
+    poll_until(lambda: _can(cluster, "bob", "create", POOLS, "-n", namespace) == "yes")
     assert _can(cluster, "alice", "watch", POOLS, "-n", namespace) == "yes"
     assert _can(cluster, "alice", "create", POOLS, "-n", namespace) == "no"
     assert _can(cluster, "bob", "delete", POOLS, "-n", namespace) == "yes"

@@ -28,7 +28,7 @@ from flowable_worker_operator.targets import (
     set_deletion_costs,
     set_replicas,
 )
-from tests.cluster.helpers import eventually
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
 
@@ -51,7 +51,7 @@ def pool_crd(api_client: Any) -> None:
             c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
         )
 
-    eventually(established)
+    poll_until(established)
 
 
 def create_pool(api_client: Any, namespace: str, name: str, spec: dict[str, Any]) -> Pool:
@@ -72,7 +72,7 @@ def create_pool(api_client: Any, namespace: str, name: str, spec: dict[str, Any]
                 return None
             raise
 
-    return parse_pool(eventually(create, timeout=15))
+    return parse_pool(poll_until(create, timeout=15))
 
 
 def worker_pool(api_client: Any, namespace: str, name: str = "inv", **worker: Any) -> Pool:
@@ -100,7 +100,7 @@ def wait_running(core: Any, namespace: str, selector: str, count: int) -> list[A
         pods = running_pods(core, namespace, selector)
         return pods if len(pods) == count else None
 
-    result: list[Any] = eventually(enough, timeout=60)
+    result: list[Any] = poll_until(enough, timeout=60)
     return result
 
 
@@ -139,7 +139,7 @@ def test_ensure_again_writes_nothing(api_client: Any, namespace: str, pool_crd: 
     pool = worker_pool(api_client, namespace)
     first = ensure_deployment(apps, pool, default_image=IMAGE, initial_replicas=1)
     # Let the controllers settle the status; then only our write could change resourceVersion.
-    eventually(
+    poll_until(
         lambda: apps.read_namespaced_deployment("inv-worker", namespace).status.ready_replicas == 1,
         timeout=60,
     )
@@ -173,7 +173,7 @@ def test_a_spec_change_updates_the_template_but_keeps_the_scalers_replicas(
     assert live.metadata.annotations[TEMPLATE_HASH_ANNOTATION] == state.template_hash
     assert worker_env(live)["FLOWABLE_WORKER_CONCURRENCY"] == "8"
     # The rollout really happens: every running pod ends up with the new template.
-    eventually(
+    poll_until(
         lambda: (
             len(pods := running_pods(core, namespace, f"{POOL_LABEL}=inv")) == 3
             and all(
@@ -218,7 +218,7 @@ def test_set_and_read_replicas_of_the_owned_deployment(
 
     set_replicas(api_client, pool, 3)
 
-    scale = eventually(lambda: (s := read_scale(api_client, pool)).current_replicas == 3 and s)
+    scale = poll_until(lambda: (s := read_scale(api_client, pool)).current_replicas == 3 and s)
     assert (scale.replicas, scale.selector) == (3, f"{POOL_LABEL}=inv")
 
 
@@ -264,7 +264,7 @@ def test_scale_target_ref_to_an_existing_deployment(
 
     set_replicas(api_client, pool, 2)
 
-    scale = eventually(lambda: (s := read_scale(api_client, pool)).current_replicas == 2 and s)
+    scale = poll_until(lambda: (s := read_scale(api_client, pool)).current_replicas == 2 and s)
     assert (scale.replicas, scale.selector) == (2, "app=existing")
 
 
@@ -278,7 +278,7 @@ def test_scale_target_ref_to_a_statefulset(api_client: Any, namespace: str, pool
 
     set_replicas(api_client, pool, 3)
 
-    scale = eventually(
+    scale = poll_until(
         lambda: (s := read_scale(api_client, pool)).current_replicas == 3 and s, timeout=60
     )
     assert (scale.replicas, scale.selector) == (3, "app=db")
@@ -294,7 +294,7 @@ def test_scale_target_ref_of_another_kind_goes_through_discovery(
 
     set_replicas(api_client, pool, 2)
 
-    scale = eventually(lambda: (s := read_scale(api_client, pool)).current_replicas == 2 and s)
+    scale = poll_until(lambda: (s := read_scale(api_client, pool)).current_replicas == 2 and s)
     assert (scale.replicas, scale.selector) == (2, "app=rs")
 
 
@@ -349,12 +349,12 @@ def test_scale_down_removes_idle_pods_before_busy_ones(
 
     set_replicas(api_client, pool, 2)
 
-    eventually(
+    poll_until(
         lambda: {p.metadata.name for p in running_pods(core, namespace, selector)} == busy,
         timeout=60,
     )
     set_replicas(api_client, pool, 1)
-    survivor = eventually(
+    survivor = poll_until(
         lambda: (p := running_pods(core, namespace, selector)) and len(p) == 1 and p, timeout=60
     )
     assert survivor[0].metadata.name == max(locks, key=lambda name: locks[name])

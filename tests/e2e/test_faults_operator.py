@@ -31,7 +31,7 @@ from localstack.podrunner import PodRunner
 from tests.support.backend import CreatedJob
 from tests.support.emulator import Fault, FaultKind, FlowableEmulator
 from tests.support.fault_ledger import FaultLedger
-from tests.support.flowable_server import RealFlowable
+from tests.support.real_flowable import RealFlowable
 from tests.support.waiting import poll_until
 
 from .conftest import (

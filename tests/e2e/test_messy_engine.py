@@ -28,8 +28,8 @@ from kubernetes import client as k8s_client
 
 from localstack.cluster import LocalCluster
 from localstack.operator_process import OperatorProcess, OperatorProcessError, run_operator
-from tests.cluster.helpers import eventually
-from tests.support.flowable_server import RealFlowable, one_task_model
+from tests.support.real_flowable import RealFlowable, one_task_model
+from tests.support.waiting import poll_until
 
 from .conftest import (
     GROUP,
@@ -53,7 +53,7 @@ def other_namespace(api_client: Any) -> Iterator[str]:
     name = f"t2-{uuid.uuid4().hex[:8]}"
     core = k8s_client.CoreV1Api(api_client)
     core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=name)))
-    eventually(
+    poll_until(
         lambda: (
             "default" in {a.metadata.name for a in core.list_namespaced_service_account(name).items}
         ),
@@ -90,7 +90,7 @@ def operator(
                 custom.delete_namespaced_custom_object(
                     GROUP, VERSION, other_namespace, PLURAL, pool["metadata"]["name"]
                 )
-            eventually(
+            poll_until(
                 lambda: (
                     not custom.list_namespaced_custom_object(
                         GROUP, VERSION, other_namespace, PLURAL
@@ -155,20 +155,20 @@ async def test_a_missing_topic_is_said_and_holds_then_expression_versions_leave_
     create_pool(api_client, namespace, "typo", _pool(real_flowable, f"{plain}x"))
 
     # A topic no model uses: Ready=False/TopicNotFound and one Warning naming the topic.
-    typo = eventually(
+    typo = poll_until(
         lambda: (c := _ready(api_client, namespace, "typo")).get("reason") == "TopicNotFound" and c,
         timeout=60,
     )
     assert typo["status"] == "False"
     assert f"'{plain}x'" in typo["message"]
     assert deployment_replicas(api_client, namespace, "typo-worker") == 0
-    eventually(lambda: deployment_replicas(api_client, namespace, "busy-worker") == 3, timeout=60)
+    poll_until(lambda: deployment_replicas(api_client, namespace, "busy-worker") == 3, timeout=60)
 
     # A busy pool whose topic goes missing (renamed in the spec) holds its 3 replicas.
     k8s_client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "busy", {"spec": {"topic": f"{busy}-renamed"}}
     )
-    eventually(
+    poll_until(
         lambda: _ready(api_client, namespace, "busy").get("reason") == "TopicNotFound", timeout=30
     )
     await asyncio.sleep(5)  # cooldown 1 s, no stabilization: an "idle" reading would scale down
@@ -185,7 +185,7 @@ async def test_a_missing_topic_is_said_and_holds_then_expression_versions_leave_
         found = re.search(r"this engine has (\d+) external-worker element", str(status))
         return status if found and int(found.group(1)) >= EXPRESSION_VERSIONS else None
 
-    status = eventually(noted, timeout=30)  # the listing may catch the deployments midway
+    status = poll_until(noted, timeout=30)  # the listing may catch the deployments midway
     ready = condition({"status": status}, "Ready")
     assert ready["status"] == "True", ready
     assert status["backlog"]["unlocked"] == 6
@@ -197,7 +197,7 @@ async def test_a_missing_topic_is_said_and_holds_then_expression_versions_leave_
     assert len(_warnings(api_client, namespace, "plain", "UnresolvedTopics")) == 1
     assert not _warnings(api_client, namespace, "plain", "TopicNotResolved")
     # The missing topic might now be an expression's: still not Ready, bounded, still held.
-    typo = eventually(
+    typo = poll_until(
         lambda: (
             (c := _ready(api_client, namespace, "typo")).get("reason") == "TopicNotResolved" and c
         ),
@@ -223,7 +223,7 @@ async def test_three_pools_on_one_topic_in_two_namespaces_are_named_to_each_othe
         create_pool(api_client, where, name, _pool(real_flowable, topic))
 
     for where, name in pools:
-        shared = eventually(
+        shared = poll_until(
             lambda where=where, name=name: (
                 (c := condition(read_pool(api_client, where, name), "SharedBacklog")).get("status")
                 == "True"
@@ -235,7 +235,7 @@ async def test_three_pools_on_one_topic_in_two_namespaces_are_named_to_each_othe
         others = [f"{ns}/{other}" for ns, other in pools if other != name]
         assert all(other in shared["message"] for other in others), shared
         assert condition(read_pool(api_client, where, name), "Ready")["status"] == "True"
-        eventually(
+        poll_until(
             lambda where=where, name=name, others=others: any(
                 all(other in message for other in others)
                 for message in _warnings(api_client, where, name, "SharedBacklog")
@@ -268,7 +268,7 @@ async def test_a_pool_per_tenant_counts_its_tenant_only_and_shares_nothing(
         backlog = (read_pool(api_client, namespace, name).get("status") or {}).get("backlog")
         return None if backlog is None else int(backlog["unlocked"])
 
-    eventually(lambda: unlocked("acme") == 2 and unlocked("globex") == 3, timeout=60)
+    poll_until(lambda: unlocked("acme") == 2 and unlocked("globex") == 3, timeout=60)
     for tenant in ("acme", "globex"):
         pool = read_pool(api_client, namespace, tenant)
         assert condition(pool, "SharedBacklog")["status"] == "False"
@@ -305,16 +305,16 @@ async def test_a_key_selector_counts_a_new_version_and_a_stale_pin_is_warned(
         backlog = (read_pool(api_client, namespace, name).get("status") or {}).get("backlog")
         return None if backlog is None else int(backlog["unlocked"])
 
-    eventually(lambda: unlocked("by-key") == 3, timeout=60)
+    poll_until(lambda: unlocked("by-key") == 3, timeout=60)
     # A version deployed after the pool: its jobs count from the next listing on.
     async with real_flowable.api() as api:
         newest = await api.deploy(xml, scope_type="bpmn")
         for _ in range(2):
             await api.start_process_instance(definition_id=newest.definition_id)
-    eventually(lambda: unlocked("by-key") == 5, timeout=30)
+    poll_until(lambda: unlocked("by-key") == 5, timeout=30)
 
     # The pin on version 1 counts nothing, and says why.
-    stale = eventually(
+    stale = poll_until(
         lambda: (read_pool(api_client, namespace, "pinned").get("status") or {}).get("warnings"),
         timeout=30,
     )

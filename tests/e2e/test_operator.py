@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from localstack.podrunner import PodRunner
-from tests.cluster.helpers import eventually
 from tests.support.emulator import FlowableEmulator
 from tests.support.emulator.faults import FaultKind
 from tests.support.fault_ledger import FaultLedger
-from tests.support.flowable_server import RealFlowable
+from tests.support.real_flowable import RealFlowable
+from tests.support.waiting import poll_until
 
 from .conftest import (
     OperatorProcess,
@@ -93,10 +93,10 @@ async def test_backlog_scales_workers_up_drains_and_cools_down_to_zero(
     watch = ReplicaWatch(api_client, namespace, "invoices-worker")
     try:
         # 48 jobs at 2 per replica recommend 24; activation goes 0 -> 4 (maxReplicas) at once.
-        eventually(
+        poll_until(
             lambda: deployment_replicas(api_client, namespace, "invoices-worker") == 4, timeout=60
         )
-        eventually(lambda: len(podrunner.running(namespace)) >= 1, timeout=60)
+        poll_until(lambda: len(podrunner.running(namespace)) >= 1, timeout=60)
 
         async def all_done() -> bool:
             return len(await _finished(real_flowable, definition_id)) == len(created)
@@ -108,10 +108,10 @@ async def test_backlog_scales_workers_up_drains_and_cools_down_to_zero(
             )
             await asyncio.sleep(0.5)
         # Idle for the cooldown, then back to zero, with no process left behind.
-        eventually(
+        poll_until(
             lambda: deployment_replicas(api_client, namespace, "invoices-worker") == 0, timeout=60
         )
-        eventually(lambda: not podrunner.running(namespace), timeout=60)
+        poll_until(lambda: not podrunner.running(namespace), timeout=60)
     finally:
         seen = watch.stop()
     assert seen[0] == 0 or seen[0] == 4, seen
@@ -173,12 +173,12 @@ async def test_an_unreachable_engine_never_scales_a_busy_pool_down(
             },
         },
     )
-    eventually(
+    poll_until(
         lambda: deployment_replicas(api_client, namespace, "billing-worker") == 3, timeout=60
     )
     fault = emulator.inject_fault(FaultKind.SERVER_ERROR, status=503, path_prefix="/jobs")
     try:
-        eventually(
+        poll_until(
             lambda: (
                 (read_pool(api_client, namespace, "billing").get("status") or {})
                 .get("probe", {})
@@ -199,7 +199,7 @@ async def test_an_unreachable_engine_never_scales_a_busy_pool_down(
     # No job runs here (kwok pods): judged by the pool, which held its 3 replicas throughout.
     fault_ledger.count(judged=0, lost=0, duplicates=0)
     # Once the engine answers again, the pool is measured again; the jobs are still there.
-    eventually(
+    poll_until(
         lambda: (
             condition(read_pool(api_client, namespace, "billing"), "EngineReachable").get("status")
             == "True"
@@ -230,7 +230,7 @@ async def test_a_spec_the_schema_cannot_check_is_reported_not_acted_on(
     def reported() -> dict[str, Any]:
         return condition(read_pool(api_client, namespace, "broken"), "Ready")
 
-    ready = eventually(lambda: reported().get("status") == "False" and reported(), timeout=60)
+    ready = poll_until(lambda: reported().get("status") == "False" and reported(), timeout=60)
     assert ready["reason"] == "InvalidSpec"
     assert "handlerTimeout must be shorter than lockDuration" in ready["message"]
     warnings = [e for e in events_for(api_client, namespace, "broken") if e[0] == "Warning"]

@@ -19,7 +19,7 @@ from kubernetes import client as k8s_client
 
 from localstack.operator_process import OperatorProcess
 from localstack.podrunner import PodRunner
-from tests.support.flowable_server import RealFlowable
+from tests.support.real_flowable import RealFlowable
 from tests.support.waiting import poll_until as wait_for
 
 from .conftest import (

@@ -21,10 +21,11 @@ import pytest
 from kubernetes import client as k8s_client
 
 from localstack import podman
+from localstack.flowable_server import FlowableRestApi
 from localstack.operator_process import OperatorProcess
 from localstack.podrunner import RUN_AS_CONTAINER_LABEL, PodProcess, PodRunner
 from tests.e2e.conftest import create_pool, deployment_replicas, events_for
-from tests.support.flowable_server import FlowableRestApi, RealFlowable
+from tests.support.real_flowable import RealFlowable
 from tests.support.waiting import eventually, poll_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_flowable, pytest.mark.timeout(1200)]

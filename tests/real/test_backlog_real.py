@@ -23,13 +23,8 @@ import pytest
 from flowable_worker import ClientSettings, FlowableClient
 from flowable_worker_operator.backlog import BacklogProber, Engine, ProbeResult, Selector
 from flowable_worker_operator.scaling import Backlog
-from tests.support.flowable_server import (
-    MODELS_DIR,
-    DeployedModel,
-    FlowableRestApi,
-    RealFlowable,
-    one_task_model,
-)
+from localstack.flowable_server import DeployedModel, FlowableRestApi
+from tests.support.real_flowable import MODELS_DIR, RealFlowable, one_task_model
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.real_flowable

@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from flowable_worker import TypedValue
+from localstack.flowable_server import FlowableServer, start_flowable_server
 from tests.support.backend import CreatedJob, ScopeType
-from tests.support.flowable_server import FlowableServer, RealFlowable, start_flowable_server
+from tests.support.real_flowable import RealFlowable
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.real_flowable

@@ -1,9 +1,10 @@
 """What a contract test needs from "a Flowable": the real server or the emulator.
 
 The contract suite (`tests/contract`) is written once against this protocol and runs against both
-implementations, `RealFlowable` (tests/support/flowable_server.py, a real Flowable 7.2 started by a
-fixture) and `EmulatedFlowable` (tests/support/emulator/, in-process). Everything here is test
-set-up and inspection: the behaviour under test always goes through `flowable_worker.client`.
+implementations, `RealFlowable` (tests/support/real_flowable.py, over a real Flowable 7.2 that
+`localstack/flowable_server.py` starts) and `EmulatedFlowable` (tests/support/emulator/,
+in-process). Everything here is test set-up and inspection: the behaviour under test always goes
+through `flowable_worker.client`.
 
 Job creation differs by nature: on the real server a job exists only because a process or case
 instance reached an external-worker task, so `create_jobs` deploys (once per topic) a one-task
@@ -15,11 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from flowable_worker import ClientSettings
-
-ScopeType = Literal["bpmn", "cmmn"]
+from localstack.flowable_server import ScopeType as ScopeType  # the backends' one scope type
 
 
 @dataclass(frozen=True)

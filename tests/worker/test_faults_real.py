@@ -22,9 +22,10 @@ import pytest
 
 from flowable_worker.job import Job
 from flowable_worker.runtime import Worker
+from localstack.flowable_server import FlowableServer
 from tests.support.backend import CreatedJob
 from tests.support.fault_ledger import FaultLedger
-from tests.support.flowable_server import FlowableServer, RealFlowable
+from tests.support.real_flowable import RealFlowable
 
 from .conftest import WorkerProcess, eventually, serving, worker_settings
 

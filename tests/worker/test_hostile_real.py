@@ -21,7 +21,7 @@ import pytest
 from flowable_worker import FlowableClient
 from tests.support.backend import CreatedJob
 from tests.support.fault_ledger import FaultLedger
-from tests.support.flowable_server import RealFlowable
+from tests.support.real_flowable import RealFlowable
 
 from .conftest import WorkerProcess, eventually
 

@@ -20,7 +20,7 @@ from flowable_worker import FlowableClient
 from flowable_worker.runtime import Worker
 from tests.support.backend import CreatedJob
 from tests.support.fault_ledger import FaultLedger
-from tests.support.flowable_server import RealFlowable
+from tests.support.real_flowable import RealFlowable
 
 from .conftest import WorkerProcess, eventually, serving, worker_settings
 from .handlers import by_kind, slow

@@ -16,7 +16,7 @@ import pytest
 from flowable_worker.job import Job
 from flowable_worker.results import BpmnError
 from flowable_worker.runtime import Worker
-from tests.support.flowable_server import RealFlowable
+from tests.support.real_flowable import RealFlowable
 
 from .conftest import eventually, serving, worker_settings
 

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from flowable_worker.cli import main
-from flowable_worker.config import ConfigError, WorkerSettings, load_settings, parse_duration
+from flowable_worker.client.durations import parse_duration
+from flowable_worker.config import ConfigError, WorkerSettings, load_settings
 
 BASE_ENV = {"FLOWABLE_URL": "http://flowable:8080", "FLOWABLE_TOPIC": "invoice"}
 

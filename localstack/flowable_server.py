@@ -1,19 +1,23 @@
-"""A real Flowable 7.2 server for tests: build it, start it, populate it, inspect it, stop it.
+"""The real Flowable 7.2 test server of `localstack/flowable-server`: build, start, set up, stop.
 
-Three layers, each usable on its own:
+Two layers, each usable on its own:
 
 - `FlowableServer` runs the Spring Boot jar from `localstack/flowable-server` (built and cached by
   its `build.sh`) as a child process on a free 127.0.0.1 port, waits until its REST APIs answer,
-  and stops it (SIGTERM, then SIGKILL, to the whole process group) however the tests end.
+  and stops it (SIGTERM, then SIGKILL, to the whole process group) however its user ends.
   `start_flowable_server()` returns one already started; it is also a context manager.
 - `FlowableRestApi` wraps the parts of the process and CMMN REST APIs (`/process-api`,
-  `/cmmn-api`) that tests use to set up work and check outcomes: deploy models, start instances,
-  read history and dead letters. The API under test, `/external-job-api`, is deliberately not
-  here: tests reach it through `flowable_worker.FlowableClient` (or raw httpx).
-- `RealFlowable` adapts both to the contract suite's `FlowableBackend` protocol
-  (`tests/support/backend.py`), the twin of the emulator's `EmulatedFlowable`.
+  `/cmmn-api`) that tests, the demo and the benchmarks use to set up work and check outcomes:
+  deploy models, start instances, read history and dead letters. The API under test,
+  `/external-job-api`, is deliberately not here: callers reach it through
+  `flowable_worker.FlowableClient` (or raw httpx).
 
-This module never skips a test: a missing Java or Maven is an error with a message that says what
+It lives here, beside the server it launches, because the demo (`localstack/demo.py`), the
+benchmarks (`bench/`) and the tests all start the same server; the tests' own adapter to the
+contract suite, `RealFlowable`, is in `tests/support/real_flowable.py` and builds on this module
+(never the other way round).
+
+This module never skips anything: a missing Java or Maven is an error with a message that says what
 to install, because a suite that quietly skips its real-server half proves nothing. Known
 differences between the real server and Flowable's REST API documentation are listed in
 docs/flowable-server.md ("Where the real server surprised").
@@ -21,37 +25,25 @@ docs/flowable-server.md ("Where the real server surprised").
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
-import hashlib
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from string import Template
 from types import TracebackType
-from typing import Any, Self
-from xml.sax.saxutils import quoteattr
+from typing import Any, Literal, Self
 
 import httpx
 
-from flowable_worker import ClientSettings, from_rest_variables, to_rest_variables
-from tests.support.backend import CreatedJob, ScopeType
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVER_PROJECT = REPO_ROOT / "localstack" / "flowable-server"
+SERVER_PROJECT = Path(__file__).resolve().parent / "flowable-server"
 BUILD_SCRIPT = SERVER_PROJECT / "build.sh"
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 JAR_ENV = "FLOWABLE_SERVER_JAR"
 """Path of a ready-built server jar; skips the Maven build (e.g. a jar built on another machine)."""
@@ -71,6 +63,9 @@ docs/flowable-server.md). Benchmarks that care about steady-state throughput sho
 `jvm_options=()` to get the JIT's full optimisation."""
 
 Json = dict[str, Any]
+
+ScopeType = Literal["bpmn", "cmmn"]
+"""Which of Flowable's engines a model, instance or job belongs to: BPMN processes or CMMN cases."""
 
 
 class FlowableServerError(RuntimeError):
@@ -337,7 +332,7 @@ class DeployedModel:
     tenant_id: str | None = None
 
 
-def _check(response: httpx.Response) -> httpx.Response:
+def check_response(response: httpx.Response) -> httpx.Response:
     """Raise with Flowable's own error body, which says far more than the status line."""
     if response.is_success:
         return response
@@ -375,18 +370,18 @@ class FlowableRestApi:
             yield cls(http)
 
     async def _get(self, path: str, **params: str | int) -> Json:
-        found: Json = _check(await self._http.get(path, params=params)).json()
+        found: Json = check_response(await self._http.get(path, params=params)).json()
         return found
 
     async def _get_optional(self, path: str) -> Json | None:
         response = await self._http.get(path)
         if response.status_code == 404:
             return None
-        found: Json = _check(response).json()
+        found: Json = check_response(response).json()
         return found
 
     async def _post(self, path: str, body: Json) -> Json:
-        found: Json = _check(await self._http.post(path, json=body)).json()
+        found: Json = check_response(await self._http.post(path, json=body)).json()
         return found
 
     # -- deployments ---------------------------------------------------------------------
@@ -414,7 +409,7 @@ class FlowableRestApi:
         response = await self._http.post(
             path, files={"file": (name, xml.encode(), "text/xml")}, data=data
         )
-        deployment: Json = _check(response).json()
+        deployment: Json = check_response(response).json()
         definitions = await self.definitions(deployment["id"], scope_type=scope_type)
         if len(definitions) != 1:
             raise FlowableServerError(
@@ -541,220 +536,3 @@ def _start_body(
     if business_key is not None:
         body["businessKey"] = business_key
     return body
-
-
-# --------------------------------------------------------------------------------------------
-# Models and the contract suite's backend
-# --------------------------------------------------------------------------------------------
-
-_ELEMENT_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_MODEL_FILES: dict[ScopeType, str] = {
-    "bpmn": "external-task.bpmn20.xml",
-    "cmmn": "external-task.cmmn.xml",
-}
-
-
-def one_task_model(
-    *,
-    scope_type: ScopeType,
-    definition_key: str,
-    topic: str,
-    element_id: str = "externalTask",
-    exclusive: bool = True,
-) -> str:
-    """The XML of a model with one external-worker task on `topic` (tests/support/models/).
-
-    BPMN: start -> serviceTask(external-worker) -> end. CMMN: a case whose plan has one
-    external-worker task, so completing (or terminating) its job ends the case.
-    """
-    if not _ELEMENT_ID.match(element_id) or not _ELEMENT_ID.match(definition_key):
-        raise ValueError(
-            f"element id {element_id!r} / key {definition_key!r} must be XML ids "
-            "(a letter or _ then letters, digits, _ . -)"
-        )
-    template = Template((MODELS_DIR / _MODEL_FILES[scope_type]).read_text())
-    return template.substitute(
-        definition_key=definition_key,
-        element_id=element_id,
-        topic_attr=quoteattr(topic),
-        exclusive=str(exclusive).lower(),
-    )
-
-
-def _parse_instant(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-class RealFlowable:
-    """The contract suite's `FlowableBackend` over a running real Flowable server.
-
-    Jobs exist only because instances reach an external-worker task, so `create_jobs` deploys
-    a generated one-task model once per (topic, scope type, tenant, element id) and starts one
-    instance per job. Python variables are converted with the project client's own
-    `to_rest_variables`/`from_rest_variables`, so a contract test sees the same round trip here
-    as against the emulator.
-    """
-
-    name = "real"
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        reset_expired_jobs_interval: float = 1.0,
-        start_concurrency: int = 8,
-    ) -> None:
-        """`reset_expired_jobs_interval` must match the server's (it bounds how long
-        `reset_expired_locks` waits); `start_concurrency` caps parallel instance starts."""
-        self.base_url = base_url.rstrip("/")
-        self.reset_expired_jobs_interval = reset_expired_jobs_interval
-        self._start_concurrency = start_concurrency
-        self._models: dict[tuple[str, ScopeType, str | None, str, bool], DeployedModel] = {}
-        self._deploy_lock = asyncio.Lock()
-
-    @classmethod
-    def for_server(cls, server: FlowableServer) -> RealFlowable:
-        return cls(server.base_url, reset_expired_jobs_interval=server.reset_expired_jobs_interval)
-
-    def client_settings(self) -> ClientSettings:
-        return ClientSettings(base_url=self.base_url)
-
-    def api(self) -> contextlib.AbstractAsyncContextManager[FlowableRestApi]:
-        """A `FlowableRestApi` on a fresh connection set, for tests that need more than the
-        protocol. A fresh client per use keeps this object free of event-loop ties."""
-        return FlowableRestApi.connect(self.base_url)
-
-    async def model_for(
-        self,
-        api: FlowableRestApi,
-        *,
-        topic: str,
-        scope_type: ScopeType,
-        tenant_id: str | None,
-        element_id: str,
-        exclusive: bool = True,
-    ) -> DeployedModel:
-        """The deployed one-task model for this combination, deploying it on first use."""
-        key = (topic, scope_type, tenant_id, element_id, exclusive)
-        async with self._deploy_lock:
-            model = self._models.get(key)
-            if model is None:
-                digest = hashlib.sha256(repr(key).encode()).hexdigest()[:20]
-                xml = one_task_model(
-                    scope_type=scope_type,
-                    definition_key=f"fwo_{digest}",
-                    topic=topic,
-                    element_id=element_id,
-                    exclusive=exclusive,
-                )
-                model = await api.deploy(xml, scope_type=scope_type, tenant_id=tenant_id)
-                self._models[key] = model
-            return model
-
-    async def create_jobs(
-        self,
-        topic: str,
-        count: int = 1,
-        *,
-        variables: Mapping[str, Any] | None = None,
-        scope_type: ScopeType = "bpmn",
-        tenant_id: str | None = None,
-        element_id: str = "externalTask",
-        exclusive: bool = True,
-    ) -> list[CreatedJob]:
-        """Start `count` instances, each stopping at one external-worker job on `topic`.
-
-        The job row is written in the same transaction that starts the instance (the task is
-        not async), so the jobs are acquirable as soon as this returns.
-        """
-        rest_variables = to_rest_variables(variables) if variables else []
-        semaphore = asyncio.Semaphore(self._start_concurrency)
-        async with self.api() as api:
-            model = await self.model_for(
-                api,
-                topic=topic,
-                scope_type=scope_type,
-                tenant_id=tenant_id,
-                element_id=element_id,
-                exclusive=exclusive,
-            )
-            start = api.start_process_instance if scope_type == "bpmn" else api.start_case_instance
-
-            async def start_one() -> CreatedJob:
-                async with semaphore:
-                    instance = await start(
-                        definition_id=model.definition_id, variables=rest_variables
-                    )
-                return CreatedJob(
-                    instance_id=instance["id"],
-                    definition_id=model.definition_id,
-                    element_id=element_id,
-                    scope_type=scope_type,
-                    tenant_id=tenant_id,
-                )
-
-            return list(await asyncio.gather(*(start_one() for _ in range(count))))
-
-    async def instance_finished(self, created: CreatedJob) -> bool:
-        async with self.api() as api:
-            if created.scope_type == "bpmn":
-                row = await api.historic_process_instance(created.instance_id)
-            else:
-                row = await api.historic_case_instance(created.instance_id)
-        return row is not None and row.get("endTime") is not None
-
-    async def instance_variables(self, created: CreatedJob) -> dict[str, Any]:
-        async with self.api() as api:
-            items = await api.historic_variables(created.instance_id, scope_type=created.scope_type)
-        return from_rest_variables(items)
-
-    async def task_completions(self, created: Sequence[CreatedJob]) -> Counter[str]:
-        """Per instance: how many times its external-worker task finished, by history.
-
-        History is the judge of "lost" and "completed twice" in the worker, fault and e2e
-        suites: an instance whose task never finished was lost, one that finished twice was a
-        duplicate. `created` must share one definition and element (one `create_jobs` call).
-        """
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
-            response = await http.get(
-                "/process-api/history/historic-activity-instances",
-                params={"processDefinitionId": created[0].definition_id,
-                        "activityId": created[0].element_id, "finished": "true", "size": 10000},
-            )
-        page = _check(response).json()
-        return Counter(row["processInstanceId"] for row in page["data"])
-
-    async def dead_letter_job_ids(self, created: Sequence[CreatedJob]) -> list[str]:
-        ids: dict[str, None] = {}  # ordered and de-duplicated
-        async with self.api() as api:
-            for job in created:
-                for row in await api.dead_letter_jobs(job.instance_id, scope_type=job.scope_type):
-                    ids[row["id"]] = None
-        return list(ids)
-
-    async def reset_expired_locks(self) -> None:
-        """Return once no external-worker job holds a lock that had expired when we were called.
-
-        The engine's reset thread runs every `reset_expired_jobs_interval`; polling for its effect
-        instead of sleeping a fixed time is both faster and safe against a slow run. Locks that
-        are still valid (including a `retryTimeout` wait) are not waited for.
-        """
-        called = datetime.now(UTC)
-        patience = max(10.0, 10 * self.reset_expired_jobs_interval)
-        deadline = time.monotonic() + patience
-        async with self.api() as api:
-            while True:
-                page = await api.external_worker_jobs(locked="true", size=1000)
-                expired = [
-                    job["id"]
-                    for job in page["data"]
-                    if job.get("lockExpirationTime")
-                    and _parse_instant(job["lockExpirationTime"]) <= called
-                ]
-                if not expired:
-                    return
-                if time.monotonic() > deadline:
-                    raise FlowableServerError(
-                        f"expired locks not reset after {patience:.0f}s: {expired[:10]}"
-                    )
-                await asyncio.sleep(min(0.2, self.reset_expired_jobs_interval / 4))
