@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from flowable_worker.config import parse_duration
+from flowable_worker.client.durations import parse_duration
 from flowable_worker_operator.scaling import (
     FallbackBehavior,
     FallbackSpec,

@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from flowable_worker.client import ClientSettings
+from flowable_worker.client.durations import parse_duration as parse_duration
 from flowable_worker.client.tls import check_readable, load_client_certificate
 from flowable_worker.metrics_access import read_token, server_tls_context
 from flowable_worker.redaction import redact
@@ -55,31 +56,6 @@ DEFAULT_HANDLER_TIMEOUT_SHARE = 0.9
 
 class ConfigError(ValueError):
     """The configuration is unusable; `str(error)` is one line for a human."""
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_ISO = re.compile(
-    r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$",
-    re.IGNORECASE,
-)
-
-
-def parse_duration(text: str) -> timedelta:
-    """`PT5M`, `300`, `300s`, `5m`, `1h30m`, `250ms` -> timedelta; ValueError otherwise."""
-    value = text.strip()
-    iso = _ISO.match(value)
-    if iso and value.upper() not in {"P", "PT"} and not value.upper().endswith("T"):
-        days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
-        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    try:
-        return timedelta(seconds=float(value))
-    except ValueError:
-        pass
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    parts = _DURATION_PART.findall(value)
-    if parts and "".join(n + u for n, u in parts) == value:
-        return timedelta(seconds=sum(float(n) * units[u] for n, u in parts))
-    raise ValueError(f"not a duration: {text!r} (use PT5M, 300s, 5m or 300)")
 
 
 def default_worker_id() -> str:
