@@ -13,10 +13,12 @@ layers is a one-line configuration change that a reviewer sees:
 
     [[tool.importcheck.packages.layers]]             # ... the bottom layer last
     name = "core"
-    modules = ["spec", "scaling", "client", "client.*"]
+    modules = ["spec", "scaling", "status"]
 
 Modules are named relative to their package (`client.retry`; `__init__` is the package itself,
-`client` a sub-package's `__init__.py`) and may be `fnmatch` patterns. Two rules, per package:
+`client` a sub-package's `__init__.py`) and may be `fnmatch` patterns (`client.*`).
+
+Two rules, per package:
 
 1. No import cycle among the package's modules. Only imports that run when a module is imported
    count: those at module level, in its `if`/`try`/`with` blocks and class bodies, and imports
