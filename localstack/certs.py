@@ -150,3 +150,67 @@ def write_kubeconfig(path: Path, server: str, ca_cert: Path, client: ClientCert)
     path.write_text(json.dumps(config, indent=2) + "\n")
     path.chmod(0o600)
     return path
+
+
+@dataclass(frozen=True)
+class FrontProxyPKI:
+    """The API server's aggregation layer credentials: a CA of its own and the client
+    certificate the API server presents when it proxies a request to an extension API server."""
+
+    ca_cert: Path
+    client_cert: Path
+    client_key: Path
+    client_name: str
+
+
+# The name kubeadm gives the proxy client; extension servers accept the requestheader identity
+# only from a certificate whose common name is in --requestheader-allowed-names.
+FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
+
+
+def generate_front_proxy(directory: Path) -> FrontProxyPKI:
+    """Create the front-proxy CA and the proxy client certificate it signs.
+
+    A separate CA, as kubeadm does: an extension API server trusts the X-Remote-User headers of
+    any client this CA signed, so it must not also sign ordinary clients.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(organization_name="flowable-worker-operator front proxy")
+    ca_cert = directory / "front-proxy-ca.crt"
+    ca.cert_pem.write_to_path(str(ca_cert))
+    leaf = ca.issue_cert(
+        f"{FRONT_PROXY_CLIENT_NAME}.client.local", common_name=FRONT_PROXY_CLIENT_NAME
+    )
+    client_cert = _write(directory / "front-proxy-client.crt", leaf.cert_chain_pems[0].bytes())
+    client_key = _write(directory / "front-proxy-client.key", leaf.private_key_pem.bytes())
+    return FrontProxyPKI(
+        ca_cert=ca_cert,
+        client_cert=client_cert,
+        client_key=client_key,
+        client_name=FRONT_PROXY_CLIENT_NAME,
+    )
+
+
+@dataclass(frozen=True)
+class ServingTLS:
+    """A CA and one certificate it signs, as ``ca.crt``, ``tls.crt`` and ``tls.key`` in one
+    directory: the layout of a Kubernetes TLS Secret mounted in a pod, which servers such as
+    KEDA's read from their ``--cert-dir``."""
+
+    directory: Path
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+def generate_serving_tls(directory: Path, identities: tuple[str, ...], name: str) -> ServingTLS:
+    """Create a CA and a certificate for ``identities`` (DNS names or IPs) that serves and
+    authenticates as a client alike, for components that speak mutual TLS to each other."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(organization_name=f"flowable-worker-operator {name}")
+    ca_cert = directory / "ca.crt"
+    ca.cert_pem.write_to_path(str(ca_cert))
+    leaf = ca.issue_cert(*identities, common_name=name)
+    cert = _write(directory / "tls.crt", b"".join(b.bytes() for b in leaf.cert_chain_pems))
+    key = _write(directory / "tls.key", leaf.private_key_pem.bytes())
+    return ServingTLS(directory=directory, ca_cert=ca_cert, cert=cert, key=key)

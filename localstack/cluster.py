@@ -7,7 +7,9 @@ node). So this launcher runs the genuine binaries, built by ``localstack/k8s/bui
     etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler, kwok
 
 kwok stands in for the kubelet: it keeps one fake Node Ready and marks scheduled pods Running.
-``localstack.podrunner`` then runs selected pods as local processes.
+``localstack.podrunner`` then runs selected pods as local processes. The API server's aggregation
+layer is configured (front-proxy CA and proxy client certificate), so an extension API server such
+as KEDA's metrics adapter (``localstack.keda_stack``) can serve a group through it.
 
 Every session gets its own temporary directory (certificates, etcd data, logs, kubeconfigs) and
 free ports, so two runs never collide. Each component runs in its own process group; ``stop()``
@@ -19,6 +21,7 @@ covers the case where the Python process itself is killed.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import http.client
@@ -35,12 +38,18 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localstack.certs import ClusterPKI, generate_pki, write_kubeconfig
+from localstack.certs import (
+    ClusterPKI,
+    FrontProxyPKI,
+    generate_front_proxy,
+    generate_pki,
+    write_kubeconfig,
+)
 
 log = logging.getLogger("localstack.cluster")
 
@@ -104,7 +113,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: ask Linux to SIGKILL it if its parent thread dies."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -219,6 +228,7 @@ class LocalCluster:
         self.server = ""
         self.ready_seconds: float | None = None
         self._pki: ClusterPKI | None = None
+        self._front_proxy: FrontProxyPKI | None = None
         self._ports: dict[str, int] = {}
         # Runs when the object is collected or, at the latest, at interpreter exit (atexit).
         self._finalizer = weakref.finalize(self, self._state.stop)
@@ -336,6 +346,85 @@ class LocalCluster:
         except ValueError:
             return resp.status, raw
 
+    @property
+    def front_proxy(self) -> FrontProxyPKI:
+        """The aggregation layer's CA and proxy client certificate (an extension API server
+        verifies the API server's proxied requests against this CA)."""
+        assert self._front_proxy is not None, "cluster not prepared"
+        return self._front_proxy
+
+    def register_api_service(
+        self,
+        *,
+        group: str,
+        version: str,
+        namespace: str,
+        service: str,
+        port: int,
+        ca_bundle: bytes,
+    ) -> str:
+        """Route ``/apis/<group>/<version>`` to an extension API server listening on
+        ``https://127.0.0.1:<port>``; returns the APIService's name.
+
+        The Service is of type ExternalName naming 127.0.0.1: the API server's default resolver
+        turns it into that host and the APIService's port. (The other route, an EndpointSlice
+        with ``--enable-aggregator-routing``, cannot hold a loopback address.) The server's
+        certificate must name ``<service>.<namespace>.svc``, which the API server checks
+        against ``ca_bundle``, so no TLS verification is skipped.
+        """
+        status, body = self.api(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
+        if status not in (201, 409):
+            raise ClusterStartError(f"creating namespace {namespace}: HTTP {status}: {body}")
+        svc = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": service, "namespace": namespace},
+            "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
+        }
+        self._apply(f"/api/v1/namespaces/{namespace}/services", service, svc)
+        name = f"{version}.{group}"
+        api_service = {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": name},
+            "spec": {
+                "group": group,
+                "version": version,
+                "service": {"name": service, "namespace": namespace, "port": port},
+                "caBundle": base64.b64encode(ca_bundle).decode(),
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        }
+        self._apply("/apis/apiregistration.k8s.io/v1/apiservices", name, api_service)
+        return name
+
+    def api_service_condition(self, name: str) -> dict[str, Any]:
+        """The APIService's Available condition ({} while it has none)."""
+        status, body = self.api("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
+        if status != 200:
+            return {}
+        for cond in body.get("status", {}).get("conditions", []):
+            if cond.get("type") == "Available":
+                return dict(cond)
+        return {}
+
+    def _apply(self, collection: str, name: str, manifest: dict[str, Any]) -> None:
+        """Create, or replace what is there (keeping its resourceVersion)."""
+        status, body = self.api("POST", collection, manifest)
+        if status == 409:
+            status, current = self.api("GET", f"{collection}/{name}")
+            if status == 200:
+                manifest = {**manifest, "metadata": {**manifest["metadata"]}}
+                manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                status, body = self.api("PUT", f"{collection}/{name}", manifest)
+        if status not in (200, 201):
+            raise ClusterStartError(f"applying {collection}/{name}: HTTP {status}: {body}")
+
     # -- start-up steps --------------------------------------------------------------------
 
     def _prepare(self) -> None:
@@ -351,6 +440,7 @@ class LocalCluster:
                 "scheduler": ("system:kube-scheduler", None),
             },
         )
+        self._front_proxy = generate_front_proxy(self.workdir / "pki")
         for name, client in self._pki.clients.items():
             write_kubeconfig(
                 self.workdir / f"{name}.kubeconfig", self.server, self._pki.ca_cert, client
@@ -368,7 +458,7 @@ class LocalCluster:
                 cwd=self.workdir,
                 start_new_session=True,
                 # PDEATHSIG fires when the *thread* that forked dies, so only from the main thread.
-                preexec_fn=_die_with_parent if in_main_thread else None,
+                preexec_fn=die_with_parent if in_main_thread else None,
             )
         comp = Component(name=name, proc=proc, log_path=log_path)
         self._state.components.append(comp)
@@ -409,6 +499,8 @@ class LocalCluster:
     def _start_apiserver(self) -> None:
         pki = self._pki
         assert pki is not None
+        proxy = self._front_proxy
+        assert proxy is not None
         self._spawn(
             "kube-apiserver",
             [
@@ -429,6 +521,20 @@ class LocalCluster:
                 "--profiling=false",
                 # The "kubernetes" Service cannot point at loopback; nothing in-cluster uses it.
                 "--endpoint-reconciler-type=none",
+                # The aggregation layer, so an extension API server (KEDA's metrics adapter)
+                # can serve a group through this API server: it trusts the user headers of
+                # requests signed by the front-proxy CA, and only from this client name.
+                f"--requestheader-client-ca-file={proxy.ca_cert}",
+                f"--requestheader-allowed-names={proxy.client_name}",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-username-headers=X-Remote-User",
+                f"--proxy-client-cert-file={proxy.client_cert}",
+                f"--proxy-client-key-file={proxy.client_key}",
+                # No --enable-aggregator-routing: it resolves an APIService to an EndpointSlice
+                # address, and the API server rejects loopback addresses there, while an
+                # extension server here is a local process on 127.0.0.1. Without it the API
+                # server resolves the Service, and an ExternalName Service can name 127.0.0.1.
             ],
         )
 
@@ -590,14 +696,6 @@ class LocalCluster:
                 result.returncode, result.args, result.stdout, result.stderr
             )
         return result
-
-
-@contextlib.contextmanager
-def local_cluster(**kwargs: Any) -> Iterator[LocalCluster]:
-    """``with local_cluster() as c:`` for callers that prefer a function."""
-    cluster = LocalCluster(**kwargs)
-    with cluster:
-        yield cluster
 
 
 def main(argv: Sequence[str] | None = None) -> int:
