@@ -1,0 +1,638 @@
+"""The operator at scale: what N idle pools cost it, the API server and the engine (issue 11).
+
+Starts the local control plane (localstack/cluster.py), the real Flowable with `--models` deployed
+one-task models (one topic each), a counting HTTP proxy in front of Flowable
+(bench/counting_proxy.py) and the operator as a process (the installed console script) watching one
+namespace, its engine URL pointing at the proxy. Then, per stage of `--pools` (cumulative: 100, then
+900 more for 1000, ...), it creates the pools (`--pools-per-topic` on each topic, `--interval` s
+polling, worker pods as kwok's fake pods: nothing runs in them), waits until every pool has its
+Deployment, lets `--warmup-intervals` pass, and measures over `--window-intervals` intervals while
+nothing changes:
+
+- operator CPU (cores) and peak RSS from /proc, its child processes included;
+- ticks per pool per interval: the delta of `flowable_pool_decisions_total` on the operator's
+  /metrics (one decision per tick) over pools x intervals;
+- API-server requests per interval by verb and resource (deltas of `apiserver_request_total`):
+  writes (POST/PUT/PATCH/DELETE) and reads (GET/LIST) on the resources the operator touches
+  (bench/apiserver_requests.py), WATCH apart, and everyone else's requests apart;
+- kube-apiserver and etcd CPU from /proc;
+- engine requests per distinct question (method, path?query) per interval, counted at the proxy:
+  the mean and the max over the job-count questions, and all requests per interval.
+
+Then the lag: it starts one process instance on each of a few topics (least used first, so idle
+ones; each at a random moment within one interval, so that pools created together are not all
+caught at the same phase of their tick), and times, for every pool on those topics, the arrival (on a watch) of the change of its
+Deployment's `.spec.replicas`; rounds repeat until `--lag-samples` changes are timed (p50, p99).
+Each job adds a replica (worker concurrency 1); instances are left in place, so a topic used
+again goes from k to k+1 replicas. `--profile FILE` runs py-spy on the operator for 30 s after the
+last stage (if py-spy is installed) and prints the functions with the most own time.
+
+Prints a table, then as the last line one JSON object {"stages": [...]}. Stops everything it
+started, on Ctrl-C or an error too. A missing part (control-plane binaries, the Flowable jar,
+Java, the operator's console script) is one line on stderr and exit status 1.
+
+Run: `make bench-operator BENCH_ARGS="--pools 100,300"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from kubernetes import client as k8s_client  # noqa: E402
+from kubernetes import config as k8s_config  # noqa: E402
+
+from bench import apiserver_requests  # noqa: E402
+from bench.counting_proxy import CountingProxy, Question  # noqa: E402
+from bench.deployment_watch import DeploymentWatch  # noqa: E402
+from bench.proc_usage import cpu_seconds, rss_bytes  # noqa: E402
+from localstack.cluster import (  # noqa: E402
+    LocalCluster,
+    MissingPrerequisiteError,
+    find_bin_dir,
+    free_port,
+)
+from localstack.flowable_server import (  # noqa: E402
+    FlowableRestApi,
+    FlowableServer,
+    FlowableServerError,
+    find_server_jar,
+)
+from localstack.operator_process import CONSOLE_SCRIPT, OperatorProcess  # noqa: E402
+
+CRD = REPO_ROOT / "deploy" / "crds" / "externalworkerpools.flowable-worker.io.yaml"
+GROUP, VERSION, PLURAL = "flowable-worker.io", "v1alpha1", "externalworkerpools"
+TICKS_METRIC = "flowable_pool_decisions_total{"
+MODEL = """<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"
+             xmlns:flowable="http://flowable.org/bpmn" targetNamespace="http://flowable-worker.io/bench">
+  <process id="{key}" name="{key}" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="in" sourceRef="start" targetRef="{element}"/>
+    <serviceTask id="{element}" flowable:type="external-worker" flowable:topic="{topic}"/>
+    <sequenceFlow id="out" sourceRef="{element}" targetRef="end"/>
+    <endEvent id="end"/>
+  </process>
+</definitions>
+"""
+
+
+class Prerequisite(Exception):
+    """Something the benchmark needs is not there; the message says what to do."""
+
+
+@dataclass
+class Stage:
+    pools: int
+    topics: int
+    window_s: float
+    cpu_cores: float
+    rss_mb: float
+    ticks_per_interval: float
+    tick_errors: int
+    apiserver_writes_per_interval: float
+    apiserver_reads_per_interval: float
+    apiserver_watches_per_interval: float
+    apiserver_other_per_interval: float
+    apiserver_cpu_cores: float
+    etcd_cpu_cores: float
+    engine_requests_per_question: float
+    engine_requests_per_question_max: float
+    engine_questions: int
+    engine_requests_per_interval: float
+    lag_p50_s: float | None
+    lag_p99_s: float | None
+    lag_samples: int
+    lag_timeouts: int
+    apiserver_requests_per_interval: dict[str, float] = field(default_factory=dict)
+
+
+# -- set-up ------------------------------------------------------------------------------------
+
+
+def prerequisites() -> tuple[Path, Path]:
+    """The control-plane binaries' directory and the Flowable jar, or `Prerequisite`."""
+    if shutil.which("java") is None:
+        raise Prerequisite("java not found: install a Java 17 JDK (the real Flowable needs it)")
+    if not CONSOLE_SCRIPT.exists():
+        raise Prerequisite(f"{CONSOLE_SCRIPT} is missing: run `make setup`")
+    try:
+        bin_dir = find_bin_dir()
+        jar = find_server_jar()
+    except (MissingPrerequisiteError, FlowableServerError) as error:
+        raise Prerequisite(str(error).splitlines()[0]) from error
+    return bin_dir, jar
+
+
+def topic_of(index: int) -> str:
+    return f"scale-{index:05d}"
+
+
+async def deploy_models(base_url: str, count: int) -> dict[str, str]:
+    """One one-task model per topic; topic -> process definition id."""
+    semaphore = asyncio.Semaphore(8)
+    async with FlowableRestApi.connect(base_url) as api:
+
+        async def one(index: int) -> tuple[str, str]:
+            topic = topic_of(index)
+            xml = MODEL.format(key=f"scale_{index}", element=f"work_{index}", topic=topic)
+            async with semaphore:
+                model = await api.deploy(xml, scope_type="bpmn")
+            return topic, model.definition_id
+
+        return dict(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+@contextlib.contextmanager
+def operator_process(kubeconfig: Path, namespace: str, log_path: Path) -> Iterator[OperatorProcess]:
+    """The operator's console script on this namespace; SIGTERM (then SIGKILL) to its group on
+    the way out. Pools are not deleted first: the cluster is thrown away with them."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(CONSOLE_SCRIPT), "--namespace", namespace, "--metrics-host", "127.0.0.1",
+             "--metrics-port", str(port), "--log-format", "text"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        )  # fmt: skip
+    running = OperatorProcess(process, log_path, port)
+    try:
+        deadline = time.monotonic() + 60
+        while not running.healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the operator was not ready in 60 s:\n{running.log()[-3000:]}")
+            time.sleep(0.2)
+        yield running
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def kube_api(kubeconfig: Path, pool_size: int = 8) -> k8s_client.ApiClient:
+    configuration = k8s_client.Configuration()
+    k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = pool_size
+    return k8s_client.ApiClient(configuration)
+
+
+def pool_name(index: int) -> str:
+    return f"pool-{index:05d}"
+
+
+def create_pools(
+    api: k8s_client.ApiClient,
+    namespace: str,
+    indexes: range,
+    *,
+    engine_url: str,
+    pools_per_topic: int,
+    interval: int,
+) -> None:
+    custom = k8s_client.CustomObjectsApi(api)
+
+    def create(index: int) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ExternalWorkerPool",
+            "metadata": {"name": pool_name(index)},
+            "spec": {
+                "engine": {"url": engine_url},
+                "topic": topic_of(index // pools_per_topic),
+                # Each job wants a replica of its own, so every started instance moves replicas.
+                # The handler is never imported: the pods are kwok's fakes, nothing runs in them.
+                "worker": {"handler": {"python": "bench.noop:handle"}, "concurrency": 1},
+                "scaling": {"pollingInterval": f"{interval}s"},
+            },
+        }
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, indexes))
+
+
+def wait_until(what: str, check: Any, timeout: float, operator: OperatorProcess) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        operator.healthy()  # raises if it exited
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1.0)
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def ticks(metrics_text: str) -> tuple[float, int]:
+    """(ticks so far, tick errors so far) from the operator's /metrics."""
+    total, errors = 0.0, 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(TICKS_METRIC):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("flowable_pool_tick_errors_total{"):
+            errors += float(line.rsplit(" ", 1)[1])
+    return total, int(errors)
+
+
+@dataclass
+class Reading:
+    """Everything read at one edge of a window."""
+
+    at: float
+    ticks_at: float
+    ticks: float
+    tick_errors: int
+    operator_cpu: float
+    apiserver_cpu: float
+    etcd_cpu: float
+    requests: Counter[apiserver_requests.RequestKey]
+    engine: Counter[Question]
+
+
+def read(
+    operator: OperatorProcess, cluster: LocalCluster, proxy: CountingProxy, *, first: bool
+) -> Reading:
+    """At the window's start the operator's /metrics is read first and CPU last, at its end the
+    other way round, so rendering a large /metrics is not counted as the operator's idle cost."""
+    pids = cluster.pids()
+
+    def scrape() -> tuple[float, float, int]:
+        started = time.monotonic()
+        count, errors = ticks(operator.metrics())
+        return (started + time.monotonic()) / 2, count, errors
+
+    if first:
+        ticks_at, count, errors = scrape()
+    cpu = cpu_seconds(operator.process.pid)
+    at = time.monotonic()
+    apiserver_cpu = cpu_seconds(pids["kube-apiserver"])
+    etcd_cpu = cpu_seconds(pids["etcd"])
+    status, text = cluster.api("GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"kube-apiserver /metrics answered {status}")
+    engine = proxy.snapshot()
+    if not first:
+        ticks_at, count, errors = scrape()
+    return Reading(
+        at=at, ticks_at=ticks_at, ticks=count, tick_errors=errors, operator_cpu=cpu,
+        apiserver_cpu=apiserver_cpu, etcd_cpu=etcd_cpu,
+        requests=apiserver_requests.parse(str(text)), engine=engine,
+    )  # fmt: skip
+
+
+def window(
+    operator: OperatorProcess,
+    cluster: LocalCluster,
+    proxy: CountingProxy,
+    *,
+    pools: int,
+    topics: int,
+    interval: int,
+    intervals: int,
+) -> Stage:
+    start = read(operator, cluster, proxy, first=True)
+    peak_rss = rss_bytes(operator.process.pid)
+    end_at = start.at + intervals * interval
+    while (left := end_at - time.monotonic()) > 0:
+        time.sleep(min(5.0, left))
+        operator.healthy()
+        peak_rss = max(peak_rss, rss_bytes(operator.process.pid))
+    end = read(operator, cluster, proxy, first=False)
+    seconds = end.at - start.at
+    n = seconds / interval
+    requests = end.requests - start.requests
+    ours = Counter({k: v for k, v in requests.items() if apiserver_requests.is_operator(k)})
+    theirs = Counter({k: v for k, v in requests.items() if not apiserver_requests.is_operator(k)})
+    engine = end.engine - start.engine
+    counts = [v / n for (_, target), v in engine.items() if target.startswith("/external-job-api/")]
+    return Stage(
+        pools=pools,
+        topics=topics,
+        window_s=round(seconds, 1),
+        cpu_cores=round((end.operator_cpu - start.operator_cpu) / seconds, 4),
+        rss_mb=round(peak_rss / 2**20, 1),
+        ticks_per_interval=round(
+            (end.ticks - start.ticks) / (pools * (end.ticks_at - start.ticks_at) / interval), 3
+        ),
+        tick_errors=end.tick_errors - start.tick_errors,
+        apiserver_writes_per_interval=round(
+            apiserver_requests.sum_verbs(ours, apiserver_requests.WRITE_VERBS) / n, 2
+        ),
+        apiserver_reads_per_interval=round(
+            apiserver_requests.sum_verbs(ours, apiserver_requests.READ_VERBS) / n, 2
+        ),
+        apiserver_watches_per_interval=round(
+            apiserver_requests.sum_verbs(ours, frozenset({"WATCH"})) / n, 2
+        ),
+        apiserver_other_per_interval=round(sum(theirs.values()) / n, 2),
+        apiserver_cpu_cores=round((end.apiserver_cpu - start.apiserver_cpu) / seconds, 4),
+        etcd_cpu_cores=round((end.etcd_cpu - start.etcd_cpu) / seconds, 4),
+        engine_requests_per_question=round(statistics.mean(counts), 3) if counts else 0.0,
+        engine_requests_per_question_max=round(max(counts), 3) if counts else 0.0,
+        engine_questions=len(counts),
+        engine_requests_per_interval=round(sum(engine.values()) / n, 2),
+        lag_p50_s=None,
+        lag_p99_s=None,
+        lag_samples=0,
+        lag_timeouts=0,
+        apiserver_requests_per_interval={
+            f"{verb} {resource}": round(count / n, 2)
+            for (verb, resource), count in sorted(ours.items())
+        },
+    )
+
+
+async def start_instances(base_url: str, definitions: list[str], spread: float) -> list[float]:
+    """Start one instance of each definition, each at a random moment within `spread` seconds;
+    when each start returned (its job exists).
+
+    Pools created together tick together; starting every instance at once would time them all
+    at the same phase of their tick. Random moments sample the phase as real work arrives."""
+    async with FlowableRestApi.connect(base_url) as api:
+
+        async def one(definition_id: str) -> float:
+            await asyncio.sleep(random.uniform(0, spread))
+            await api.start_process_instance(definition_id=definition_id)
+            return time.monotonic()
+
+        return list(await asyncio.gather(*(one(d) for d in definitions)))
+
+
+def lag(
+    watch: DeploymentWatch,
+    operator: OperatorProcess,
+    flowable_url: str,
+    definitions: dict[str, str],
+    used: Counter[str],
+    *,
+    pools: int,
+    pools_per_topic: int,
+    interval: int,
+    samples: int,
+    max_replicas: int = 10,
+) -> tuple[list[float], int]:
+    """(lags in seconds, pools that did not change within 3 intervals + 30 s of the round's
+    last start)."""
+    topics = math.ceil(pools / pools_per_topic)
+    lags: list[float] = []
+    timeouts = 0
+    while len(lags) + timeouts < samples:
+        want = math.ceil((samples - len(lags) - timeouts) / pools_per_topic)
+        chosen = sorted(range(topics), key=lambda t: (used[topic_of(t)], t))[:want]
+        watched: dict[str, tuple[int, int]] = {}  # deployment -> (topic index, replicas before)
+        for t in chosen:
+            used[topic_of(t)] += 1
+            for index in range(t * pools_per_topic, min((t + 1) * pools_per_topic, pools)):
+                name = f"{pool_name(index)}-worker"
+                before = watch.replicas(name)
+                if before is not None and before < max_replicas:
+                    watched[name] = (t, before)
+        if not watched:
+            raise RuntimeError("every sampled pool is at maxReplicas: use fewer --lag-samples")
+        started = asyncio.run(
+            start_instances(flowable_url, [definitions[topic_of(t)] for t in chosen], interval)
+        )
+        started_at = dict(zip(chosen, started, strict=True))
+        deadline = time.monotonic() + 3 * interval + 30  # from the last start
+        waiting = dict(watched)
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.2)
+            for name, (t, before) in list(waiting.items()):
+                if watch.replicas(name) != before:
+                    changed = watch.changed_at(name)
+                    assert changed is not None
+                    lags.append(changed - started_at[t])
+                    del waiting[name]
+            operator.healthy()
+        timeouts += len(waiting)
+    return lags, timeouts
+
+
+def percentile(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 2)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+
+
+# -- profile -----------------------------------------------------------------------------------
+
+
+def profile(pid: int, out: Path, seconds: int = 30) -> list[tuple[str, float]]:
+    """py-spy's samples of `pid` for `seconds` (raw, collapsed stacks in `out`); the ten
+    functions with the most own time (the innermost frame of a sample) and their share."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        raise Prerequisite(f"{py_spy} is missing: `.venv/bin/pip install py-spy` for --profile")
+    subprocess.run(
+        [str(py_spy), "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw",
+         "--nonblocking", "-o", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    own: Counter[str] = Counter()
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            # "function (file.py:line)": the function's own time, whichever of its lines
+            own[re.sub(r":\d+\)$", ")", stack.split(";")[-1])] += int(count)
+    total = sum(own.values()) or 1
+    return [(frame, round(100 * n / total, 1)) for frame, n in own.most_common(10)]
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> list[Stage]:
+    stages_at = sorted(set(args.pools))
+    largest_topics = math.ceil(stages_at[-1] / args.pools_per_topic)
+    models = args.models if args.models is not None else largest_topics
+    if models < largest_topics:
+        raise Prerequisite(
+            f"--models {models} is fewer than the {largest_topics} topics of {stages_at[-1]} pools "
+            f"at {args.pools_per_topic} per topic: every topic needs its model"
+        )
+    results: list[Stage] = []
+    workdir = Path(tempfile.mkdtemp(prefix="fwo-bench-operator-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        allocatable = {"cpu": "100000", "memory": "1000Ti", "pods": "1000000"}
+        cluster = stack.enter_context(LocalCluster(bin_dir=bin_dir, node_allocatable=allocatable))
+        progress(f"control plane ready in {cluster.ready_seconds:.1f} s")
+        cluster.kubectl("apply", "-f", str(CRD))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                        f"crd/{PLURAL}.{GROUP}")  # fmt: skip
+        namespace = f"bench-{uuid.uuid4().hex[:6]}"
+        status, body = cluster.api("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+        if status != 201:
+            raise RuntimeError(f"creating namespace {namespace}: HTTP {status}: {body}")
+        server = stack.enter_context(
+            FlowableServer(jar=jar, jvm_options=("-Xmx2g", "-XX:+UseSerialGC"))
+        )
+        progress(f"Flowable ready in {server.startup_seconds:.1f} s")
+        definitions = asyncio.run(deploy_models(server.base_url, models))
+        progress(f"{models} models deployed")
+        proxy = stack.enter_context(CountingProxy("127.0.0.1", server.port))
+        watch = DeploymentWatch(cluster.kubeconfig, namespace).start()
+        stack.callback(watch.stop)
+        operator = stack.enter_context(
+            operator_process(cluster.kubeconfig, namespace, workdir / "operator.log")
+        )
+        progress(f"operator pid {operator.process.pid}, metrics {operator.metrics_url}")
+        api = kube_api(cluster.kubeconfig)
+        stack.callback(api.close)
+        used: Counter[str] = Counter()
+        created = 0
+        for pools in stages_at:
+            started = time.monotonic()
+            create_pools(
+                api, namespace, range(created, pools), engine_url=proxy.base_url,
+                pools_per_topic=args.pools_per_topic, interval=args.interval,
+            )  # fmt: skip
+            names = [f"{pool_name(i)}-worker" for i in range(pools)]
+            wait_until(f"{pools} Deployments", lambda n=names: watch.has(n),
+                       120 + 0.2 * (pools - created), operator)  # fmt: skip
+            if watch.error is not None:
+                raise RuntimeError(f"the Deployment watch failed: {watch.error}")
+            progress(f"{pools} pools with their Deployments in {time.monotonic() - started:.0f} s;"
+                     f" warming up {args.warmup_intervals} intervals")  # fmt: skip
+            created = pools
+            time.sleep(args.warmup_intervals * args.interval)
+            stage = window(
+                operator, cluster, proxy, pools=pools,
+                topics=math.ceil(pools / args.pools_per_topic),
+                interval=args.interval, intervals=args.window_intervals,
+            )  # fmt: skip
+            progress(f"{pools} pools measured: {stage.cpu_cores} cores; timing the lag")
+            lags, timeouts = lag(
+                watch, operator, server.base_url, definitions, used, pools=pools,
+                pools_per_topic=args.pools_per_topic, interval=args.interval,
+                samples=args.lag_samples,
+            )  # fmt: skip
+            stage.lag_p50_s, stage.lag_p99_s = percentile(lags, 50), percentile(lags, 99)
+            stage.lag_samples, stage.lag_timeouts = len(lags), timeouts
+            results.append(stage)
+            progress(f"{pools} pools: lag p50 {stage.lag_p50_s} s, p99 {stage.lag_p99_s} s")
+        if args.profile is not None:
+            progress(f"profiling the operator for 30 s at {stages_at[-1]} pools")
+            for frame, share in profile(operator.process.pid, args.profile):
+                progress(f"  {share:5.1f}%  {frame}")
+    return results
+
+
+def print_table(stages: list[Stage]) -> None:
+    columns = [
+        ("pools", "pools", "{}"),
+        ("topics", "topics", "{}"),
+        ("op CPU", "cpu_cores", "{:.3f}"),
+        ("RSS MB", "rss_mb", "{:.0f}"),
+        ("ticks/pool/iv", "ticks_per_interval", "{:.3f}"),
+        ("API writes/iv", "apiserver_writes_per_interval", "{:.1f}"),
+        ("API reads/iv", "apiserver_reads_per_interval", "{:.1f}"),
+        ("API watches/iv", "apiserver_watches_per_interval", "{:.1f}"),
+        ("apiserver CPU", "apiserver_cpu_cores", "{:.3f}"),
+        ("etcd CPU", "etcd_cpu_cores", "{:.3f}"),
+        ("engine req/q/iv", "engine_requests_per_question", "{:.2f}"),
+        ("max", "engine_requests_per_question_max", "{:.2f}"),
+        ("lag p50 s", "lag_p50_s", "{}"),
+        ("lag p99 s", "lag_p99_s", "{}"),
+        ("lag n", "lag_samples", "{}"),
+    ]
+    rows = [[fmt.format(getattr(s, key)) for _, key, fmt in columns] for s in stages]
+    widths = [
+        max(len(title), *(len(r[i]) for r in rows)) for i, (title, _, _) in enumerate(columns)
+    ]
+    print("  ".join(title.rjust(w) for (title, _, _), w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+    for stage in stages:
+        detail = ", ".join(f"{k} {v}" for k, v in stage.apiserver_requests_per_interval.items())
+        print(f"{stage.pools} pools, API requests per interval: {detail or 'none'}")
+
+
+def pool_list(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive pool counts")
+    return values
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--pools",
+        type=pool_list,
+        default=[100, 1000, 10000],
+        help="stages, cumulative (default 100,1000,10000)",
+    )
+    parser.add_argument("--pools-per-topic", type=int, default=5)
+    parser.add_argument("--interval", type=int, default=15, help="pollingInterval, s")
+    parser.add_argument("--warmup-intervals", type=int, default=2)
+    parser.add_argument("--window-intervals", type=int, default=4)
+    parser.add_argument("--lag-samples", type=int, default=50)
+    parser.add_argument(
+        "--models",
+        type=int,
+        default=None,
+        help="deployed models, one topic each (default: the largest stage's topics)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="after the last stage, py-spy's raw samples of the operator here",
+    )
+    args = parser.parse_args()
+
+    def progress(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        bin_dir, jar = prerequisites()
+        stages = run(args, bin_dir, jar, progress)
+    except Prerequisite as missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: everything started was stopped", file=sys.stderr)
+        return 130
+    print_table(stages)
+    print(json.dumps({"stages": [asdict(stage) for stage in stages]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
