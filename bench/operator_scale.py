@@ -20,12 +20,13 @@ nothing changes:
   the mean and the max over the job-count questions, and all requests per interval.
 
 Then the lag: it starts one process instance on each of a few topics (least used first, so idle
-ones; each at a random moment within one interval, so that pools created together are not all
-caught at the same phase of their tick), and times, for every pool on those topics, the arrival (on a watch) of the change of its
-Deployment's `.spec.replicas`; rounds repeat until `--lag-samples` changes are timed (p50, p99).
-Each job adds a replica (worker concurrency 1); instances are left in place, so a topic used
-again goes from k to k+1 replicas. `--profile FILE` runs py-spy on the operator for 30 s after the
-last stage (if py-spy is installed) and prints the functions with the most own time.
+ones; each at a random moment within one interval, so that pools created together are not all caught
+at the same phase of their tick), and times, for every pool on those topics, the arrival (on a
+watch) of the change of its Deployment's `.spec.replicas`; rounds repeat until `--lag-samples`
+changes are timed (p50, p99). Each job adds a replica (worker concurrency 1); instances are left in
+place, so a topic used again goes from k to k+1 replicas. `--profile FILE` runs py-spy on the
+operator for 30 s after the last stage (if py-spy is installed) and prints the functions with the
+most own time.
 
 Prints a table, then as the last line one JSON object {"stages": [...]}. Stops everything it
 started, on Ctrl-C or an error too. A missing part (control-plane binaries, the Flowable jar,
