@@ -31,7 +31,7 @@ from flowable_worker.client import (
 from flowable_worker.config import ConfigError, WorkerSettings, load_settings
 from flowable_worker.context import JobContext, current_job
 from flowable_worker.job import Job
-from flowable_worker.results import BpmnError, CmmnTerminate, Fail
+from flowable_worker.results import BpmnError, CmmnTerminate, Complete, Fail
 from flowable_worker.runtime import Worker
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "BpmnError",
     "ClientSettings",
     "CmmnTerminate",
+    "Complete",
     "ConfigError",
     "ExternalWorkerJob",
     "Fail",

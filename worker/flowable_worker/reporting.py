@@ -39,7 +39,7 @@ from flowable_worker.client import (
 )
 from flowable_worker.job import Job
 from flowable_worker.metrics import TopicMetrics, error_reason
-from flowable_worker.results import Complete, FailJob, Outcome, Terminate, ThrowBpmnError
+from flowable_worker.results import Fail, Outcome
 
 log = logging.getLogger("flowable_worker.reporting")
 
@@ -100,11 +100,11 @@ class Reporter:
             result = await self._send_with_retries(job, outcome, metrics, lock_deadline)
         except (TypeError, ValueError) as error:
             # Variables the client cannot convert (raised before anything is sent).
-            if isinstance(outcome, FailJob):
+            if isinstance(outcome, Fail):
                 raise
             return await self.report(
                 job,
-                FailJob(
+                Fail(
                     message=f"handler returned variables Flowable cannot store: {error}",
                     retries=self._fail_retries,
                     retry_timeout=self._fail_retry_timeout,
@@ -114,7 +114,7 @@ class Reporter:
                 lock_deadline=lock_deadline,
             )
         except BadRequestError as error:
-            if isinstance(outcome, FailJob):
+            if isinstance(outcome, Fail):
                 log.error(
                     "Flowable refused to fail job %s: %s", job.id, error,
                     extra={"job_id": job.id, "topic": job.topic},
@@ -122,14 +122,14 @@ class Reporter:
                 return "gave_up"
             log.warning(
                 "Flowable refused the %s for job %s (%s); failing it instead",
-                _call_name(outcome), job.id, error,
+                outcome.call, job.id, error,
                 extra={"job_id": job.id, "topic": job.topic},
             )
             return await self.report(
                 job,
-                FailJob(
+                Fail(
                     message=(
-                        f"Flowable refused the {_call_name(outcome)}: {error.exception or error}"
+                        f"Flowable refused the {outcome.call}: {error.exception or error}"
                     ),
                     details=error.body or None,
                     retries=self._fail_retries,
@@ -140,13 +140,13 @@ class Reporter:
                 lock_deadline=lock_deadline,
             )
         if result == "done":
-            _count(outcome, metrics)
+            outcome.count(metrics)
         return result
 
     async def _send_with_retries(
         self, job: Job, outcome: Outcome, metrics: TopicMetrics, lock_deadline: float | None
     ) -> Reported:
-        call = _call_name(outcome)
+        call = outcome.call
         backoff = Backoff(
             initial=self._policy.backoff_initial, maximum=self._policy.backoff_max
         )
@@ -155,7 +155,7 @@ class Reporter:
             cap = self._policy.attempts_without_deadline if lock_deadline is None else sys.maxsize
         for attempt in range(cap):
             try:
-                await self._send(job, outcome)
+                await outcome.send(self._client, job.id, self._worker_id)
                 return "done"
             except JobNotFoundError:
                 if attempt > 0:
@@ -172,7 +172,7 @@ class Reporter:
                 )
                 return "lost"
             except ForbiddenError as error:
-                if attempt > 0 and isinstance(outcome, FailJob):
+                if attempt > 0 and isinstance(outcome, Fail):
                     # A fail with a retryTimeout keeps the job locked without an owner: 403 on a
                     # repeat means the earlier attempt landed.
                     return "done"
@@ -216,51 +216,3 @@ class Reporter:
                 )
                 await self._sleep(delay)
         return "gave_up"  # pragma: no cover - the loop always returns
-
-    async def _send(self, job: Job, outcome: Outcome) -> None:
-        worker_id = self._worker_id
-        if isinstance(outcome, Complete):
-            await self._client.complete_job(
-                job.id, worker_id=worker_id, variables=outcome.variables or None
-            )
-        elif isinstance(outcome, ThrowBpmnError):
-            await self._client.bpmn_error(
-                job.id,
-                worker_id=worker_id,
-                error_code=outcome.code,
-                variables=outcome.variables or None,
-            )
-        elif isinstance(outcome, Terminate):
-            await self._client.cmmn_terminate(
-                job.id, worker_id=worker_id, variables=outcome.variables or None
-            )
-        else:
-            await self._client.fail_job(
-                job.id,
-                worker_id=worker_id,
-                error_message=outcome.message,
-                error_details=outcome.details,
-                retries=outcome.retries,
-                retry_timeout=outcome.retry_timeout,
-            )
-
-
-def _call_name(outcome: Outcome) -> str:
-    if isinstance(outcome, Complete):
-        return "complete"
-    if isinstance(outcome, ThrowBpmnError):
-        return "bpmnError"
-    if isinstance(outcome, Terminate):
-        return "cmmnTerminate"
-    return "fail"
-
-
-def _count(outcome: Outcome, metrics: TopicMetrics) -> None:
-    if isinstance(outcome, Complete):
-        metrics.completed.inc()
-    elif isinstance(outcome, ThrowBpmnError):
-        metrics.bpmn_errors.inc()
-    elif isinstance(outcome, Terminate):
-        metrics.cmmn_terminated.inc()
-    else:
-        metrics.failed(outcome.reason)

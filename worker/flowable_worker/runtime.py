@@ -46,7 +46,7 @@ from flowable_worker.metrics import TopicMetrics, WorkerMetrics, error_reason
 from flowable_worker.metrics_access import read_token, server_tls_context
 from flowable_worker.redaction import redact
 from flowable_worker.reporting import Reporter, ReportPolicy
-from flowable_worker.results import FailJob, Outcome
+from flowable_worker.results import Fail, Outcome
 from flowable_worker.slots import Slots
 from flowable_worker.topic_options import Duration, ResolvedTopic, TopicOptions
 from flowable_worker.transport import LeanTransport, choose_transport, tls_context
@@ -642,7 +642,7 @@ class Worker:
                 async with asyncio.timeout(timeout):
                     outcome = await topic.handler.handle(job)
             except TimeoutError:
-                outcome = FailJob(
+                outcome = Fail(
                     message=f"handler timed out after {timeout:g}s",
                     retries=options.fail_retries,
                     retry_timeout=options.fail_retry_timeout,
@@ -653,13 +653,13 @@ class Worker:
                     extra={"job_id": job.id, "topic": job.topic},
                 )
             except Exception as error:
-                outcome = FailJob(
+                outcome = Fail(
                     message=f"{type(error).__name__}: {error}",
                     retries=options.fail_retries,
                     retry_timeout=options.fail_retry_timeout,
                 )
-            topic.metrics.handled(_outcome_label(outcome), time.monotonic() - started)
-            if isinstance(outcome, FailJob) and outcome.reason != "timeout":
+            topic.metrics.handled(outcome.label, time.monotonic() - started)
+            if isinstance(outcome, Fail) and outcome.reason != "timeout":
                 log.info(
                     "job %s failed: %s", job.id, outcome.message,
                     extra={"job_id": job.id, "topic": job.topic, "reason": outcome.reason},
@@ -817,13 +817,4 @@ async def _run_hooks(hooks: list[Hook], stage: str, *, raise_errors: bool) -> No
                     f"{stage} hook {name} failed: {type(error).__name__}: {error}"
                 ) from error
             log.exception("%s hook %s failed", stage, name)
-
-
-def _outcome_label(outcome: Outcome) -> str:
-    return {
-        "Complete": "complete",
-        "ThrowBpmnError": "bpmn_error",
-        "Terminate": "cmmn_terminate",
-        "FailJob": "fail",
-    }[type(outcome).__name__]
 

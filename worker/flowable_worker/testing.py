@@ -1,8 +1,8 @@
 """Testing a handler without a Flowable server: build a job, run the handler, read the result.
 
 ```python
+from flowable_worker import Complete
 from flowable_worker.testing import make_job, run_handler_sync
-from flowable_worker.results import Complete
 
 def test_small_invoices_are_approved():
     outcome = run_handler_sync(check, make_job({"amount": 120}))
@@ -10,11 +10,12 @@ def test_small_invoices_are_approved():
 ```
 
 `run_handler` goes through the same `PythonHandler` the worker uses, so a test sees exactly what
-the worker would report: the variables a dict, model or dataclass completes with, a `BpmnError`
-as `ThrowBpmnError`, an exception as `FailJob` (message, traceback, retry policy) or whatever the
-error hook decides, a variables model that does not fit as the failure the worker would send.
-Only the network is left out. `flowable-worker run-once --job job.json` does the same from a
-shell (docs/worker.md, "Testing your handler").
+the worker would report: `Complete` with the variables a dict, model or dataclass completes with,
+the `BpmnError`, `Fail` or `CmmnTerminate` the handler raised or returned, an exception as a `Fail`
+(message, traceback, retry policy) or whatever the error hook decides, a variables model that does
+not fit as the failure the worker would send. Only the network is left out.
+`flowable-worker run-once --job job.json` does the same from a shell (docs/worker.md, "Testing your
+handler").
 """
 
 from __future__ import annotations

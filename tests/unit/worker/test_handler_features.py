@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from flowable_worker import BpmnError, Fail, current_job
+from flowable_worker import BpmnError, Complete, Fail, current_job
 from flowable_worker.job import Job
-from flowable_worker.results import Complete, FailJob, ThrowBpmnError
 from flowable_worker.runtime import Worker
 from flowable_worker.testing import make_job, run_handler, run_handler_sync
 from flowable_worker.topic_options import TopicOptions
@@ -74,7 +73,7 @@ def test_variables_that_do_not_fit_fail_the_job_with_a_clear_message_and_no_trac
 
     outcome = run_handler_sync(check, {"amount": "lots"}, fail_retries=0)
     assert ran == []
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert outcome.message.startswith("variables do not match Invoice: ")
     assert "amount: " in outcome.message
     assert "customer: Field required" in outcome.message
@@ -101,7 +100,7 @@ def test_an_error_hook_turns_an_exception_into_a_bpmn_error() -> None:
             raise BpmnError("MISSING_DATA", {"missing": str(error)})
 
     outcome = run_handler_sync(handler, {}, on_error=on_error)
-    assert outcome == ThrowBpmnError("MISSING_DATA", {"missing": "'customer'"})
+    assert outcome == BpmnError("MISSING_DATA", {"missing": "'customer'"})
 
 
 async def test_an_async_error_hook_may_return_a_retry_decision() -> None:
@@ -112,7 +111,7 @@ async def test_an_async_error_hook_may_return_a_retry_decision() -> None:
         return Fail("try later", retries=5, retry_timeout="PT1M")
 
     outcome = await run_handler(handler, {}, on_error=on_error)
-    assert outcome == FailJob("try later", None, 5, "PT1M", reason="signal")
+    assert outcome == Fail("try later", None, 5, "PT1M", reason="signal")
 
 
 def test_an_error_hook_returning_none_keeps_the_default_failure() -> None:
@@ -120,7 +119,7 @@ def test_an_error_hook_returning_none_keeps_the_default_failure() -> None:
         raise ValueError("bad input")
 
     outcome = run_handler_sync(handler, {}, on_error=lambda job, error: None, fail_retries=1)
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert outcome.message == "ValueError: bad input"
     assert outcome.retries == 1
 
@@ -133,7 +132,7 @@ def test_a_failing_error_hook_never_loses_the_job(caplog: pytest.LogCaptureFixtu
         raise RuntimeError("hook bug")
 
     outcome = run_handler_sync(handler, {}, on_error=broken)
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert outcome.message == "ValueError: bad input"
     assert "error hook" in caplog.text
 

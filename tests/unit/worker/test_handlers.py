@@ -15,15 +15,7 @@ import pytest
 from flowable_worker.handler_threads import HandlerThreads
 from flowable_worker.handlers import CommandHandler, HttpHandler, PythonHandler, import_callable
 from flowable_worker.job import Job
-from flowable_worker.results import (
-    BpmnError,
-    CmmnTerminate,
-    Complete,
-    Fail,
-    FailJob,
-    Terminate,
-    ThrowBpmnError,
-)
+from flowable_worker.results import BpmnError, CmmnTerminate, Complete, Fail, Outcome
 
 JOB = Job(id="j1", topic="t", worker_id="w", variables={"n": 21}, process_instance_id="p1")
 
@@ -58,24 +50,39 @@ async def test_an_async_handler_is_awaited_and_none_completes(
     assert await PythonHandler(handler, threads=threads).handle(JOB) == Complete()
 
 
-@pytest.mark.parametrize(
-    ("signal", "expected"),
-    [
-        (BpmnError("E1", {"why": "x"}), ThrowBpmnError("E1", {"why": "x"})),
-        (CmmnTerminate({"a": 1}), Terminate({"a": 1})),
-        (
-            Fail("nope", "details", retries=0, retry_timeout="PT1M"),
-            FailJob("nope", "details", 0, "PT1M", reason="signal"),
-        ),
-    ],
-)
-async def test_signals_choose_the_outcome(
-    threads: HandlerThreads, signal: Exception, expected: object
-) -> None:
+SIGNALS = [
+    BpmnError("E1", {"why": "x"}),
+    CmmnTerminate({"a": 1}),
+    Fail("nope", "details", retries=0, retry_timeout="PT1M"),
+]
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+async def test_a_raised_signal_is_the_outcome(threads: HandlerThreads, signal: Exception) -> None:
     def handler(job: Job) -> None:
         raise signal
 
-    assert await PythonHandler(handler, threads=threads).handle(JOB) == expected
+    outcome = await PythonHandler(handler, threads=threads).handle(JOB)
+    assert outcome == signal
+    assert isinstance(outcome, Exception)
+    assert outcome.__traceback__ is None  # the handler's frames are not kept until the report
+
+
+@pytest.mark.parametrize("outcome", [*SIGNALS, Complete({"a": 1})])
+async def test_a_returned_outcome_is_the_outcome(threads: HandlerThreads, outcome: Outcome) -> None:
+    def handler(job: Job) -> Outcome:
+        return outcome
+
+    assert await PythonHandler(handler, threads=threads).handle(JOB) == outcome
+
+
+async def test_a_fail_the_handler_chose_counts_as_a_signal(threads: HandlerThreads) -> None:
+    def handler(job: Job) -> None:
+        raise Fail("nope")
+
+    outcome = await PythonHandler(handler, threads=threads).handle(JOB)
+    assert isinstance(outcome, Fail)
+    assert outcome.reason == "signal"
 
 
 async def test_any_other_exception_fails_with_message_traceback_and_retry_policy(
@@ -87,7 +94,7 @@ async def test_any_other_exception_fails_with_message_traceback_and_retry_policy
     outcome = await PythonHandler(
         broken_handler, threads=threads, fail_retries=2, fail_retry_timeout="PT30S"
     ).handle(JOB)
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert outcome.message == "KeyError: 'customer'"
     assert outcome.details is not None
     assert "Traceback" in outcome.details
@@ -97,7 +104,7 @@ async def test_any_other_exception_fails_with_message_traceback_and_retry_policy
 
 async def test_returning_something_else_than_a_dict_fails(threads: HandlerThreads) -> None:
     outcome = await PythonHandler(lambda job: [1], threads=threads).handle(JOB)
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert "expected a dict" in outcome.message
 
 
@@ -136,7 +143,7 @@ async def test_http_handler_posts_the_job_and_maps_the_answer(
     handler = _http_handler(
         httpx.Response(200, json={"result": "bpmnError", "errorCode": "NO_STOCK"}), http_calls
     )
-    assert await handler.handle(JOB) == ThrowBpmnError("NO_STOCK")
+    assert await handler.handle(JOB) == BpmnError("NO_STOCK")
     assert http_calls[0]["id"] == "j1"
     assert http_calls[0]["variables"] == {"n": 21}
     assert http_calls[0]["processInstanceId"] == "p1"
@@ -157,7 +164,7 @@ async def test_http_handler_failures_fail_the_job(
 ) -> None:
     handler = _http_handler(answer, http_calls)
     outcome = await handler.handle(JOB)
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert message in outcome.message
     await handler.aclose()
 
@@ -180,7 +187,7 @@ async def test_command_reads_the_job_on_stdin_and_answers_on_stdout() -> None:
 async def test_a_command_exiting_non_zero_fails_with_its_stderr() -> None:
     handler = CommandHandler(_python("import sys; sys.stderr.write('bad input'); sys.exit(3)"))
     outcome = await handler.handle(JOB)
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert outcome.message == "handler command exited with code 3"
     assert outcome.details == "bad input"
 
@@ -193,5 +200,5 @@ async def test_a_cancelled_command_is_killed() -> None:
 
 async def test_a_missing_command_fails_the_job() -> None:
     outcome = await CommandHandler(["/no/such/binary"]).handle(JOB)
-    assert isinstance(outcome, FailJob)
+    assert isinstance(outcome, Fail)
     assert "cannot start" in outcome.message

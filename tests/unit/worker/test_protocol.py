@@ -6,7 +6,7 @@ import pytest
 
 from flowable_worker import TypedValue
 from flowable_worker.handlers.protocol import ProtocolError, parse_answer
-from flowable_worker.results import Complete, FailJob, Terminate, ThrowBpmnError
+from flowable_worker.results import BpmnError, CmmnTerminate, Complete, Fail
 
 
 def test_an_empty_answer_completes_without_variables() -> None:
@@ -31,7 +31,7 @@ def test_typed_variables_keep_their_flowable_type() -> None:
 
 
 def test_bpmn_error_needs_a_code() -> None:
-    assert parse_answer(b'{"result":"bpmnError","errorCode":"E1"}') == ThrowBpmnError("E1")
+    assert parse_answer(b'{"result":"bpmnError","errorCode":"E1"}') == BpmnError("E1")
     with pytest.raises(ProtocolError, match="errorCode"):
         parse_answer(b'{"result":"bpmnError"}')
 
@@ -40,11 +40,12 @@ def test_fail_carries_message_details_retries_and_timeout() -> None:
     outcome = parse_answer(
         b'{"result":"fail","errorMessage":"m","errorDetails":"d","retries":0,"retryTimeout":"PT1M"}'
     )
-    assert outcome == FailJob(message="m", details="d", retries=0, retry_timeout="PT1M")
+    assert outcome == Fail(message="m", details="d", retries=0, retry_timeout="PT1M")
 
 
 def test_cmmn_terminate() -> None:
-    assert parse_answer(b'{"result":"cmmnTerminate","variables":{"a":1}}') == Terminate({"a": 1})
+    answer = b'{"result":"cmmnTerminate","variables":{"a":1}}'
+    assert parse_answer(answer) == CmmnTerminate({"a": 1})
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from flowable_worker import ClientSettings, FlowableClient
 from flowable_worker.job import Job
 from flowable_worker.metrics import TopicMetrics, WorkerMetrics
 from flowable_worker.reporting import Reporter, ReportPolicy
-from flowable_worker.results import Complete, FailJob, ThrowBpmnError
+from flowable_worker.results import BpmnError, Complete, Fail
 
 JOB = Job(id="j1", topic="t", worker_id="w")
 NOT_FOUND = httpx.Response(404, json={"message": "Not found", "exception": "Could not find"})
@@ -104,7 +104,7 @@ async def test_a_refused_bpmn_error_becomes_a_failed_attempt() -> None:
          httpx.Response(204)],
         seen,
     )
-    assert await reporter.report(JOB, ThrowBpmnError("E1"), metrics) == "done"
+    assert await reporter.report(JOB, BpmnError("E1"), metrics) == "done"
     assert _paths(seen) == ["/acquire/jobs/j1/bpmnError", "/acquire/jobs/j1/fail"]
     assert "not a bpmn job" in json.loads(seen[1].content)["errorMessage"]
 
@@ -119,7 +119,7 @@ async def test_variables_flowable_cannot_store_fail_the_job() -> None:
 async def test_fail_sends_message_details_retries_and_timeout() -> None:
     seen: list[httpx.Request] = []
     reporter, metrics = _reporter([httpx.Response(204)], seen)
-    outcome = FailJob("boom", "trace", retries=1, retry_timeout="PT10S")
+    outcome = Fail("boom", "trace", retries=1, retry_timeout="PT10S")
     assert await reporter.report(JOB, outcome, metrics) == "done"
     assert json.loads(seen[0].content) == {
         "workerId": "w", "errorMessage": "boom", "errorDetails": "trace", "retries": 1,

@@ -13,13 +13,13 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from flowable_worker.job import Job
-from flowable_worker.results import FailJob, Outcome
+from flowable_worker.results import Fail, Outcome
 
 ErrorHook = Callable[[Job, Exception], Any]
 """Called with the job and the exception its Python handler raised; returns None for the default
-(fail with the retry policy), or raises (or returns) `BpmnError`, `Fail` or `CmmnTerminate` to
-decide instead. May be async. Registered per topic (`@worker.topic(..., on_error=...)`) or for the
-whole worker (`@worker.on_error`)."""
+(fail with the retry policy), or raises or returns an outcome (`BpmnError`, `Fail`,
+`CmmnTerminate`, `Complete`) to decide instead. May be async. Registered per topic
+(`@worker.topic(..., on_error=...)`) or for the whole worker (`@worker.on_error`)."""
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,9 @@ class RetryPolicy:
     retries: int | None = None
     retry_timeout: timedelta | str | None = None
 
-    def fail(self, message: str, *, details: str | None = None, reason: str = "handler") -> FailJob:
-        """A `FailJob` outcome under this policy."""
-        return FailJob(
+    def fail(self, message: str, *, details: str | None = None, reason: str = "handler") -> Fail:
+        """A `Fail` outcome under this policy."""
+        return Fail(
             message=message,
             details=details,
             retries=self.retries,

@@ -22,7 +22,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from flowable_worker.results import Complete, FailJob, Outcome, Terminate, ThrowBpmnError
+from flowable_worker.results import BpmnError, CmmnTerminate, Complete, Fail, Outcome
 
 
 class ProtocolError(ValueError):
@@ -52,9 +52,9 @@ def outcome_of_answer(answer: dict[str, Any]) -> Outcome:
         code = answer.get("errorCode")
         if not isinstance(code, str) or not code:
             raise ProtocolError("result bpmnError needs a non-empty string errorCode")
-        return ThrowBpmnError(code=code, variables=_variables(answer))
+        return BpmnError(code=code, variables=_variables(answer))
     if result == "cmmnTerminate":
-        return Terminate(variables=_variables(answer))
+        return CmmnTerminate(variables=_variables(answer))
     if result == "fail":
         message = answer.get("errorMessage", "handler reported failure")
         details = answer.get("errorDetails")
@@ -68,7 +68,7 @@ def outcome_of_answer(answer: dict[str, Any]) -> Outcome:
             raise ProtocolError("retries must be an integer")
         if retry_timeout is not None and not isinstance(retry_timeout, str):
             raise ProtocolError("retryTimeout must be an ISO-8601 duration string such as PT1M")
-        return FailJob(
+        return Fail(
             message=message,
             details=details,
             retries=retries,
@@ -127,14 +127,13 @@ def answer_of_outcome(outcome: Outcome) -> dict[str, Any]:
     def typed(variables: dict[str, Any]) -> list[dict[str, Any]]:
         return to_rest_variables(variables)
 
-    if isinstance(outcome, Complete):
-        return {"result": "complete", "variables": typed(outcome.variables)}
-    if isinstance(outcome, ThrowBpmnError):
-        return {"result": "bpmnError", "errorCode": outcome.code,
+    # The protocol's `result` word is the outcome's `call`.
+    if isinstance(outcome, BpmnError):
+        return {"result": outcome.call, "errorCode": outcome.code,
                 "variables": typed(outcome.variables)}
-    if isinstance(outcome, Terminate):
-        return {"result": "cmmnTerminate", "variables": typed(outcome.variables)}
-    answer: dict[str, Any] = {"result": "fail", "errorMessage": outcome.message}
+    if not isinstance(outcome, Fail):
+        return {"result": outcome.call, "variables": typed(outcome.variables)}
+    answer: dict[str, Any] = {"result": outcome.call, "errorMessage": outcome.message}
     if outcome.details is not None:
         answer["errorDetails"] = outcome.details
     if outcome.retries is not None:

@@ -4,7 +4,8 @@ Sync functions run on the worker's handler threads (`HandlerThreads`), so a bloc
 stalls the event loop that acquires and reports, and one that hangs never holds up the jobs after
 it; async functions are awaited on the loop.
 A return value of dict, model, dataclass or None completes the job; `BpmnError`, `Fail` and
-`CmmnTerminate` choose the other outcomes; any other exception goes to the topic's (or the
+`CmmnTerminate`, raised or returned, choose the other outcomes (and a returned `Complete` completes
+with its variables); any other exception goes to the topic's (or the
 worker's) error hook if there is one, and otherwise fails the job with its message, the traceback
 as details and the retry policy. A function whose first parameter is a pydantic model or a
 dataclass receives the variables validated into it (`handlers/typed.py`).
@@ -29,11 +30,13 @@ from flowable_worker.handlers.base import ErrorHook, RetryPolicy
 from flowable_worker.handlers.typed import as_variables, variables_model
 from flowable_worker.job import Job
 from flowable_worker.results import (
+    BpmnError,
+    CmmnTerminate,
     Complete,
-    FailJob,
+    Fail,
     HandlerSignal,
     Outcome,
-    outcome_of_signal,
+    as_outcome,
 )
 
 HandlerFunction = Callable[..., Any]
@@ -110,8 +113,8 @@ class PythonHandler:
                 return self._policy.fail(self._model.describe(error), details=str(error))
         try:
             returned = await self._call(self._function, argument)
-        except HandlerSignal as signal:
-            return outcome_of_signal(signal)
+        except (BpmnError, Fail, CmmnTerminate) as signal:
+            return _decided(signal)
         except Exception as error:
             decided = await self._decide(job, error)
             return decided if decided is not None else self.failure(error)
@@ -131,35 +134,40 @@ class PythonHandler:
     async def _decide(self, job: Job, error: Exception) -> Outcome | None:
         """What the error hook makes of `error`: an outcome, or None for the default failure.
 
-        The hook may raise or return `BpmnError`, `Fail` or `CmmnTerminate`; returning None keeps
-        the default. A hook that fails itself is logged and the default applies: an error handler
-        must never turn one failure into a lost job.
+        The hook may raise `BpmnError`, `Fail` or `CmmnTerminate`, or return any outcome;
+        returning None keeps the default. A hook that fails itself is logged and the default
+        applies: an error handler must never turn one failure into a lost job.
         """
         if self._on_error is None:
             return None
         try:
             decided = await self._call(self._on_error, job, error)
-        except HandlerSignal as signal:
-            return outcome_of_signal(signal)
+        except (BpmnError, Fail, CmmnTerminate) as signal:
+            return _decided(signal)
         except Exception:
             log.exception("the error hook of %s failed; failing job %s as usual", self.name, job.id)
             return None
-        if isinstance(decided, HandlerSignal):
-            return outcome_of_signal(decided)
+        outcome = as_outcome(decided)
+        if outcome is not None:
+            return _decided(outcome)
         if decided is not None:
             log.error(
-                "the error hook of %s returned %s; expected None, BpmnError, Fail or "
-                "CmmnTerminate: failing job %s as usual", self.name, type(decided).__name__, job.id,
+                "the error hook of %s returned %s; expected None, BpmnError, Fail, "
+                "CmmnTerminate or Complete: failing job %s as usual",
+                self.name, type(decided).__name__, job.id,
             )
         return None
 
-    def failure(self, error: BaseException) -> FailJob:
+    def failure(self, error: BaseException) -> Fail:
         """Fail with the exception's message, its traceback as details, and the retry policy."""
         message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         details = "".join(traceback.format_exception(error))
         return self._policy.fail(message[:4000], details=details[-_MAX_DETAILS:])
 
     def _completion(self, returned: object) -> Outcome:
+        outcome = as_outcome(returned)
+        if outcome is not None:
+            return _decided(outcome)
         if returned is None:
             return Complete()
         if isinstance(returned, Mapping):
@@ -169,8 +177,19 @@ class PythonHandler:
             return Complete(variables=variables)
         return self._policy.fail(
             f"handler {self.name} returned {type(returned).__name__}; "
-            "expected a dict of variables, a pydantic model, a dataclass or None"
+            "expected a dict of variables, a pydantic model, a dataclass, None or an outcome"
         )
 
     async def aclose(self) -> None:
         """Nothing to release: the handler threads belong to the worker."""
+
+
+def _decided(outcome: Outcome) -> Outcome:
+    """A handler's own outcome, without the traceback a raised one carries.
+
+    The outcome lives until it is reported; its traceback would keep the handler's frames (and
+    whatever their locals hold) alive that long.
+    """
+    if isinstance(outcome, HandlerSignal):
+        outcome.__traceback__ = None
+    return outcome
