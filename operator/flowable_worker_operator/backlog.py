@@ -52,13 +52,13 @@ from flowable_worker_operator.discovery import (
     TopicUse,
     bounded,
 )
+from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.responses import ResponseRefused, bounded_transport, describe
 from flowable_worker_operator.scaling import Backlog
 
 __all__ = [
     "Backlog",
     "BacklogProber",
-    "Engine",
     "LockState",
     "Note",
     "ProbeError",
@@ -77,20 +77,6 @@ _LOCK_STATES: tuple[LockState, ...] = ("unlocked", "locked")
 class ProbeError(Exception):
     """The backlog could not be measured; the message says what failed, for status and Events
     (never in the engine's words: see `responses`)."""
-
-
-@dataclass(frozen=True)
-class Engine:
-    """One Flowable engine as the operator reaches it; equal engines share connections and answers.
-
-    Hashable on purpose: it is the sharing key, so two pools whose engine, credentials and API
-    paths are equal share requests, and pools with different credentials never see each other's
-    answers (they might not be allowed to).
-    """
-
-    client: ClientSettings
-    process_api_path: str = "/process-api"
-    cmmn_api_path: str = "/cmmn-api"
 
 
 @dataclass(frozen=True)

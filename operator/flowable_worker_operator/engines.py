@@ -2,7 +2,7 @@
 
 Credentials and CA certificates live in Secrets (never inline in the pool), so resolving an engine
 is I/O: this module reads the Secrets with the synchronous Kubernetes client (the shell calls it
-through `asyncio.to_thread`). The result is a hashable `backlog.Engine`: pools that point at the
+through `asyncio.to_thread`). The result is a hashable `Engine`: pools that point at the
 same engine with the same credentials get equal values and therefore share probe requests.
 
 A CA certificate is written once to a file named by its content hash, because the HTTP client
@@ -21,6 +21,7 @@ import hashlib
 import os
 import ssl
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,26 @@ from pydantic import ValidationError
 
 from flowable_worker import ClientSettings
 from flowable_worker.client.tls import load_client_certificate
-from flowable_worker_operator.backlog import Engine
 from flowable_worker_operator.spec import ClientCertSecretRef, EngineSpec
 
-__all__ = ["EngineConfigError", "resolve_engine"]
+__all__ = ["Engine", "EngineConfigError", "resolve_engine"]
 
 _CA_DIR = Path(tempfile.gettempdir()) / "flowable-worker-operator-ca"
 _CLIENT_CERT_DIR = Path(tempfile.gettempdir()) / "flowable-worker-operator-client-certs"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One Flowable engine as the operator reaches it; equal engines share connections and answers.
+
+    Hashable on purpose: it is the sharing key, so two pools whose engine, credentials and API
+    paths are equal share requests, and pools with different credentials never see each other's
+    answers (they might not be allowed to).
+    """
+
+    client: ClientSettings
+    process_api_path: str = "/process-api"
+    cmmn_api_path: str = "/cmmn-api"
 
 
 class EngineConfigError(ValueError):

@@ -121,7 +121,7 @@ async def _scale_pool(
             if outcome.status != written:
                 await runtime.workload.write_status(namespace, name, outcome.status)
                 written = outcome.status
-            metrics.record_tick(namespace, name, outcome)
+            _record(namespace, name, outcome)
             pause = outcome.next_tick
         except asyncio.CancelledError:
             raise
@@ -133,6 +133,21 @@ async def _scale_pool(
         await _sleep(pause, wake, stopped)
     runtime.reconciler.forget(namespace, name)
     metrics.forget_pool(namespace, name)
+
+
+def _record(namespace: str, name: str, outcome: Outcome) -> None:
+    metrics.record_tick(
+        namespace,
+        name,
+        backlog=outcome.backlog,
+        replicas=outcome.replicas,
+        workload_replicas=outcome.workload_replicas,
+        replica_bounds=outcome.replica_bounds,
+        decision=outcome.decision,
+        probe_failures=outcome.probe_failures,
+        conditions=outcome.conditions,
+        change=outcome.change,
+    )
 
 
 def _post(body: kopf.Body, outcome: Outcome) -> None:

@@ -15,8 +15,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from flowable_worker_operator import targets
-from flowable_worker_operator.backlog import Engine
-from flowable_worker_operator.engines import resolve_engine
+from flowable_worker_operator.engines import Engine, resolve_engine
 from flowable_worker_operator.secrethash import SecretContent, secret_refs, secrets_hash
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool
 

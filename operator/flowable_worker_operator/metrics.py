@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
@@ -26,11 +26,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from flowable_worker._version import __version__
-from flowable_worker_operator.scaling import Reason
+from flowable_worker_operator.scaling import Backlog, Decision, Reason
 from flowable_worker_operator.status import CONDITION_TYPES
-
-if TYPE_CHECKING:
-    from flowable_worker_operator.reconcile import Outcome
 
 PREFIX = "flowable_pool_"
 
@@ -195,28 +192,38 @@ TICK_ERRORS = Counter(
 )
 
 
-def record_tick(namespace: str, pool: str, outcome: Outcome) -> None:
-    """Publish one tick's outcome for the pool."""
-    status = outcome.status
+def record_tick(
+    namespace: str,
+    pool: str,
+    *,
+    backlog: Backlog | None,
+    replicas: int | None,
+    workload_replicas: int | None,
+    replica_bounds: tuple[int, int] | None,
+    decision: Decision | None,
+    probe_failures: int,
+    conditions: Iterable[Mapping[str, Any]],
+    change: int,
+) -> None:
+    """Publish one tick's result for the pool; None leaves that series as it was."""
     labels = {"namespace": namespace, "pool": pool}
-    if outcome.backlog is not None:
-        POOL_BACKLOG.labels(**labels, state="unlocked").set(outcome.backlog.unlocked)
-        POOL_BACKLOG.labels(**labels, state="locked").set(outcome.backlog.locked)
-    if "replicas" in status:
-        POOL_REPLICAS.labels(**labels).set(status["replicas"])
-    if outcome.workload_replicas is not None:
-        POOL_WORKLOAD_REPLICAS.labels(**labels).set(outcome.workload_replicas)
-    if outcome.replica_bounds is not None:
-        POOL_MIN_REPLICAS.labels(**labels).set(outcome.replica_bounds[0])
-        POOL_MAX_REPLICAS.labels(**labels).set(outcome.replica_bounds[1])
-    if outcome.decision is not None:
-        POOL_DESIRED_REPLICAS.labels(**labels).set(outcome.decision.desired_replicas)
-        POOL_DECISIONS.labels(**labels, reason=str(outcome.decision.reason)).inc()
-    probe = status.get("probe") or {}
-    POOL_PROBE_FAILURES.labels(**labels).set(probe.get("consecutiveFailures", 0))
-    _record_conditions(labels, status.get("conditions") or ())
-    if outcome.change:
-        direction = "up" if outcome.change > 0 else "down"
+    if backlog is not None:
+        POOL_BACKLOG.labels(**labels, state="unlocked").set(backlog.unlocked)
+        POOL_BACKLOG.labels(**labels, state="locked").set(backlog.locked)
+    if replicas is not None:
+        POOL_REPLICAS.labels(**labels).set(replicas)
+    if workload_replicas is not None:
+        POOL_WORKLOAD_REPLICAS.labels(**labels).set(workload_replicas)
+    if replica_bounds is not None:
+        POOL_MIN_REPLICAS.labels(**labels).set(replica_bounds[0])
+        POOL_MAX_REPLICAS.labels(**labels).set(replica_bounds[1])
+    if decision is not None:
+        POOL_DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
+        POOL_DECISIONS.labels(**labels, reason=str(decision.reason)).inc()
+    POOL_PROBE_FAILURES.labels(**labels).set(probe_failures)
+    _record_conditions(labels, conditions)
+    if change:
+        direction = "up" if change > 0 else "down"
         POOL_SCALE_CHANGES.labels(**labels, direction=direction).inc()
 
 

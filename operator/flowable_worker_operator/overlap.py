@@ -25,7 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flowable_worker_operator.backlog import Engine, Selector
+from flowable_worker_operator.backlog import Selector
+from flowable_worker_operator.engines import Engine
 
 __all__ = ["Overlaps", "overlaps", "shared_message"]
 

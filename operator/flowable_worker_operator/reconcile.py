@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
+from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
 from flowable_worker_operator.conflicts import Claim, pool_claim, rival
 from flowable_worker_operator.discovery import bounded
-from flowable_worker_operator.engines import EngineConfigError
+from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.overlap import Overlaps, shared_message
 from flowable_worker_operator.podsecurity import Level, Violation, check
 from flowable_worker_operator.scaling import (
@@ -154,6 +154,23 @@ class Outcome:
     """Pods the workload reported in its /scale status at the start of the tick."""
     replica_bounds: tuple[int, int] | None = None
     """The pool's (minReplicas, maxReplicas)."""
+
+    @property
+    def replicas(self) -> int | None:
+        """`status.replicas` as this tick wrote it; None when the tick wrote none."""
+        value = self.status.get("replicas")
+        return value if isinstance(value, int) else None
+
+    @property
+    def probe_failures(self) -> int:
+        """`status.probe.consecutiveFailures` (0 when the tick wrote no probe section)."""
+        probe = self.status.get("probe") or {}
+        return int(probe.get("consecutiveFailures") or 0)
+
+    @property
+    def conditions(self) -> Sequence[Mapping[str, Any]]:
+        """`status.conditions` as this tick wrote them."""
+        return tuple(self.status.get("conditions") or ())
 
 
 class Reconciler:

@@ -24,9 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flowable_worker.metrics_access import authorized, read_token, server_tls_context
 from flowable_worker_operator import handlers, metrics
 from flowable_worker_operator.backlog import BacklogProber
+from flowable_worker_operator.config import OperatorConfig
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.leader import LeaderElector, LeadershipLostError
-from flowable_worker_operator.main import OperatorConfig
 from flowable_worker_operator.reconcile import Reconciler
 
 __all__ = ["NoClusterError", "serve"]

@@ -249,7 +249,18 @@ def _operator_exposition() -> Iterator[bytes]:
         workload_replicas=2,
         replica_bounds=(0, 10),
     )
-    operator_metrics.record_tick(namespace, pool, outcome)
+    operator_metrics.record_tick(
+        namespace,
+        pool,
+        backlog=outcome.backlog,
+        replicas=outcome.replicas,
+        workload_replicas=outcome.workload_replicas,
+        replica_bounds=outcome.replica_bounds,
+        decision=outcome.decision,
+        probe_failures=outcome.probe_failures,
+        conditions=outcome.conditions,
+        change=outcome.change,
+    )
     operator_metrics.TICK_ERRORS.labels(namespace=namespace, pool=pool).inc()
     try:
         with operator_metrics.observe_probe_request("count"):

@@ -20,6 +20,7 @@ import yaml
 import flowable_worker_operator.main as operator_cli
 from flowable_worker import __version__
 from flowable_worker.cli import run as run_worker
+from flowable_worker_operator import config as operator_config
 
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "flowable-worker-operator"
@@ -97,9 +98,9 @@ def test_the_operators_default_worker_image_is_this_release(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("FLOWABLE_OPERATOR_WORKER_IMAGE", raising=False)
-    assert f"{REGISTRY}/worker" == operator_cli.WORKER_IMAGE_REPOSITORY
-    assert f"{REGISTRY}/worker:{__version__}" == operator_cli.DEFAULT_WORKER_IMAGE
-    assert operator_cli.parse_args([]).worker_image == operator_cli.DEFAULT_WORKER_IMAGE
+    assert f"{REGISTRY}/worker" == operator_config.WORKER_IMAGE_REPOSITORY
+    assert f"{REGISTRY}/worker:{__version__}" == operator_config.DEFAULT_WORKER_IMAGE
+    assert operator_cli.parse_args([]).worker_image == operator_config.DEFAULT_WORKER_IMAGE
 
 
 def test_the_handler_image_example_builds_on_this_releases_worker() -> None:

@@ -14,7 +14,8 @@ from datetime import timedelta
 import pytest
 
 from flowable_worker import ClientSettings
-from flowable_worker_operator.backlog import Engine, Note, ProbeError, ProbeResult, Selector
+from flowable_worker_operator.backlog import Note, ProbeError, ProbeResult, Selector
+from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.overlap import Overlaps, overlaps
 from flowable_worker_operator.reconcile import PoolState, Reconciler
 from flowable_worker_operator.scaling import Backlog

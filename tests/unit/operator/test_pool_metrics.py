@@ -7,14 +7,11 @@ must follow the status a tick wrote, bound its labels to the operator's own cond
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from prometheus_client import CollectorRegistry
 
 import flowable_worker_operator.metrics as metrics
 from flowable_worker import __version__
 from flowable_worker.metrics import WorkerMetrics
-from flowable_worker_operator.reconcile import Outcome
 from flowable_worker_operator.status import CONDITION_TYPES
 
 NAMESPACE, POOL = "shop", "condition-metrics"
@@ -25,8 +22,18 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 
 
 def _tick(conditions: list[dict[str, str]]) -> None:
-    outcome = Outcome(status={"conditions": conditions}, events=(), next_tick=timedelta(seconds=15))
-    metrics.record_tick(NAMESPACE, POOL, outcome)
+    metrics.record_tick(
+        NAMESPACE,
+        POOL,
+        backlog=None,
+        replicas=None,
+        workload_replicas=None,
+        replica_bounds=None,
+        decision=None,
+        probe_failures=0,
+        conditions=conditions,
+        change=0,
+    )
 
 
 def _condition(condition: str, status: str) -> float | None:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from flowable_worker import ClientSettings
-from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
-from flowable_worker_operator.engines import EngineConfigError
+from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
+from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.scaling import Backlog, Reason
 from flowable_worker_operator.spec import Pool

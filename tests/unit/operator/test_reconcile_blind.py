@@ -17,7 +17,8 @@ import pytest
 
 from flowable_worker import FlowableHTTPError
 from flowable_worker_operator import main as cli
-from flowable_worker_operator.backlog import Engine, ProbeError, ProbeResult, Selector
+from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
+from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.reconcile import PoolState, Reconciler
 from flowable_worker_operator.scaling import Backlog
 from flowable_worker_operator.spec import Pool

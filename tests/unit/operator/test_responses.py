@@ -23,7 +23,8 @@ from flowable_worker.client.errors import (
     ServerError,
 )
 from flowable_worker_operator import metrics
-from flowable_worker_operator.backlog import BacklogProber, Engine, ProbeError, Selector
+from flowable_worker_operator.backlog import BacklogProber, ProbeError, Selector
+from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.responses import (
     BoundedTransport,
