@@ -168,16 +168,23 @@ async def deploy_models(base_url: str, count: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def operator_process(kubeconfig: Path, namespace: str, log_path: Path) -> Iterator[OperatorProcess]:
-    """The operator's console script on this namespace; SIGTERM (then SIGKILL) to its group on
-    the way out. Pools are not deleted first: the cluster is thrown away with them."""
+def operator_process(
+    kubeconfig: Path, namespace: str, log_path: Path, source: Path | None
+) -> Iterator[OperatorProcess]:
+    """The operator's console script on this namespace (its packages from `source` if given);
+    SIGTERM (then SIGKILL) to its group on the way out. Pools are not deleted first: the cluster
+    is thrown away with them."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    if source is not None:
+        # Ahead of the venv's editable install on sys.path, so these packages are imported.
+        env["PYTHONPATH"] = f"{source / 'operator'}{os.pathsep}{source / 'worker'}"
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(CONSOLE_SCRIPT), "--namespace", namespace, "--metrics-host", "127.0.0.1",
              "--metrics-port", str(port), "--log-format", "text"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            env=env,
         )  # fmt: skip
     running = OperatorProcess(process, log_path, port)
     try:
@@ -196,6 +203,20 @@ def operator_process(kubeconfig: Path, namespace: str, log_path: Path) -> Iterat
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def snapshot(rev: str, into: Path) -> Path:
+    """The operator and worker packages as of git revision `rev`, extracted under `into`: to
+    measure a commit (before/after a change) whatever the working tree holds."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", rev, "operator", "worker"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if archive.returncode != 0:
+        raise Prerequisite(f"git archive {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 def kube_api(kubeconfig: Path, pool_size: int = 8) -> k8s_client.ApiClient:
@@ -504,8 +525,12 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
         proxy = stack.enter_context(CountingProxy("127.0.0.1", server.port))
         watch = DeploymentWatch(cluster.kubeconfig, namespace).start()
         stack.callback(watch.stop)
+        source = None
+        if args.operator_rev is not None:
+            source = snapshot(args.operator_rev, workdir / "source")
+            progress(f"the operator as of {args.operator_rev}")
         operator = stack.enter_context(
-            operator_process(cluster.kubeconfig, namespace, workdir / "operator.log")
+            operator_process(cluster.kubeconfig, namespace, workdir / "operator.log", source)
         )
         progress(f"operator pid {operator.process.pid}, metrics {operator.metrics_url}")
         api = kube_api(cluster.kubeconfig)
@@ -611,6 +636,12 @@ def main() -> int:
         default=None,
         metavar="FILE",
         help="after the last stage, py-spy's raw samples of the operator here",
+    )
+    parser.add_argument(
+        "--operator-rev",
+        default=None,
+        metavar="REV",
+        help="run the operator (and worker) packages of this git revision (default: the tree)",
     )
     args = parser.parse_args()
 
