@@ -17,9 +17,9 @@ selector per definition (the benchmark's "before").
 One `BacklogProber` serves the whole operator process, because pools share engines: it keeps one
 `FlowableClient` (external-job API) and one `httpx.AsyncClient` (process and CMMN APIs) per
 `Engine`, and answers identical questions (same engine, selector and lock state) asked within
-`max_age` seconds with one request: concurrent askers await the same request in flight, later ones
-reuse its answer. A hundred pools on one engine polling every 15 s thus cost the engine one query
-per distinct question per interval, not one per pool.
+`max_age` seconds with one request (`shared_answers`): concurrent askers await the same request in
+flight, later ones reuse its answer. A hundred pools on one engine polling every 15 s thus cost the
+engine one query per distinct question per interval, not one per pool.
 
 A probe that can't measure raises `ProbeError`, whatever went wrong (an HTTP error, the network, a
 malformed answer, unreadable definitions). It never answers zero instead: the scaling core must see
@@ -35,10 +35,10 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
 import httpx
 
@@ -55,6 +55,7 @@ from flowable_worker_operator.discovery import (
 from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.responses import ResponseRefused, bounded_transport, describe
 from flowable_worker_operator.scaling import Backlog
+from flowable_worker_operator.shared_answers import SharedAnswers
 
 __all__ = [
     "Backlog",
@@ -211,84 +212,6 @@ class ProbeResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Sharing
-# --------------------------------------------------------------------------------------------
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-@dataclass
-class _Flight(Generic[V]):
-    task: asyncio.Task[V]
-    answered_at: float | None = None  # set once the task succeeded
-
-
-class SharedAnswers(Generic[K, V]):
-    """Single-flight with a short memory: one request per question per `max_age` seconds.
-
-    The first asker of a question starts its request as a task of its own; askers arriving while it
-    is in flight await the same task, and askers arriving within `max_age` seconds after it
-    answered get that answer. A failure is shared only by those already waiting: the next asker
-    tries again. Askers await the task through `asyncio.shield`, so one asker giving up (cancelled)
-    never cancels the request the others wait for.
-    """
-
-    def __init__(self, *, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if max_age < 0:
-            raise ValueError("max_age cannot be negative")
-        self._max_age = max_age
-        self._clock = clock
-        self._flights: dict[K, _Flight[V]] = {}
-        self._swept_at = clock()
-
-    async def get(self, key: K, fetch: Callable[[], Awaitable[V]]) -> V:
-        """The answer to `key`: shared if one is in flight or fresh, else from `fetch()`."""
-        now = self._clock()
-        self._sweep(now)
-        flight = self._flights.get(key)
-        if flight is not None and self._stale(flight, now):
-            flight = None
-        if flight is not None:
-            metrics.SHARED_ANSWERS.inc()
-        else:
-            flight = _Flight(asyncio.ensure_future(fetch()))
-            self._flights[key] = flight
-            flight.task.add_done_callback(partial(self._landed, key, flight))
-        return await asyncio.shield(flight.task)
-
-    def cancel_all(self) -> None:
-        """Cancel every request in flight and forget every answer (shutdown)."""
-        for flight in self._flights.values():
-            flight.task.cancel()
-        self._flights.clear()
-
-    def _landed(self, key: K, flight: _Flight[V], _task: asyncio.Task[V]) -> None:
-        task = flight.task
-        # Reading the exception marks it retrieved, even when every asker gave up waiting.
-        if not task.cancelled() and task.exception() is None:
-            flight.answered_at = self._clock()
-        elif self._flights.get(key) is flight:
-            del self._flights[key]
-
-    def _stale(self, flight: _Flight[V], now: float) -> bool:
-        return flight.answered_at is not None and now - flight.answered_at > self._max_age
-
-    def _sweep(self, now: float) -> None:
-        """Drop stale answers of questions nobody asks any more; at most once per `max_age`
-        (and at least a second apart), so a probe costs O(its questions), not O(all answers)."""
-        if now - self._swept_at < max(self._max_age, 1.0):
-            return
-        self._swept_at = now
-        for key in [key for key, flight in self._flights.items() if self._stale(flight, now)]:
-            del self._flights[key]
-
-    def __len__(self) -> int:
-        """Questions in flight or remembered (for tests and debugging)."""
-        return len(self._flights)
-
-
-# --------------------------------------------------------------------------------------------
 # The prober
 # --------------------------------------------------------------------------------------------
 
@@ -368,7 +291,7 @@ class BacklogProber:
         self._clock = clock
         self._connections: dict[Engine, _Connection] = {}
         self._answers: SharedAnswers[tuple[Engine, Selector, LockState], int] = SharedAnswers(
-            max_age=max_age, clock=clock
+            max_age=max_age, clock=clock, on_shared=metrics.SHARED_ANSWERS.inc
         )
         self._closed = False
 

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowable_worker_operator.manifests import scale_target
 from flowable_worker_operator.spec import SpecError, parse_pool
-from flowable_worker_operator.targets import scale_target
 
 __all__ = ["Claim", "Target", "hpa_claim", "pool_claim", "rival"]
 

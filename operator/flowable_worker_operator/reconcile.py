@@ -29,6 +29,7 @@ from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
 from flowable_worker_operator.conflicts import Claim, pool_claim, rival
 from flowable_worker_operator.discovery import bounded
 from flowable_worker_operator.engines import Engine, EngineConfigError
+from flowable_worker_operator.manifests import build_deployment
 from flowable_worker_operator.overlap import Overlaps, shared_message
 from flowable_worker_operator.podsecurity import Level, Violation, check
 from flowable_worker_operator.scaling import (
@@ -53,7 +54,6 @@ from flowable_worker_operator.targets import (
     TargetError,
     TargetNotFoundError,
     WorkloadRefusedError,
-    build_deployment,
 )
 
 __all__ = [

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from flowable_worker_operator.manifests import CLIENT_CERT_MOUNT_PATH, build_deployment
 from flowable_worker_operator.spec import parse_pool
-from flowable_worker_operator.targets import CLIENT_CERT_MOUNT_PATH, build_deployment
 from tests.cluster.test_crd import GROUP, MINIMAL_SPEC, PLURAL, VERSION, _merged, _pool, pools
 
 pytestmark = pytest.mark.cluster

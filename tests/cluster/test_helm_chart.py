@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from flowable_worker_operator.main import parse_args
+from flowable_worker_operator.manifests import POOL_LABEL, build_deployment
 from flowable_worker_operator.spec import parse_pool
-from flowable_worker_operator.targets import POOL_LABEL, build_deployment
 from localstack.cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster

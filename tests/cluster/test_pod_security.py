@@ -15,9 +15,9 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from flowable_worker_operator.manifests import build_deployment
 from flowable_worker_operator.podsecurity import Level, check
 from flowable_worker_operator.spec import parse_pool
-from flowable_worker_operator.targets import build_deployment
 
 pytestmark = pytest.mark.cluster
 

@@ -16,11 +16,10 @@ import yaml  # type: ignore[import-untyped]  # PyYAML comes with kubernetes
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from flowable_worker_operator.manifests import POOL_LABEL, TEMPLATE_HASH_ANNOTATION
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool, parse_pool
 from flowable_worker_operator.targets import (
     DELETION_COST_ANNOTATION,
-    POOL_LABEL,
-    TEMPLATE_HASH_ANNOTATION,
     NotControlledError,
     TargetNotFoundError,
     ensure_deployment,

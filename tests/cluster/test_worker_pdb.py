@@ -10,12 +10,9 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from flowable_worker_operator.manifests import POOL_LABEL
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION
-from flowable_worker_operator.targets import (
-    POOL_LABEL,
-    NotControlledError,
-    ensure_pod_disruption_budget,
-)
+from flowable_worker_operator.targets import NotControlledError, ensure_pod_disruption_budget
 from tests.cluster.test_targets import pool_crd, update_pool, worker_pool
 
 pytestmark = pytest.mark.cluster

@@ -20,16 +20,11 @@ import pytest
 
 from flowable_worker import ClientSettings, FlowableClient
 from flowable_worker_operator import metrics
-from flowable_worker_operator.backlog import (
-    BacklogProber,
-    Engine,
-    ProbeError,
-    ProbeResult,
-    Selector,
-    SharedAnswers,
-)
+from flowable_worker_operator.backlog import BacklogProber, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.discovery import TopicUse
+from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.scaling import Backlog
+from flowable_worker_operator.shared_answers import SharedAnswers
 from tests.support.emulator import FaultKind, FlowableEmulator
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from flowable_worker_operator.spec import SpecError, parse_pool
-from flowable_worker_operator.targets import (
+from flowable_worker_operator.manifests import (
     POOL_LABEL,
     build_deployment,
     build_pod_disruption_budget,
 )
+from flowable_worker_operator.spec import SpecError, parse_pool
 
 
 def _pool(budget: Any = None, **extra: Any) -> Any:

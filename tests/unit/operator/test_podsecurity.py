@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from flowable_worker_operator.manifests import build_deployment
 from flowable_worker_operator.podsecurity import LEVELS, Level, check
 from flowable_worker_operator.spec import parse_pool
-from flowable_worker_operator.targets import build_deployment
 
 Template = dict[str, Any]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from flowable_worker_operator.manifests import build_deployment
 from flowable_worker_operator.secrethash import (
     SECRETS_HASH_ANNOTATION,
     SecretContent,
@@ -12,7 +13,6 @@ from flowable_worker_operator.secrethash import (
     secrets_hash,
 )
 from flowable_worker_operator.spec import parse_pool
-from flowable_worker_operator.targets import build_deployment
 
 
 def b64(text: str) -> str:

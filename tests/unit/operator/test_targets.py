@@ -8,16 +8,15 @@ from typing import Any
 import pytest
 
 from flowable_worker.config import load_settings
-from flowable_worker_operator.spec import Pool, parse_pool
-from flowable_worker_operator.targets import (
+from flowable_worker_operator.manifests import (
     CA_MOUNT_PATH,
     CLIENT_CERT_MOUNT_PATH,
-    DELETION_COST_ANNOTATION,
     POOL_LABEL,
     TEMPLATE_HASH_ANNOTATION,
     build_deployment,
-    set_deletion_costs,
 )
+from flowable_worker_operator.spec import Pool, parse_pool
+from flowable_worker_operator.targets import DELETION_COST_ANNOTATION, set_deletion_costs
 
 IMAGE = "ghcr.io/example/flowable-worker:1.0"
 
