@@ -27,7 +27,7 @@ import pytest
 
 from localstack.cluster import LocalCluster, MissingPrerequisiteError, pid_alive
 from localstack.keda_pool import KedaPool
-from localstack.keda_stack import KedaSetupError, KedaStack
+from localstack.keda_stack import API_SERVICE, KedaSetupError, KedaStack, find_keda_bin_dir
 from localstack.podrunner import PodRunner
 from tests.support.real_flowable import RealFlowable
 from tests.support.waiting import eventually, poll_until
@@ -54,6 +54,43 @@ def keda(cluster: LocalCluster) -> Iterator[KedaStack]:
     stack.stop()
     left = {name: pid for name, pid in pids.items() if pid_alive(pid)}
     assert not left, f"KEDA processes survived teardown: {left}"
+
+
+def test_a_missing_keda_build_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FWO_KEDA_BIN_DIR", str(tmp_path))
+    with pytest.raises(MissingPrerequisiteError) as raised:
+        find_keda_bin_dir()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "keda-operator, keda-adapter" in message
+    assert "make keda-bin" in message
+
+
+def test_an_adapter_that_never_serves_fails_in_one_line_and_leaves_nothing(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The real operator beside an adapter that never listens: the APIService stays
+    unreachable, and start() says so in one line, stops both processes and removes it.
+    (Runs before the module's real KEDA starts: both would own the same APIService.)"""
+    real = find_keda_bin_dir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "keda-operator").symlink_to(real / "keda-operator")
+    silent = bin_dir / "keda-adapter"
+    silent.write_text("#!/bin/sh\nexec sleep 600\n")
+    silent.chmod(0o755)
+    stack = KedaStack(cluster, bin_dir=bin_dir)
+    with pytest.raises(KedaSetupError) as raised:
+        stack.start(timeout=20)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"APIService {API_SERVICE} unreachable: FailedDiscoveryCheck"), (
+        message
+    )
+    assert stack.pids() == {}
+    assert cluster.api_service_condition(API_SERVICE) == {}
 
 
 def _condition(scaled_object: dict[str, Any], type_: str) -> str | None:
