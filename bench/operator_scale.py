@@ -225,7 +225,7 @@ def wait_established(cluster: LocalCluster, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         status, body = cluster.api("GET", path)
-        conditions = body.get("status", {}).get("conditions", []) if status == 200 else []
+        conditions = (body.get("status") or {}).get("conditions") or [] if status == 200 else []
         if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         if time.monotonic() > deadline:
