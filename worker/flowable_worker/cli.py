@@ -16,8 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from flowable_worker._version import __version__
-from flowable_worker.config import ConfigError, WorkerSettings, load_settings
-from flowable_worker.handlers.python import import_callable
+from flowable_worker.config import ConfigError, load_settings
 from flowable_worker.logs import configure_logging
 from flowable_worker.redaction import redact
 from flowable_worker.runtime import Worker, WorkerStartupError
@@ -25,43 +24,12 @@ from flowable_worker.shutdown import install_stop_signals
 
 
 def prepare(argv: Sequence[str] | None = None, worker: Worker | None = None) -> Worker:
-    """Read and check the configuration, returning a worker ready to serve; raises ConfigError."""
-    registered = worker.registered_topics if worker is not None else ()
+    """Read and check the configuration, returning a worker ready to serve; raises ConfigError.
+
+    The handler is resolved here, once (`Worker.configure`), so a bad one stops the start with
+    one line before anything connects.
+    """
     settings = load_settings(argv, require_handler=False, require_topics=False)
-    target_topics: tuple[str, ...] = ()
-    if settings.handler is not None:
-        try:
-            target = import_callable(settings.handler)
-        except ValueError as error:
-            raise ConfigError(f"--handler/FLOWABLE_WORKER_HANDLER: {error}") from None
-        except (Exception, SystemExit) as error:
-            # Importing runs the module's top level, which may raise anything (a missing setting,
-            # a failed connection, sys.exit): still a configuration error, not a traceback.
-            module = settings.handler.partition(":")[0]
-            raise ConfigError(
-                f"--handler/FLOWABLE_WORKER_HANDLER: importing handler module {module!r} raised "
-                f"{type(error).__name__}: {error}"
-            ) from None
-        if isinstance(target, Worker):
-            target_topics = target.registered_topics
-        elif not callable(target):
-            raise ConfigError(
-                f"--handler/FLOWABLE_WORKER_HANDLER: {settings.handler!r} is neither a function "
-                "nor a Worker"
-            )
-    topics = settings.topics or registered or target_topics
-    if not topics:
-        raise ConfigError("no topic: set --topic or FLOWABLE_TOPIC (comma-separated for several)")
-    shared = settings.handler_url or settings.handler_command
-    if settings.handler is not None and not target_topics:
-        shared = settings.handler  # one function for every topic
-    missing = [t for t in topics if t not in registered and t not in target_topics and not shared]
-    if missing:
-        raise ConfigError(
-            f"no handler for topic {missing[0]!r}: set one of --handler MODULE:FUNC, "
-            "--handler-url URL, --handler-command CMD"
-        )
-    settings = WorkerSettings(**{**settings.model_dump(), "topics": topics})
     worker = worker or Worker()
     worker.configure(settings)
     return worker
@@ -108,7 +76,7 @@ def run(argv: Sequence[str] | None = None, worker: Worker | None = None) -> int:
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     try:
         asyncio.run(serve_until_signalled(prepared))
-    except ValueError as error:  # a handler that could not be built
+    except ValueError as error:  # a shared handler that could not be built (an empty command)
         _print_error(error)
         return 2
     except OSError as error:  # e.g. the metrics port is taken

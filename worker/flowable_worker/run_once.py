@@ -24,8 +24,8 @@ from typing import Any
 from flowable_worker.client import from_rest_variables
 from flowable_worker.config import ConfigError
 from flowable_worker.handlers.protocol import answer_of_outcome
-from flowable_worker.handlers.python import import_callable
 from flowable_worker.job import Job
+from flowable_worker.resolution import import_target, not_a_handler
 from flowable_worker.results import Outcome
 from flowable_worker.testing import run_handler
 from flowable_worker.topic_options import TopicOptions
@@ -123,19 +123,10 @@ def _handler_for(spec: str | None, topic: str | None, job: Job) -> tuple[Any, To
 
     if spec is None:
         raise ConfigError("no handler: give --handler MODULE:FUNCTION or FLOWABLE_WORKER_HANDLER")
-    try:
-        target = import_callable(spec)
-    except ValueError as error:
-        raise ConfigError(f"--handler: {error}") from None
-    except (Exception, SystemExit) as error:
-        module = spec.partition(":")[0]
-        raise ConfigError(
-            f"--handler: importing handler module {module!r} raised "
-            f"{type(error).__name__}: {error}"
-        ) from None
+    target = import_target(spec, "--handler")
     if not isinstance(target, Worker):
         if not callable(target):
-            raise ConfigError(f"--handler: {spec!r} is neither a function nor a Worker")
+            raise not_a_handler(spec, "--handler")
         return target, TopicOptions()
     topics = target.registered_topics
     chosen = topic or (job.topic if job.topic in topics else None)

@@ -12,7 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flowable_worker.config import DEFAULT_HANDLER_TIMEOUT_SHARE, WorkerSettings, parse_duration
+from flowable_worker.config import (
+    DEFAULT_HANDLER_TIMEOUT_SHARE,
+    ConfigError,
+    WorkerSettings,
+    parse_duration,
+)
 from flowable_worker.handlers.base import ErrorHook
 
 Duration = timedelta | str | float | int
@@ -47,7 +52,7 @@ class TopicOptions:
     on_error: ErrorHook | None = None
 
     def resolve(self, topic: str, settings: WorkerSettings) -> ResolvedTopic:
-        """The topic's effective settings; ValueError (naming the topic) when they cannot work."""
+        """The topic's effective settings; ConfigError (naming the topic) when they cannot work."""
         try:
             lock = _duration(self.lock_duration, "lock_duration") or settings.lock_duration
             timeout = _duration(self.handler_timeout, "handler_timeout")
@@ -68,7 +73,7 @@ class TopicOptions:
                 raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
             retry_timeout = _duration(self.fail_retry_timeout, "fail_retry_timeout")
         except ValueError as error:
-            raise ValueError(f"topic {topic!r}: {error}") from None
+            raise ConfigError(f"topic {topic!r}: {error}") from None
         return ResolvedTopic(
             lock_duration=lock,
             handler_timeout=timeout,

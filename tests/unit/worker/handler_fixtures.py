@@ -18,3 +18,6 @@ registered = Worker()
 @registered.topic("registered-topic")
 async def registered_handler(job: Job) -> None:
     return None
+
+
+NOT_A_HANDLER = 42
