@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from flowable_worker.backoff import Backoff
 from flowable_worker.client import (
     BadRequestError,
     FlowableClient,
@@ -37,6 +36,7 @@ from flowable_worker.client import (
     JobNotFoundError,
     UnauthorizedError,
 )
+from flowable_worker.client.backoff import Backoff
 from flowable_worker.job import Job
 from flowable_worker.metrics import TopicMetrics, error_reason
 from flowable_worker.results import Fail, Outcome
@@ -148,7 +148,8 @@ class Reporter:
     ) -> Reported:
         call = outcome.call
         backoff = Backoff(
-            initial=self._policy.backoff_initial, maximum=self._policy.backoff_max
+            initial=self._policy.backoff_initial, maximum=self._policy.backoff_max,
+            jitter="equal",
         )
         cap = self._policy.attempts
         if cap is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flowable_worker.backoff import Backoff
 from flowable_worker.client import FlowableClient
+from flowable_worker.client.backoff import Backoff
 from flowable_worker.config import WorkerSettings
 from flowable_worker.handler_threads import HandlerThreads
 from flowable_worker.handlers import CommandHandler, Handler, HttpHandler, PythonHandler
@@ -118,10 +118,12 @@ def build_topics(
                 empty_backoff=Backoff(
                     initial=settings.poll_interval_min.total_seconds(),
                     maximum=settings.poll_interval_max.total_seconds(),
+                    jitter="equal",
                 ),
                 error_backoff=Backoff(
                     initial=min(0.5, settings.error_backoff_max.total_seconds()),
                     maximum=settings.error_backoff_max.total_seconds(),
+                    jitter="equal",
                 ),
                 reporter=Reporter(
                     client, worker_id=settings.worker_id, policy=report_policy,

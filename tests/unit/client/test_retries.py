@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from flowable_worker import FlowableClient, FlowableTransportError, JobNotFoundError, ServerError
-from flowable_worker.client.retry import Backoff
+from flowable_worker.client.backoff import Backoff
 from tests.unit.client.conftest import ScriptedFlowable, SleepRecorder, job_json, page_json
 
 BUSY = httpx.Response(503, json={"message": "busy"})
@@ -101,7 +101,7 @@ async def test_retries_wait_with_growing_jittered_backoff(
 
 
 def test_backoff_caps_double_until_the_maximum() -> None:
-    backoff = Backoff(base_seconds=0.2, max_seconds=5)
+    backoff = Backoff(initial=0.2, maximum=5)
 
     assert [backoff.cap(n) for n in range(7)] == [0.2, 0.4, 0.8, 1.6, 3.2, 5, 5]
 
@@ -113,15 +113,15 @@ def test_backoff_draws_the_wait_uniformly_below_the_cap() -> None:
         drawn.append((low, high))
         return high / 2
 
-    backoff = Backoff(base_seconds=1, max_seconds=10, random_uniform=uniform)
+    backoff = Backoff(initial=1, maximum=10, uniform=uniform)
 
     assert backoff.delay(2) == 2
     assert drawn == [(0.0, 4)]
 
 
 def test_backoff_survives_absurd_attempt_numbers() -> None:
-    assert Backoff(base_seconds=0.2, max_seconds=5).cap(10_000) == 5
+    assert Backoff(initial=0.2, maximum=5).cap(10_000) == 5
 
 
 def test_zero_base_backoff_never_waits() -> None:
-    assert Backoff(base_seconds=0, max_seconds=5).delay(3) == 0
+    assert Backoff(initial=0, maximum=5).delay(3) == 0

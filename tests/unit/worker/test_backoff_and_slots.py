@@ -6,22 +6,29 @@ import asyncio
 
 import pytest
 
-from flowable_worker.backoff import Backoff
+from flowable_worker.client.backoff import Backoff
 from flowable_worker.slots import Slots
 
 
 def test_backoff_doubles_up_to_its_bound_with_jitter_below_each_step() -> None:
-    backoff = Backoff(initial=0.1, maximum=1.0, uniform=lambda low, high: high)
+    backoff = Backoff(initial=0.1, maximum=1.0, jitter="equal", uniform=lambda low, high: high)
     assert [round(backoff.next_delay(), 3) for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     backoff.reset()
     assert backoff.next_delay() == pytest.approx(0.1)
 
 
 def test_backoff_jitter_stays_within_half_to_full_delay() -> None:
-    backoff = Backoff(initial=1.0, maximum=1.0)
+    backoff = Backoff(initial=1.0, maximum=1.0, jitter="equal")
     delays = [backoff.next_delay() for _ in range(200)]
     assert all(0.5 <= d <= 1.0 for d in delays)
     assert len(set(delays)) > 100
+
+
+def test_backoff_stops_counting_at_its_bound_however_long_the_run() -> None:
+    backoff = Backoff(initial=0.1, maximum=1.0, jitter="equal", uniform=lambda low, high: low)
+    delays = [backoff.next_delay() for _ in range(10_000)]
+    assert backoff.attempts == 4  # 0.1, 0.2, 0.4, 0.8 grew; 1.0 is the bound
+    assert delays[-1] == pytest.approx(0.5)  # equal jitter: never below half the bound
 
 
 async def test_reserve_takes_at_most_what_is_free() -> None:

@@ -21,12 +21,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from flowable_worker.client.backoff import Backoff
 from flowable_worker.client.durations import duration_text
 from flowable_worker.client.error_mapping import error_for_response, error_for_transport_failure
 from flowable_worker.client.errors import FlowableError, InvalidResponseError
 from flowable_worker.client.models import AcquiredJob, ExternalWorkerJob, Page
 from flowable_worker.client.queries import JobFilters, filter_params, paging_params
-from flowable_worker.client.retry import Backoff, is_retryable
+from flowable_worker.client.retry import is_retryable
 from flowable_worker.client.settings import ClientSettings
 from flowable_worker.client.variables import to_rest_variables
 from flowable_worker.redaction import redact
@@ -72,8 +73,9 @@ class FlowableClient:
         self._settings = settings
         self._sleep = sleep
         self._backoff = Backoff(
-            base_seconds=settings.retry_backoff_seconds,
-            max_seconds=settings.retry_backoff_max_seconds,
+            initial=settings.retry_backoff_seconds,
+            maximum=settings.retry_backoff_max_seconds,
+            jitter="full",
         )
         auth, headers = settings.http_auth()
         self._http = httpx.AsyncClient(

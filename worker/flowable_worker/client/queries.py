@@ -60,12 +60,6 @@ REST_NAMES: dict[str, str] = {
     "without_scope_type": "withoutScopeType",
 }
 
-SORT_FIELDS = frozenset(
-    {"id", "dueDate", "createTime", "executionId", "processInstanceId", "retries", "tenantId"}
-)
-"""What `GET /jobs` can sort by (Flowable 7.2); anything else is a 400 from the server."""
-
-
 def filter_params(filters: Mapping[str, object]) -> dict[str, str]:
     """Query parameters for the given filters; unknown names fail here, not as a silent no-op."""
     params: dict[str, str] = {}
