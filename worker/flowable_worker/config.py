@@ -1,7 +1,8 @@
 """Worker configuration: one immutable `WorkerSettings`, read from flags and environment variables.
 
 Every option has a flag and an environment variable (flags win), declared once in `OPTIONS`, from
-which both the `--help` text and the parser are built. A bad configuration raises `ConfigError`
+which both the `--help` text and the parser are built (`options`, the mechanism the operator's
+configuration uses too). A bad configuration raises `ConfigError`
 with one line naming the option, where its value came from and what is wrong; the CLI turns that
 into exit code 2. Cross-field rules (handler timeout shorter than the lock) live in the model, so a
 programmatic `Worker(settings)` is checked the same way.
@@ -25,10 +26,9 @@ import re
 import shlex
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal, NoReturn
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,16 +46,24 @@ from flowable_worker.client import ClientSettings
 from flowable_worker.client.durations import parse_duration as parse_duration
 from flowable_worker.client.tls import check_readable, load_client_certificate
 from flowable_worker.metrics_access import read_token, server_tls_context
+from flowable_worker.options import ConfigError as ConfigError
+from flowable_worker.options import (
+    Option,
+    parse_bool,
+    parse_int,
+    parse_list,
+    parse_lower,
+    parse_optional_int,
+    parse_upper,
+    read_options,
+)
+from flowable_worker.options import build_parser as build_options_parser
 from flowable_worker.redaction import redact
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_LOCK_DURATION = timedelta(minutes=5)
 # Share of the lock a handler may use when no timeout is given: the rest is left for reporting.
 DEFAULT_HANDLER_TIMEOUT_SHARE = 0.9
-
-
-class ConfigError(ValueError):
-    """The configuration is unusable; `str(error)` is one line for a human."""
 
 
 def default_worker_id() -> str:
@@ -302,60 +310,8 @@ URL_FIELDS = ("flowable_url", "handler_url")
 # --- flags and environment variables ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Option:
-    """One setting as a user sets it: a flag, an environment variable and how to read the text."""
-
-    field: str
-    flag: str
-    env: str
-    help: str
-    parse: Callable[[str], Any] = str
-    repeat: bool = False  # the flag may be given several times (topics)
-    metavar: str | None = None
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use true or false)")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"not an integer: {text!r}") from None
-
-
-def _optional_int(text: str) -> int | None:
-    return None if text.strip().lower() in {"", "none", "default"} else _int(text)
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text.strip())
-    except ValueError:
-        raise ValueError(f"not a number: {text!r}") from None
-
-
-def _topics(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _command(text: str) -> tuple[str, ...]:
     return tuple(shlex.split(text))
-
-
-def _upper(text: str) -> str:
-    return text.strip().upper()
-
-
-def _lower(text: str) -> str:
-    return text.strip().lower()
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -364,7 +320,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="URL"),
     Option("topics", "--topic", "FLOWABLE_TOPIC",
            "topic to work; repeat the flag or give a comma-separated list (required)",
-           _topics, repeat=True, metavar="TOPIC"),
+           parse_list, repeat=True, metavar="TOPIC"),
     Option("handler", "--handler", "FLOWABLE_WORKER_HANDLER",
            "Python handler as package.module:function, or module:worker for a Worker whose "
            "topics were registered with @worker.topic",
@@ -377,9 +333,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("worker_id", "--worker-id", "FLOWABLE_WORKER_ID",
            "lock owner name, unique per replica (default: $HOSTNAME, the pod name)", metavar="ID"),
     Option("concurrency", "--concurrency", "FLOWABLE_WORKER_CONCURRENCY",
-           f"jobs handled at once (default {DEFAULT_CONCURRENCY})", _int, metavar="N"),
+           f"jobs handled at once (default {DEFAULT_CONCURRENCY})", parse_int, metavar="N"),
     Option("batch_size", "--batch-size", "FLOWABLE_WORKER_BATCH_SIZE",
-           "most jobs asked for per acquire (default: the concurrency)", _int, metavar="N"),
+           "most jobs asked for per acquire (default: the concurrency)", parse_int, metavar="N"),
     Option("lock_duration", "--lock-duration", "FLOWABLE_WORKER_LOCK_DURATION",
            "how long an acquired job stays ours (default PT5M)", parse_duration,
            metavar="DURATION"),
@@ -389,12 +345,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail_retries", "--fail-retries", "FLOWABLE_WORKER_FAIL_RETRIES",
            "retries left after a handler error or a result Flowable refuses (default: Flowable "
            "decrements by one)",
-           _optional_int, metavar="N"),
+           parse_optional_int, metavar="N"),
     Option("fail_retry_timeout", "--fail-retry-timeout", "FLOWABLE_WORKER_FAIL_RETRY_TIMEOUT",
            "wait before a failed job may be retried (default: at once)", parse_duration,
            metavar="DURATION"),
     Option("scope_type", "--scope-type", "FLOWABLE_SCOPE_TYPE",
-           "only acquire jobs of this scope: bpmn or cmmn (default: both)", _lower,
+           "only acquire jobs of this scope: bpmn or cmmn (default: both)", parse_lower,
            metavar="TYPE"),
     Option("username", "--username", "FLOWABLE_USERNAME", "HTTP Basic user", metavar="USER"),
     Option("password", "--password", "FLOWABLE_PASSWORD",
@@ -410,7 +366,7 @@ OPTIONS: tuple[Option, ...] = (
            "PEM private key of --client-cert, unencrypted (default: read from --client-cert)",
            metavar="FILE"),
     Option("verify_tls", "--verify-tls", "FLOWABLE_VERIFY_TLS",
-           "verify TLS certificates: true or false (default true)", _bool, metavar="BOOL"),
+           "verify TLS certificates: true or false (default true)", parse_bool, metavar="BOOL"),
     Option("external_job_api_path", "--external-job-api-path", "FLOWABLE_EXTERNAL_JOB_API_PATH",
            "path of the external-worker API under the base URL (default /external-job-api)",
            metavar="PATH"),
@@ -418,12 +374,12 @@ OPTIONS: tuple[Option, ...] = (
            "timeout of each request to Flowable (default 10s)", parse_duration,
            metavar="DURATION"),
     Option("max_connections", "--max-connections", "FLOWABLE_WORKER_MAX_CONNECTIONS",
-           "connections to Flowable (default: min(concurrency, 10) + number of topics)", _int,
+           "connections to Flowable (default: min(concurrency, 10) + number of topics)", parse_int,
            metavar="N"),
     Option("http_client", "--http-client", "FLOWABLE_WORKER_HTTP_CLIENT",
            "lean (default: HTTP/1.1 keep-alive on asyncio, least CPU) or httpx (its own "
            "transport); httpx is used anyway when HTTP_PROXY/HTTPS_PROXY/ALL_PROXY applies to "
-           "the Flowable URL", _lower, metavar="KIND"),
+           "the Flowable URL", parse_lower, metavar="KIND"),
     Option("poll_interval_min", "--poll-interval-min", "FLOWABLE_WORKER_POLL_INTERVAL_MIN",
            "first wait after an empty poll (default 100ms); doubles with jitter",
            parse_duration, metavar="DURATION"),
@@ -440,7 +396,7 @@ OPTIONS: tuple[Option, ...] = (
            "address of the /metrics, /healthz, /readyz server (default 0.0.0.0)", metavar="HOST"),
     Option("metrics_port", "--metrics-port", "FLOWABLE_WORKER_METRICS_PORT",
            "port of the /metrics, /healthz, /readyz server; 0 turns it off (default 9464)",
-           _int, metavar="PORT"),
+           parse_int, metavar="PORT"),
     Option("metrics_tls_cert", "--metrics-tls-cert", "FLOWABLE_WORKER_METRICS_TLS_CERT",
            "serve the metrics port over HTTPS with this PEM certificate (may also hold the key)",
            metavar="FILE"),
@@ -452,26 +408,20 @@ OPTIONS: tuple[Option, ...] = (
            "/metrics answers 401 unless the request carries 'Authorization: Bearer <token in "
            "this file>'; /healthz and /readyz stay open for the kubelet", metavar="FILE"),
     Option("log_format", "--log-format", "FLOWABLE_WORKER_LOG_FORMAT",
-           "json (default) or text", _lower, metavar="FORMAT"),
+           "json (default) or text", parse_lower, metavar="FORMAT"),
     Option("log_level", "--log-level", "FLOWABLE_WORKER_LOG_LEVEL",
-           "DEBUG, INFO (default), WARNING or ERROR", _upper, metavar="LEVEL"),
+           "DEBUG, INFO (default), WARNING or ERROR", parse_upper, metavar="LEVEL"),
 )
 
 _BY_FIELD = {option.field: option for option in OPTIONS}
-CREDENTIAL_ENV = tuple(_BY_FIELD[field].env for field in CREDENTIAL_FIELDS)
-URL_ENV = tuple(_BY_FIELD[field].env for field in URL_FIELDS)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and a `ConfigError`, like every other bad value."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
+CREDENTIAL_ENV = tuple(env for field in CREDENTIAL_FIELDS if (env := _BY_FIELD[field].env))
+URL_ENV = tuple(env for field in URL_FIELDS if (env := _BY_FIELD[field].env))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `flowable-worker` command line (also the source of `--help`)."""
-    parser = _Parser(
+    return build_options_parser(
+        OPTIONS,
         prog="flowable-worker",
         description=(
             "Work Flowable external-worker jobs: acquire, run a handler, report the result. "
@@ -487,16 +437,6 @@ def build_parser() -> argparse.ArgumentParser:
             "Docs: docs/worker.md."
         ),
     )
-    for option in OPTIONS:
-        parser.add_argument(
-            option.flag,
-            dest=option.field,
-            action="append" if option.repeat else "store",
-            default=None,
-            metavar=option.metavar,
-            help=f"{option.help} [{option.env}]",
-        )
-    return parser
 
 
 def load_settings(
@@ -505,32 +445,11 @@ def load_settings(
     *,
     require_handler: bool = True,
     require_topics: bool = True,
-    **overrides: Any,
 ) -> WorkerSettings:
     """Read settings from flags (win) and environment variables; raises `ConfigError`."""
     environ = os.environ if environ is None else environ
     namespace = build_parser().parse_args(list(argv) if argv is not None else None)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for option in OPTIONS:
-        given = getattr(namespace, option.field)
-        if given is not None:
-            texts: list[str] = given if option.repeat else [given]
-            source = option.flag
-        elif environ.get(option.env, "").strip():
-            texts = [environ[option.env]]
-            source = option.env
-        else:
-            continue
-        try:
-            if option.repeat:
-                values[option.field] = tuple(x for text in texts for x in option.parse(text))
-            else:
-                values[option.field] = option.parse(texts[0])
-        except ValueError as error:
-            raise ConfigError(f"{source}: {error}") from None
-        sources[option.field] = source
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values, sources = read_options(OPTIONS, namespace, environ)
     if "flowable_url" not in values:
         raise ConfigError("no Flowable URL: set --flowable-url or FLOWABLE_URL")
     try:

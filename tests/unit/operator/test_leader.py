@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flowable_worker_operator import config as operator_config
 from flowable_worker_operator import main as cli
 from flowable_worker_operator import metrics, serve
 from flowable_worker_operator.leader import (
@@ -437,7 +438,7 @@ def test_the_lease_namespace_defaults_to_the_pods(
 ) -> None:
     account = tmp_path / "namespace"
     account.write_text("flowable-worker-operator\n")
-    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_NAMESPACE", account)
+    monkeypatch.setattr(operator_config, "SERVICE_ACCOUNT_NAMESPACE", account)
     config = cli.parse_args(["--leader-election"]).leader_election
     assert config is not None
     assert config.namespace == "flowable-worker-operator"
@@ -457,7 +458,7 @@ def test_the_lease_namespace_defaults_to_the_pods(
             {"FLOWABLE_OPERATOR_LEADER_ELECTION_NAME": "Bad Name"},
             "is not a valid Lease name",
         ),
-        ([], {"FLOWABLE_OPERATOR_LEADER_ELECTION": "maybe"}, "is not a boolean"),
+        ([], {"FLOWABLE_OPERATOR_LEADER_ELECTION": "maybe"}, "not a boolean: 'maybe'"),
     ],
 )
 def test_bad_leader_election_settings_exit_2_with_one_line(
@@ -468,7 +469,7 @@ def test_bad_leader_election_settings_exit_2_with_one_line(
     env: dict[str, str],
     message: str,
 ) -> None:
-    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
+    monkeypatch.setattr(operator_config, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as exit_:

@@ -106,6 +106,6 @@ def test_a_bad_level_exits_2_with_one_line(
     with pytest.raises(SystemExit) as exited:
         cli.parse_args([])
     assert exited.value.code == 2
-    assert "FLOWABLE_OPERATOR_POD_SECURITY='strict'" in capsys.readouterr().err
+    assert "FLOWABLE_OPERATOR_POD_SECURITY: 'strict' is not one of" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.parse_args(["--pod-security", "strict"])

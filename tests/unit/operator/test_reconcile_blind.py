@@ -149,7 +149,7 @@ def test_a_replica_limit_out_of_range_exits_2(
     with pytest.raises(SystemExit) as caught:
         cli.parse_args(["--max-replicas-limit", value])
     assert caught.value.code == 2
-    assert "--max-replicas-limit must be 1..2147483647" in capsys.readouterr().err
+    assert f"--max-replicas-limit: must be 1..2147483647 (got {value})" in capsys.readouterr().err
 
 
 @dataclass

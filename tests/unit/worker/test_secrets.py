@@ -83,7 +83,9 @@ async def test_credentials_with_a_trailing_newline_authenticate(auth: str) -> No
         created = emulator.create_job("t")
         settings = load_settings([], {
             **env, "FLOWABLE_URL": emulator.base_url, "FLOWABLE_TOPIC": "t",
-        }, require_handler=False, metrics_port=0, poll_interval_max=0.1, request_timeout=2)
+            "FLOWABLE_WORKER_METRICS_PORT": "0", "FLOWABLE_WORKER_POLL_INTERVAL_MAX": "0.1",
+            "FLOWABLE_REQUEST_TIMEOUT": "2",
+        }, require_handler=False)
         worker = Worker(settings)
         worker.add_handler("t", lambda job: {"ok": True})
         async with serving(worker):
@@ -215,8 +217,9 @@ async def test_a_handler_url_with_credentials_is_not_shown_in_the_fail_message(
     created = emulator.create_job("t")
     settings = load_settings(
         [], {"FLOWABLE_URL": emulator.base_url, "FLOWABLE_TOPIC": "t",
-             "FLOWABLE_WORKER_HANDLER_URL": f"http://hook:{PASSWORD}@127.0.0.1:9/h"},
-        metrics_port=0, poll_interval_max=0.1, fail_retries=0,
+             "FLOWABLE_WORKER_HANDLER_URL": f"http://hook:{PASSWORD}@127.0.0.1:9/h",
+             "FLOWABLE_WORKER_METRICS_PORT": "0", "FLOWABLE_WORKER_POLL_INTERVAL_MAX": "0.1",
+             "FLOWABLE_WORKER_FAIL_RETRIES": "0"},
     )
     worker = Worker(settings)
     async with serving(worker):
