@@ -2,9 +2,9 @@
 
 Handlers come from four places: functions (or `Handler` objects) registered on the `Worker`;
 `--handler module:function`, one function for every topic without its own; `--handler
-module:worker`, a `Worker` whose registrations are taken over (the `Worker` does that, it alone
-knows its registrations); and `--handler-url` / `--handler-command`, one shared handler for every
-topic left. The topics are `--topic`, else every registered one.
+module:worker`, a `Worker` (any `Registry`) whose registrations are taken over; and
+`--handler-url` / `--handler-command`, one shared handler for every topic left. The topics are
+`--topic`, else every registered one.
 
 Every problem is a `ConfigError` (a ValueError) whose text is one line naming the flag, so the CLI
 and the library say the same thing: the CLI prints it and exits 2, `Worker.serve` raises it.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from flowable_worker.config import ConfigError, WorkerSettings
 from flowable_worker.handlers import Handler
 from flowable_worker.handlers.python import HandlerFunction, import_callable
+from flowable_worker.registry import Registry
 from flowable_worker.topic_options import ResolvedTopic, TopicOptions
 
 HANDLER_FLAG = "--handler/FLOWABLE_WORKER_HANDLER"
@@ -80,3 +81,22 @@ def plan_topics(
             )
         plans.append(TopicPlan(topic, handler, options_of(topic).resolve(topic, settings)))
     return tuple(plans)
+
+
+def resolve(settings: WorkerSettings, registry: Registry) -> tuple[TopicPlan, ...]:
+    """Who handles each topic of `registry` under `settings`; ConfigError when one has none.
+
+    A `--handler module:worker` target's registrations are added to `registry` (its own win);
+    a `--handler module:function` handles every topic without a handler of its own.
+    """
+    function: HandlerFunction | None = None
+    if settings.handler is not None:
+        target = import_target(settings.handler)
+        if isinstance(target, Registry):
+            registry.adopt(target)
+        elif callable(target):
+            function = target
+        else:
+            raise not_a_handler(settings.handler)
+    registered = {topic: registry.handler_of(topic) for topic in registry.registered_topics}
+    return plan_topics(settings, registered, registry.topic_options, function)

@@ -25,6 +25,7 @@ from flowable_worker.client import from_rest_variables
 from flowable_worker.config import ConfigError
 from flowable_worker.handlers.protocol import answer_of_outcome
 from flowable_worker.job import Job
+from flowable_worker.registry import Registry
 from flowable_worker.resolution import import_target, not_a_handler
 from flowable_worker.results import Outcome
 from flowable_worker.testing import run_handler
@@ -119,12 +120,10 @@ def _read_job(path: str) -> Job:
 
 
 def _handler_for(spec: str | None, topic: str | None, job: Job) -> tuple[Any, TopicOptions]:
-    from flowable_worker.runtime import Worker
-
     if spec is None:
         raise ConfigError("no handler: give --handler MODULE:FUNCTION or FLOWABLE_WORKER_HANDLER")
     target = import_target(spec, "--handler")
-    if not isinstance(target, Worker):
+    if not isinstance(target, Registry):
         if not callable(target):
             raise not_a_handler(spec, "--handler")
         return target, TopicOptions()
@@ -137,7 +136,7 @@ def _handler_for(spec: str | None, topic: str | None, job: Job) -> tuple[Any, To
             f"--topic: the Worker {spec!r} has topics {', '.join(topics) or '(none)'}; "
             "name one with --topic or in the job's \"topic\""
         )
-    return target._registered[chosen], target.topic_options(chosen)
+    return target.handler_of(chosen), target.topic_options(chosen)
 
 
 async def _run(handler: Any, options: TopicOptions, job: Job) -> Outcome:
