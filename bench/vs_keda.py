@@ -63,7 +63,12 @@ from localstack.cluster import (  # noqa: E402
 )
 from localstack.flowable_server import FlowableServerError, start_flowable_server  # noqa: E402
 from localstack.keda_pool import KedaPool  # noqa: E402
-from localstack.keda_stack import KedaSetupError, KedaStack  # noqa: E402
+from localstack.keda_stack import (  # noqa: E402
+    KedaSetupError,
+    KedaStack,
+    find_keda_bin_dir,
+    find_keda_crd_dir,
+)
 from localstack.operator_process import OperatorProcessError, run_operator  # noqa: E402
 from localstack.podrunner import RUN_AS_PROCESS_LABEL, PodRunner  # noqa: E402
 from tests.support.real_flowable import RealFlowable  # noqa: E402
@@ -438,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"bench": "vs_keda", "setup": setup, "traces": {}}
     started = time.monotonic()
     try:
+        # Missing binaries fail here, before anything starts.
+        keda_bin, keda_crds = find_keda_bin_dir(), find_keda_crd_dir()
         with (
             LocalCluster() as cluster,
             PodRunner(cluster.kubeconfig, cluster.workdir / "pods") as runner,
@@ -453,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             real = RealFlowable.for_server(fl)
             with (
-                KedaStack(cluster, watch_namespace=namespace) as keda,
+                KedaStack(
+                    cluster, watch_namespace=namespace, bin_dir=keda_bin, crd_dir=keda_crds
+                ) as keda,
                 run_operator(cluster.kubeconfig, namespace, cluster.workdir / "operator.log"),
             ):
                 print(
