@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -452,12 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             namespace = _namespace(cluster)
             cluster.kubectl("apply", "-f", str(CRD))
-            cluster.kubectl(
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/externalworkerpools.flowable-worker.io",
-            )
+            cluster.wait_crds_established(["externalworkerpools.flowable-worker.io"])
             real = RealFlowable.for_server(fl)
             with (
                 KedaStack(
@@ -488,8 +484,12 @@ def main(argv: list[str] | None = None) -> int:
         ClusterStartError,
         FlowableServerError,
         OperatorProcessError,
+        subprocess.CalledProcessError,
     ) as exc:
-        print(f"error: {' '.join(str(exc).split())[:1000]}", file=sys.stderr)
+        detail = str(exc)
+        if isinstance(exc, subprocess.CalledProcessError):
+            detail += f": {exc.stderr or ''}"
+        print(f"error: {' '.join(detail.split())[:1000]}", file=sys.stderr)
         return 2
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(summary))

@@ -413,6 +413,29 @@ class LocalCluster:
                 return dict(cond)
         return {}
 
+    def wait_crds_established(self, names: Sequence[str], timeout: float = 60.0) -> None:
+        """Return once every named CRD is Established; raise ``ClusterStartError`` naming those
+        that are not. (``kubectl wait`` right after an apply can fail on a CRD that has no
+        conditions yet, so this polls.)"""
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        while True:
+            pending = [name for name in pending if not self._crd_established(name)]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterStartError(f"CRDs not Established within {timeout:.0f} s: {pending}")
+            time.sleep(0.2)
+
+    def _crd_established(self, name: str) -> bool:
+        status, body = self.api(
+            "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        )
+        if status != 200:
+            return False
+        conditions = body.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
     def _apply(self, collection: str, name: str, manifest: dict[str, Any]) -> None:
         """Create, or replace what is there (keeping its resourceVersion)."""
         status, body = self.api("POST", collection, manifest)

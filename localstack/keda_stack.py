@@ -44,6 +44,7 @@ from pathlib import Path
 
 from localstack.certs import generate_serving_tls
 from localstack.cluster import (
+    ClusterStartError,
     Component,
     LocalCluster,
     MissingPrerequisiteError,
@@ -224,20 +225,10 @@ class KedaStack:
         )
         if result.returncode != 0:
             raise KedaSetupError(f"installing KEDA CRDs from {self.crd_dir}: {_last(result)}")
-        deadline = time.monotonic() + 60
-        pending = list(CRD_NAMES)
-        while pending:
-            pending = [name for name in pending if not self._established(name)]
-            if pending and time.monotonic() > deadline:
-                raise KedaSetupError(f"KEDA CRDs not Established within 60 s: {pending}")
-            time.sleep(0.2)
-
-    def _established(self, crd: str) -> bool:
-        status, body = self.cluster.api(
-            "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}"
-        )
-        conditions = body.get("status", {}).get("conditions") or [] if status == 200 else []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+        try:
+            self.cluster.wait_crds_established(CRD_NAMES)
+        except ClusterStartError as exc:
+            raise KedaSetupError(f"KEDA {exc}") from None
 
     def _operator_args(self, cert_dir: Path, grpc: str) -> list[str]:
         return [
