@@ -21,8 +21,11 @@ OPERATOR_RESOURCES = frozenset(
     {"externalworkerpools", "deployments", "poddisruptionbudgets", "events", "secrets"}
 )
 """What the operator reads or writes: its pools (and their status), the worker Deployments (and
-their /scale), PodDisruptionBudgets, Secrets of engine credentials, and Events. The controller
-manager also writes Events and Deployment status, but only when pods change (not while idle)."""
+their /scale), PodDisruptionBudgets, Secrets of engine credentials, and Events. A Deployment's
+/status is the controller manager's alone (`NOT_OPERATOR`); it also posts Events, but only when
+pods change, which they do not while pools are idle."""
+
+NOT_OPERATOR = frozenset({"deployments/status"})
 
 _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -46,7 +49,7 @@ def parse(text: str) -> Counter[RequestKey]:
 
 
 def is_operator(key: RequestKey) -> bool:
-    return key[1].split("/")[0] in OPERATOR_RESOURCES
+    return key[1] not in NOT_OPERATOR and key[1].split("/")[0] in OPERATOR_RESOURCES
 
 
 def sum_verbs(counts: Counter[RequestKey], verbs: frozenset[str]) -> int:
