@@ -1,11 +1,8 @@
 """The serving loop behind `Worker.serve`: acquire -> handle -> report, per topic, until stopped.
 
 Shape of one process: one `FlowableClient` (one pooled connection set), one poller task per
-topic, one task per job, a shared pool of `concurrency` slots. A poller reserves
-`min(free slots, batch)` slots, acquires that many jobs, gives back the slots the server did not
-fill and starts a task per job at once. After a non-empty answer it polls again immediately
-(bounded by free slots); after an empty one or an error it waits with jittered exponential backoff
-up to a bound. No HTTP, network or parse failure ends a poller: it logs, counts and tries again.
+topic (`poller.Poller`), one task per job, a shared pool of `concurrency` slots. Here: the start
+(handlers, hooks, probes), the heartbeat, watching the pollers, and the stop.
 
 Stopping (`stop()`, wired to SIGTERM/SIGINT by `shutdown`): pollers stop acquiring; an acquire
 already in flight is allowed to finish (cancelling it would leave its jobs locked to us until the
@@ -24,23 +21,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from flowable_worker.client import FlowableClient, FlowableError
+from flowable_worker.client import FlowableClient
 from flowable_worker.config import WorkerSettings
-from flowable_worker.context import enter_job
 from flowable_worker.give_back import GiveBack
 from flowable_worker.handler_threads import HandlerThreads
 from flowable_worker.health import HealthState, ProbeServer
 from flowable_worker.hooks import Hook, run_hooks
-from flowable_worker.job import Job
-from flowable_worker.metrics import TopicMetrics, WorkerMetrics, error_reason
+from flowable_worker.metrics import WorkerMetrics
 from flowable_worker.metrics_access import read_token, server_tls_context
+from flowable_worker.poller import Poller, Running
 from flowable_worker.redaction import redact
 from flowable_worker.reporting import ReportPolicy
 from flowable_worker.resolution import TopicPlan
-from flowable_worker.results import Fail, Outcome
 from flowable_worker.slots import Slots
 from flowable_worker.topic_runtime import TopicRuntime, build_topics, client_for
 from flowable_worker.transport import choose_transport
@@ -48,19 +42,6 @@ from flowable_worker.transport import choose_transport
 log = logging.getLogger("flowable_worker.runtime")
 
 _HEARTBEAT_SECONDS = 1.0
-# How long a poller with some free slots waits for half a batch to be free before acquiring
-# (see Slots.reserve): long enough to batch fast handlers, short against any real handler.
-_GATHER_PATIENCE_SECONDS = 0.05
-
-
-@dataclass
-class _Running:
-    """One job between acquire and report, and where it is in its life."""
-
-    job: Job
-    metrics: TopicMetrics
-    task: asyncio.Task[None] | None = None
-    phase: str = "pending"  # pending -> handling -> reporting
 
 
 class Loop:
@@ -86,7 +67,7 @@ class Loop:
         self._shutdown_hooks = shutdown_hooks
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._slots = Slots(settings.concurrency)
         self._threads: HandlerThreads | None = None
         self.health = HealthState(
@@ -200,10 +181,13 @@ class Loop:
             self._metrics.handlers_hung.set(hung)
             await asyncio.sleep(_HEARTBEAT_SECONDS)
 
-    # -- polling ----------------------------------------------------------------------------
     def _start_poller(self, client: FlowableClient, topic: TopicRuntime) -> asyncio.Task[None]:
         """Start a topic's poller, watched: one that ends before stop is a bug made visible."""
-        task = asyncio.create_task(self._poll(client, topic), name=f"poll:{topic.topic}")
+        poller = Poller(
+            topic, client, settings=self._settings, metrics=self._metrics, health=self.health,
+            stop_requested=self._stop_requested, running=self._running,
+        )
+        task = asyncio.create_task(poller.run(), name=f"poll:{topic.topic}")
         self._metrics.pollers.inc()
 
         def ended(finished: asyncio.Task[None]) -> None:
@@ -221,190 +205,7 @@ class Loop:
         task.add_done_callback(ended)
         return task
 
-    async def _poll(self, client: FlowableClient, topic: TopicRuntime) -> None:
-        """Acquire for one topic until stopping; never ends before that.
-
-        Nothing Flowable does raises here (`_poll_once` catches it); an exception that escapes
-        anyway is a bug of ours: it is logged with its traceback and counted, and polling goes on
-        after a backoff, so one bad answer can never silence a topic for the process's lifetime.
-        """
-        while not self._stop_requested.is_set():
-            try:
-                await self._poll_once(client, topic)
-            except Exception as error:
-                topic.metrics.poller_error()
-                log.exception(
-                    "unexpected error in the poller for %s; polling on", topic.topic,
-                    extra={"topic": topic.topic},
-                )
-                await self._acquire_failed(topic, error)
-
-    async def _poll_once(self, client: FlowableClient, topic: TopicRuntime) -> None:
-        """Reserve slots, acquire up to that many jobs and start them (or back off)."""
-        settings = self._settings
-        slots = topic.slots
-        batch = min(settings.effective_batch_size, slots.capacity)
-        lock_seconds = topic.options.lock_duration.total_seconds()
-        reserved = await self._reserve(slots, batch)
-        if reserved == 0:  # only when stop was requested while waiting
-            return
-        topic.metrics.acquire_requests.inc()
-        started = time.monotonic()
-        try:
-            acquired = await client.acquire_jobs(
-                topic=topic.topic,
-                worker_id=settings.worker_id,
-                lock_duration=topic.options.lock_duration,
-                number_of_tasks=reserved,
-                scope_type=settings.scope_type,
-            )
-        except FlowableError as error:
-            slots.release(reserved)
-            await self._acquire_failed(topic, error)
-            return
-        except BaseException:
-            # Anything else (a bug, or cancellation): the slots go back before it propagates.
-            slots.release(reserved)
-            raise
-        lock_deadline = started + lock_seconds
-        topic.metrics.acquire_latency.observe(time.monotonic() - started)
-        self.health.flowable_answered()
-        topic.error_backoff.reset()
-        if topic.last_error is not None:
-            log.info("acquiring for %s works again", topic.topic)
-            topic.last_error = None
-        if len(acquired) > reserved:
-            log.warning(
-                "Flowable returned %d jobs for %d asked; handling them all",
-                len(acquired), reserved,
-            )
-        else:
-            slots.release(reserved - len(acquired))
-        if not acquired:
-            topic.metrics.empty_polls.inc()
-            await self._pause(topic.empty_backoff.next_delay())
-            return
-        topic.empty_backoff.reset()
-        topic.metrics.acquired.inc(len(acquired))
-        try:
-            jobs = [
-                Job.from_acquired(a, topic=topic.topic, worker_id=settings.worker_id)
-                for a in acquired
-            ]
-        except BaseException:
-            slots.release(min(reserved, len(acquired)))
-            raise
-        if self._stop_requested.is_set():
-            # Acquired while we were asked to stop: give them back unstarted.
-            await self._unacquire_unstarted(client, topic, jobs)
-            return
-        for job in jobs:
-            self._start_job(topic, job, lock_deadline)
-
-    async def _reserve(self, slots: Slots, batch: int) -> int:
-        """Reserve slots, or 0 when stop is requested while waiting for them."""
-        gather = max(1, batch // 2)
-        if slots.free >= gather:
-            return await slots.reserve(batch)
-        reserve = asyncio.ensure_future(
-            slots.reserve(batch, gather=gather, patience=_GATHER_PATIENCE_SECONDS)
-        )
-        stop = asyncio.ensure_future(self._stop_requested.wait())
-        await asyncio.wait({reserve, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if reserve.done():
-            taken = reserve.result()
-            if self._stop_requested.is_set():
-                slots.release(taken)
-                return 0
-            return taken
-        reserve.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reserve
-        if not reserve.cancelled():
-            slots.release(reserve.result())
-        return 0
-
-    async def _acquire_failed(self, topic: TopicRuntime, error: BaseException) -> None:
-        reason = error_reason(error)
-        topic.metrics.acquire_error(reason)
-        delay = topic.error_backoff.next_delay()
-        message = f"{type(error).__name__}: {error}"
-        if message != topic.last_error:
-            log.warning(
-                "acquire for %s failed (%s); retrying in %.2fs", topic.topic, message, delay,
-                extra={"topic": topic.topic, "reason": reason},
-            )
-            topic.last_error = message
-        else:
-            log.debug("acquire for %s failed again (%s)", topic.topic, reason)
-        await self._pause(delay)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake at once when stop is requested."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_requested.wait(), seconds)
-
-    def _start_job(self, topic: TopicRuntime, job: Job, lock_deadline: float) -> None:
-        running = _Running(job=job, metrics=topic.metrics)
-        self._running[job.id] = running
-        self._metrics.in_flight.inc()
-        running.task = asyncio.create_task(
-            self._work(topic, running, lock_deadline), name=f"job:{job.id}"
-        )
-
-    async def _work(self, topic: TopicRuntime, running: _Running, lock_deadline: float) -> None:
-        job = running.job
-        options = topic.options
-        timeout = options.handler_timeout.total_seconds()
-        enter_job(job)  # current_job() for the handler (this task's own context)
-        try:
-            running.phase = "handling"
-            started = time.monotonic()
-            outcome: Outcome
-            try:
-                # asyncio.timeout, not wait_for: no extra task per job.
-                async with asyncio.timeout(timeout):
-                    outcome = await topic.handler.handle(job)
-            except TimeoutError:
-                outcome = Fail(
-                    message=f"handler timed out after {timeout:g}s",
-                    retries=options.fail_retries,
-                    retry_timeout=options.fail_retry_timeout,
-                    reason="timeout",
-                )
-                log.warning(
-                    "job %s: handler timed out after %gs; failing the job", job.id, timeout,
-                    extra={"job_id": job.id, "topic": job.topic},
-                )
-            except Exception as error:
-                outcome = Fail(
-                    message=f"{type(error).__name__}: {error}",
-                    retries=options.fail_retries,
-                    retry_timeout=options.fail_retry_timeout,
-                )
-            topic.metrics.handled(outcome.label, time.monotonic() - started)
-            if isinstance(outcome, Fail) and outcome.reason != "timeout":
-                log.info(
-                    "job %s failed: %s", job.id, outcome.message,
-                    extra={"job_id": job.id, "topic": job.topic, "reason": outcome.reason},
-                )
-            running.phase = "reporting"
-            await topic.reporter.report(job, outcome, topic.metrics, lock_deadline=lock_deadline)
-        finally:
-            self._running.pop(job.id, None)
-            self._metrics.in_flight.dec()
-            topic.slots.release(1)
-
     # -- shutdown ---------------------------------------------------------------------------
-
-    async def _unacquire_unstarted(
-        self, client: FlowableClient, topic: TopicRuntime, jobs: list[Job]
-    ) -> None:
-        give_back = GiveBack(client, self._settings.worker_id)
-        for job in jobs:
-            await give_back.job(job.id, job.scope_type, job.retries, topic.metrics)
-        topic.slots.release(len(jobs))
 
     @staticmethod
     async def _wait_until(

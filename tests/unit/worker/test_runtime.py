@@ -302,3 +302,50 @@ def _get(url: str) -> tuple[int, str]:
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING")
+
+
+class _BrokenHandler:
+    """A handler object (not a function) that raises: the loop itself turns that into a fail."""
+
+    async def handle(self, job: Job) -> Any:
+        raise RuntimeError("handler object broke")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_each_failure_is_counted_by_why(emulator: FlowableEmulator) -> None:
+    for topic in ("raises", "signals", "object", "slow"):
+        emulator.create_job(topic)
+    worker = Worker(settings_for(emulator, fail_retries=0, handler_timeout=0.2, lock_duration=5))
+
+    def raises(job: Job) -> None:
+        raise ValueError("bad input")
+
+    def signals(job: Job) -> None:
+        from flowable_worker import Fail
+
+        raise Fail("not now", retries=0)
+
+    async def slow(job: Job) -> None:
+        await asyncio.sleep(5)
+
+    worker.add_handler("raises", raises)
+    worker.add_handler("signals", signals)
+    worker.add_handler("object", _BrokenHandler())
+    worker.add_handler("slow", slow)
+
+    def failed(topic: str, reason: str) -> float | None:
+        return worker.metrics.registry.get_sample_value(
+            "flowable_worker_jobs_failed_total", {"topic": topic, "reason": reason}
+        )
+
+    async with serving(worker):
+        async def all_failed() -> bool:
+            return len(emulator.requests(endpoint="fail")) >= 4
+
+        await eventually(all_failed, within=10)
+    assert failed("raises", "handler") == 1
+    assert failed("signals", "signal") == 1
+    assert failed("object", "handler") == 1
+    assert failed("slow", "timeout") == 1
