@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flowable_worker_operator.manifests import scale_target
-from flowable_worker_operator.spec import SpecError, parse_pool
+from flowable_worker_operator.spec import Pool, SpecError, parse_pool
 
-__all__ = ["Claim", "Target", "hpa_claim", "pool_claim", "rival"]
+__all__ = ["Claim", "Target", "claim_of", "hpa_claim", "pool_claim", "rival"]
 
 ClaimantKind = Literal["ExternalWorkerPool", "HorizontalPodAutoscaler"]
 HPA_KIND: ClaimantKind = "HorizontalPodAutoscaler"
@@ -91,6 +91,11 @@ def pool_claim(body: Mapping[str, Any]) -> Claim | None:
         pool = parse_pool(body)
     except SpecError:
         return None
+    return claim_of(pool, body)
+
+
+def claim_of(pool: Pool, body: Mapping[str, Any]) -> Claim:
+    """`pool_claim` for a pool already parsed from `body` (a tick parses it once)."""
     target = scale_target(pool)
     return Claim(
         kind="ExternalWorkerPool",

@@ -40,6 +40,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from flowable_worker_operator.status import parse_time
+
 __all__ = [
     "KubernetesLeases",
     "LeaderElector",
@@ -92,16 +94,6 @@ class LeaseRecord:
     resource_version: str | None = None
 
 
-def _parse_time(raw: object) -> datetime | None:
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _format_time(moment: datetime) -> str:
     """A MicroTime as the API server wants it: RFC 3339, always six fractional digits, UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -116,8 +108,8 @@ def parse_lease(lease: Mapping[str, Any]) -> LeaseRecord:
     return LeaseRecord(
         holder=str(spec.get("holderIdentity") or ""),
         lease_duration=timedelta(seconds=duration if isinstance(duration, int) else 0),
-        acquire_time=_parse_time(spec.get("acquireTime")),
-        renew_time=_parse_time(spec.get("renewTime")),
+        acquire_time=parse_time(spec.get("acquireTime")),
+        renew_time=parse_time(spec.get("renewTime")),
         transitions=transitions if isinstance(transitions, int) else 0,
         resource_version=meta.get("resourceVersion"),
     )
@@ -326,11 +318,6 @@ class LeaderElector:
     @property
     def is_leader(self) -> bool:
         return self._leading and not self.lost.is_set()
-
-    @property
-    def observed(self) -> LeaseRecord | None:
-        """The Lease as last read or written."""
-        return self._observed
 
     async def acquire(self) -> None:
         """Return once this process holds the Lease; then keep renewing it in the background."""

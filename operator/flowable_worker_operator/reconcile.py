@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
-from flowable_worker_operator.conflicts import Claim, pool_claim, rival
+from flowable_worker_operator.conflicts import Claim, claim_of, rival
 from flowable_worker_operator.discovery import bounded
 from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.manifests import build_deployment
@@ -39,13 +39,20 @@ from flowable_worker_operator.scaling import (
     Observation,
     ProbeFailed,
     Reason,
+    ScalingSpec,
     decide,
 )
 from flowable_worker_operator.spec import Pool, SpecError, parse_pool
 from flowable_worker_operator.status import (
+    ACTIVE,
+    ENGINE_REACHABLE,
+    FALLBACK,
+    PAUSED,
+    READY,
     SHARED_BACKLOG,
     format_time,
     keep_heartbeats,
+    parse_time,
     set_condition,
 )
 from flowable_worker_operator.targets import (
@@ -267,9 +274,9 @@ class Reconciler:
                 reason="PodSecurityViolation",
                 message=_pod_security_message(self._pod_security, violations),
             )
-        me = pool_claim(body)
-        other = None if me is None else rival(me, claims)
-        if me is not None and other is not None:
+        me = claim_of(pool, body)
+        other = rival(me, claims)
+        if other is not None:
             return self._stopped(
                 state,
                 conditions,
@@ -285,7 +292,7 @@ class Reconciler:
             # holds or falls back, and Ready says what to fix.
             engine = ProbeError(str(exc))
         try:
-            spec = pool.scaling_spec()
+            spec = pool.scaling_spec
             if pool.spec.worker is not None:
                 initial = pool.paused_replicas if pool.paused_replicas is not None else 0
                 await self._workload.ensure(pool, initial_replicas=max(initial, spec.min_replicas))
@@ -336,7 +343,7 @@ class Reconciler:
         if blocker is not None:
             warnings.append((*blocker, str(generation)))
         if shared:
-            warnings.append(("SharedBacklog", shared_message(shared), ",".join(shared)))
+            warnings.append((SHARED_BACKLOG, shared_message(shared), ",".join(shared)))
         for reason, message, key in warnings:
             if f"{reason}:{key}" not in state.warned:
                 state.warned.add(f"{reason}:{key}")
@@ -344,6 +351,7 @@ class Reconciler:
         conditions = _conditions(
             conditions,
             pool=pool,
+            spec=spec,
             decision=decision,
             observed=observed,
             problems=(),
@@ -500,7 +508,7 @@ class Reconciler:
         """A tick that cannot act: say why in Ready and (once per problem) in a Warning Event."""
         conditions = set_condition(
             conditions,
-            type="Ready",
+            type=READY,
             status=False,
             reason=reason,
             message=message,
@@ -550,6 +558,7 @@ def _conditions(
     conditions: list[dict[str, Any]],
     *,
     pool: Pool,
+    spec: ScalingSpec,
     decision: Decision,
     observed: Backlog | ProbeFailed,
     problems: Sequence[str],
@@ -557,7 +566,6 @@ def _conditions(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The five conditions after a tick that reached a decision."""
-    spec = pool.scaling_spec()
 
     def put(type_: str, status: bool | None, reason: str, message: str) -> None:
         nonlocal conditions
@@ -572,36 +580,36 @@ def _conditions(
         )
 
     if isinstance(observed, Backlog):
-        put("EngineReachable", True, "ProbeSucceeded", "the backlog was measured")
+        put(ENGINE_REACHABLE, True, "ProbeSucceeded", "the backlog was measured")
         active = observed.unlocked > spec.activation_backlog or observed.locked > 0
         put(
-            "Active",
+            ACTIVE,
             active,
             "JobsOutstanding" if active else "Idle",
             f"{observed.unlocked} unlocked and {observed.locked} locked jobs",
         )
     else:
-        put("EngineReachable", False, "ProbeFailed", observed.error)
-        put("Active", None, "ProbeFailed", "the backlog is unknown")
+        put(ENGINE_REACHABLE, False, "ProbeFailed", observed.error)
+        put(ACTIVE, None, "ProbeFailed", "the backlog is unknown")
     put(
-        "Fallback",
+        FALLBACK,
         decision.reason is Reason.FALLBACK,
         "FallbackApplied" if decision.reason is Reason.FALLBACK else "ProbeHealthy",
         decision.message if decision.reason is Reason.FALLBACK else "no fallback in effect",
     )
     put(
-        "Paused",
+        PAUSED,
         pool.paused,
         "Paused" if pool.paused else "NotPaused",
         decision.message if pool.paused else "scaling is active",
     )
     if problems:
-        put("Ready", False, "TopicNotResolved", _listed(problems))
+        put(READY, False, "TopicNotResolved", _listed(problems))
     elif isinstance(observed, ProbeFailed):
         # Holding (or the fallback) keeps pods running, but the pool is blind: not Ready.
-        put("Ready", False, "BacklogUnknown", decision.message)
+        put(READY, False, "BacklogUnknown", decision.message)
     else:
-        put("Ready", True, str(decision.reason), decision.message)
+        put(READY, True, str(decision.reason), decision.message)
     return conditions
 
 
@@ -718,7 +726,7 @@ def _topic_conditions(
         reason, message = blocker
         conditions = set_condition(
             conditions,
-            type="Ready",
+            type=READY,
             status=False,
             reason=reason,
             message=message,
@@ -788,7 +796,7 @@ def _target_reason(error: TargetError) -> str:
 def _restore(state: PoolState, status: Mapping[str, Any]) -> None:
     """After a restart, keep the idle clock from status so cooldown is not lost or reset."""
     state.restored = True
-    active = _parse_timestamp(status.get("lastActiveTime"))
+    active = parse_time(status.get("lastActiveTime"))
     if active is not None and state.history.last_active_time is None:
         state.history = replace(state.history, last_active_time=active)
     probe = status.get("probe") or {}
@@ -819,12 +827,3 @@ def _selector_status(selector: Selector, topic: str) -> dict[str, Any]:
 
 def _timestamp(value: datetime | None) -> str | None:
     return None if value is None else format_time(value)
-
-
-def _parse_timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

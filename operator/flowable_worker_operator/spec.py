@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -430,8 +431,10 @@ class Pool(BaseModel):
         """Paused by `spec.paused`, or by the paused-replicas annotation alone (as KEDA's)."""
         return self.spec.paused or self.paused_replicas is not None
 
+    @cached_property
     def scaling_spec(self) -> ScalingSpec:
-        """The pure core's view of this pool's scaling settings."""
+        """The pure core's view of this pool's scaling settings; built once per parsed pool (by
+        `parse_pool`, whose checks it completes), then read by the tick."""
         scaling = self.spec.scaling
         fallback = (
             None
@@ -498,7 +501,7 @@ def parse_pool(body: Mapping[str, Any], *, max_replicas_limit: int | None = None
             spec=spec,
             paused_replicas=paused_replicas,
         )
-        pool.scaling_spec()  # the core's own checks (e.g. policies) must hold too
+        _ = pool.scaling_spec  # the core's own checks (e.g. policies) must hold too
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     return pool

@@ -26,6 +26,7 @@ __all__ = [
     "find_condition",
     "format_time",
     "keep_heartbeats",
+    "parse_time",
     "set_condition",
 ]
 
@@ -51,6 +52,7 @@ an engine with hundreds of models, an error's text), the status write stays far 
 CRD's 32768-character limit, so it can never be refused for its size."""
 
 _STATUS_TEXT = {True: "True", False: "False", None: "Unknown"}
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 _TEXT_STATUS = {text: value for value, text in _STATUS_TEXT.items()}
 
 
@@ -63,6 +65,19 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object) -> datetime | None:
+    """A Kubernetes timestamp (metav1.Time or MicroTime, RFC 3339) read back; None when absent or
+    unreadable. One without a zone is taken as UTC, as `format_time` does, so that it compares
+    with the operator's clock instead of raising."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def set_condition(
@@ -159,7 +174,8 @@ def keep_heartbeats(
         return dict(status)
     for at in HEARTBEATS:
         before = _heartbeat(previous, at)
-        if before is None or now - _parse_time(before) >= refresh:
+        # Unreadable: taken as old, so it is rewritten.
+        if before is None or now - (parse_time(before) or _LONG_AGO) >= refresh:
             return dict(status)
     kept = copy.deepcopy(dict(status))
     for section, key in HEARTBEATS:
@@ -189,10 +205,3 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_without_nulls(v) for v in value]
     return value
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)  # unreadable: treat as old, so it is rewritten

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from flowable_worker import ClientSettings
+from flowable_worker_operator import spec as spec_module
 from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
 from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
@@ -351,3 +352,30 @@ async def test_a_changed_backlog_is_written_at_once_with_fresh_timestamps() -> N
     assert later.status["backlog"]["unlocked"] == 3
     assert later.status["backlog"]["observedTime"] == "2026-11-28T10:00:15Z"
     assert later.status["probe"]["lastSuccessTime"] == "2026-11-28T10:00:15Z"
+
+
+async def test_a_tick_builds_the_scaling_spec_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    real = spec_module.ScalingSpec
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(spec_module, "ScalingSpec", counting)
+    workload, prober = FakeWorkload(replicas=0), FakeProber(Backlog(unlocked=10, locked=0))
+    outcome = await tick(workload, prober, body(), PoolState())
+    assert outcome.replica_bounds == (0, 10)
+    assert len(built) == 1
+
+
+async def test_outcome_exposes_what_the_metrics_record() -> None:
+    workload, prober = FakeWorkload(replicas=0), FakeProber(Backlog(unlocked=10, locked=0))
+    outcome = await tick(workload, prober, body(), PoolState())
+    assert outcome.replicas == 3
+    assert outcome.probe_failures == 0
+    assert {c["type"] for c in outcome.conditions} >= {"Ready", "Active", "EngineReachable"}
+    failing = await tick(
+        FakeWorkload(replicas=1), FakeProber(ProbeError("down")), body(), PoolState()
+    )
+    assert failing.probe_failures == 1

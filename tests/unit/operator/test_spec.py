@@ -47,7 +47,7 @@ def test_a_minimal_pool_gets_every_default() -> None:
     assert spec.worker.concurrency == 16
     assert spec.worker.lock_duration == timedelta(minutes=5)
     assert spec.scaling.polling_interval == timedelta(seconds=15)
-    scaling = pool.scaling_spec()
+    scaling = pool.scaling_spec
     assert (scaling.min_replicas, scaling.max_replicas) == (0, 10)
     assert scaling.jobs_per_replica == 16  # the worker's concurrency
     assert scaling.cooldown_period == timedelta(seconds=300)
@@ -69,7 +69,7 @@ def test_durations_read_go_and_iso_spellings() -> None:
         )
     )
     assert pool.spec.scaling.polling_interval == timedelta(seconds=90)
-    assert pool.scaling_spec().cooldown_period == timedelta(minutes=2)
+    assert pool.scaling_spec.cooldown_period == timedelta(minutes=2)
     assert pool.spec.worker is not None
     assert pool.spec.worker.handler_timeout == timedelta(minutes=9)
 
@@ -90,7 +90,7 @@ def test_behavior_fills_unset_fields_with_hpa_defaults() -> None:
             }
         )
     )
-    behavior = pool.scaling_spec().behavior
+    behavior = pool.scaling_spec.behavior
     assert behavior.scale_down.stabilization_window == timedelta(seconds=30)
     (policy,) = behavior.scale_down.policies
     assert (policy.type, policy.value, policy.period) == (
@@ -117,7 +117,7 @@ def test_fallback_and_explicit_jobs_per_replica() -> None:
             }
         )
     )
-    scaling = pool.scaling_spec()
+    scaling = pool.scaling_spec
     assert scaling.jobs_per_replica == 4
     assert scaling.fallback is not None
     assert scaling.fallback.behavior is FallbackBehavior.CURRENT_REPLICAS_IF_HIGHER
@@ -135,7 +135,7 @@ def test_fallback_and_explicit_jobs_per_replica() -> None:
 def test_pause_comes_from_the_spec_or_the_annotation(
     annotations: dict[str, str], paused: bool, expected: tuple[bool, int | None]
 ) -> None:
-    scaling = parse_pool(pool_body({"paused": paused}, annotations)).scaling_spec()
+    scaling = parse_pool(pool_body({"paused": paused}, annotations)).scaling_spec
     assert (scaling.paused, scaling.paused_replicas) == expected
 
 

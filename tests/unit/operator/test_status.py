@@ -9,6 +9,7 @@ from flowable_worker_operator.status import (
     condition_status,
     find_condition,
     format_time,
+    parse_time,
     set_condition,
 )
 
@@ -146,3 +147,17 @@ def test_heartbeats_are_kept_against_a_status_read_back_without_its_nulls() -> N
     assert keep_heartbeats(fresh, stored, now=now) == written
     later = now + timedelta(minutes=5)
     assert keep_heartbeats(fresh, stored, now=later) == fresh
+
+
+def test_timestamps_read_back_as_aware_datetimes_or_none() -> None:
+    assert parse_time("2026-11-28T10:00:00Z") == datetime(2026, 11, 28, 10, tzinfo=UTC)
+    # A Lease's MicroTime, and a time written without a zone (taken as UTC, as format_time does).
+    assert parse_time("2026-11-28T10:00:00.250000Z") == datetime(
+        2026, 11, 28, 10, 0, 0, 250000, tzinfo=UTC
+    )
+    assert parse_time("2026-11-28T10:00:00") == datetime(2026, 11, 28, 10, tzinfo=UTC)
+    assert parse_time(format_time(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))) == datetime(
+        2026, 1, 2, 3, 4, 5, tzinfo=UTC
+    )
+    for unreadable in (None, "", "yesterday", 12, "2026-13-01T00:00:00Z"):
+        assert parse_time(unreadable) is None
