@@ -1,8 +1,15 @@
 """The flowable-worker-operator: scales Flowable external-worker Deployments to their backlog.
 
-A pure core (`scaling`: HPA v2 semantics plus activation, cooldown, fallback and pause) inside an
-imperative shell: `spec` reads a pool, `engines` its Secrets, `backlog`/`discovery` measure
-Flowable, `targets` builds and scales the workload, `reconcile` runs one tick, `status` and
-`metrics` report, `handlers` wires kopf, `leader` elects one acting replica, `serve`/`main` run it
-(docs/operator.md). It may import kopf and kubernetes; the worker package never does.
+Imports run one way, in three layers:
+
+* wiring: `main` (the command), `config` (its options), `serve` (builds the parts and runs kopf),
+  `handlers` (kopf events in, ticks out);
+* shell, the I/O: `reconcile` runs one tick, `backlog`/`discovery`/`responses` measure Flowable
+  (`shared_answers` lets pools share a question), `engines` reads a pool's Secrets, `targets` and
+  `kube` act on the cluster, `leader` elects one acting replica, `metrics` reports;
+* pure core: `scaling` (HPA v2 semantics plus activation, cooldown, fallback and pause), `spec`
+  reads a pool, `status` its conditions, `manifests` builds the worker Deployment, `conflicts`,
+  `overlap`, `podsecurity`, `secrethash` and `template_checks` decide what they name.
+
+See docs/operator.md. It may import kopf and kubernetes; the worker package never does.
 """

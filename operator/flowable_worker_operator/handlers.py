@@ -36,7 +36,8 @@ ERROR_BACKOFF = timedelta(seconds=10)
 
 @dataclass
 class Runtime:
-    """What every pool's daemon shares: built by `main`, handed to kopf as the operator memo."""
+    """What every pool's daemon shares: built by `serve.serve`, handed to kopf as the operator
+    memo."""
 
     workload: ClusterWorkload
     prober: BacklogProber

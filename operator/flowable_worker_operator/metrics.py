@@ -5,11 +5,13 @@ updates (unlike the worker, which can be embedded several times in one process a
 registry per `Worker`). They live in this module's own `REGISTRY`, not prometheus-client's global
 default one: what the operator's `/metrics` serves is then exactly what is declared here (plus the
 process, platform and GC collectors added below), never a metric some imported library registered
-globally, and tests can read this registry alone. Serve it with
-`prometheus_client.start_http_server(port, registry=metrics.REGISTRY)`.
+globally, and tests can read this registry alone. `serve` exposes it on `/metrics` (aiohttp, beside
+`/healthz`, with optional TLS and bearer token) through `prometheus_client.generate_latest`.
 
-Labels stay low-cardinality: a request kind and an outcome, never a pool name, job id, URL or
-error message. Pool-level metrics (backlog, desired replicas, decisions) belong here too.
+Labels stay bounded. The operator-wide series carry a request kind, an outcome or a reason, never
+a job id, URL or error message. The per-pool series (backlog, replicas, decisions, conditions)
+carry `namespace` and `pool`: one series per pool, as KEDA labels per ScaledObject, bounded by the
+pools that exist because `forget_pool` removes a deleted pool's series.
 """
 
 from __future__ import annotations
