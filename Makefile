@@ -29,12 +29,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[operator,dev]'
 	touch $@
 
-lint: setup actionlint-bin ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile; actionlint on the workflows
+lint: setup actionlint-bin ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile; actionlint on the workflows; import directions (docs/architecture.md)
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
 	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py localstack/flowable_server.py localstack/importcheck.py localstack/operator_process.py localstack/podman.py localstack/podcontainer.py tests/support
 	$(BIN)/hadolint Dockerfile examples/handler-image/Dockerfile
 	"$$(bash localstack/actionlint/build.sh --bin-dir)/actionlint" -no-color
+	$(BIN)/python -m localstack.importcheck
 
 prereqs-java:
 	@command -v java >/dev/null || { echo "error: java not found: install a Java 17 JDK (the real Flowable test server needs it)" >&2; exit 1; }
