@@ -485,13 +485,17 @@ def percentile(values: list[float], q: int) -> float | None:
 
 def profile(pid: int, out: Path, seconds: int = 30) -> list[tuple[str, float]]:
     """py-spy's samples of `pid` for `seconds` (raw, collapsed stacks in `out`); the ten
-    functions with the most own time (the innermost frame of a sample) and their share."""
+    functions with the most own time (the innermost frame of a sample) and their share.
+
+    Only the thread holding the GIL is sampled (`--gil`): that is where the operator's Python CPU
+    goes. Without it, worker threads blocked in a TLS read of the API server's answer count as
+    busy, and waiting looks like work."""
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
         raise Prerequisite(f"{py_spy} is missing: `.venv/bin/pip install py-spy` for --profile")
     subprocess.run(
         [str(py_spy), "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw",
-         "--nonblocking", "-o", str(out)],
+         "--nonblocking", "--gil", "-o", str(out)],
         check=True, capture_output=True,
     )  # fmt: skip
     own: Counter[str] = Counter()
