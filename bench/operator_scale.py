@@ -219,20 +219,6 @@ def snapshot(rev: str, into: Path) -> Path:
     return into
 
 
-def wait_established(cluster: LocalCluster, timeout: float = 60.0) -> None:
-    """Until the pool CRD is served (a loaded API server can take seconds to establish it)."""
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{GROUP}"
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = cluster.api("GET", path)
-        conditions = (body.get("status") or {}).get("conditions") or [] if status == 200 else []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the pool CRD was not Established in {timeout:.0f} s")
-        time.sleep(0.5)
-
-
 def kube_api(kubeconfig: Path, pool_size: int = 8) -> k8s_client.ApiClient:
     configuration = k8s_client.Configuration()
     k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -528,7 +514,7 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
         cluster = stack.enter_context(LocalCluster(bin_dir=bin_dir, node_allocatable=allocatable))
         progress(f"control plane ready in {cluster.ready_seconds:.1f} s")
         cluster.kubectl("apply", "-f", str(CRD))
-        wait_established(cluster)
+        cluster.wait_crds_established([f"{PLURAL}.{GROUP}"])
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         status, body = cluster.api("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
         if status != 201:
