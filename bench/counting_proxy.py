@@ -35,6 +35,7 @@ class CountingProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._live: set[asyncio.Future[None]] = set()
         self.port = 0
 
     @property
@@ -75,7 +76,7 @@ class CountingProxy:
     # -- the loop's side -----------------------------------------------------------------
 
     async def _listen(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
@@ -87,22 +88,35 @@ class CountingProxy:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _connection(
+        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._live.add(task)
+        try:
+            await self._handle(client_r, client_w)
+        finally:
+            self._live.discard(task)
+
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             upstream_r, upstream_w = await asyncio.open_connection(*self._target)
         except OSError:
             client_w.close()
             return
+        # Held here as well as by the loop: a task whose sockets are both idle is otherwise
+        # reachable from nothing, and the garbage collector destroys it while it is pending.
         answers = asyncio.ensure_future(_pipe(upstream_r, client_w))
+        self._live.add(answers)
         try:
+            # Until the client closes: an HTTP client closes once it has read its last answer.
             await self._requests(client_r, upstream_w)
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
-            with contextlib.suppress(Exception):
-                upstream_w.write_eof()
-            with contextlib.suppress(Exception):
-                await answers
+            answers.cancel()
+            self._live.discard(answers)
             for writer in (upstream_w, client_w):
                 writer.close()
 
