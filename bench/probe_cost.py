@@ -39,7 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from flowable_worker import ClientSettings  # noqa: E402
-from flowable_worker_operator.backlog import BacklogProber, Engine  # noqa: E402
+from flowable_worker_operator.backlog import BacklogProber  # noqa: E402
+from flowable_worker_operator.engines import Engine  # noqa: E402
 from localstack.flowable_server import FlowableRestApi, FlowableServer  # noqa: E402
 from tests.support.real_flowable import RealFlowable, one_task_model  # noqa: E402
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from flowable_worker import ClientSettings, FlowableClient
-from flowable_worker_operator.backlog import BacklogProber, Engine, ProbeResult, Selector
+from flowable_worker_operator.backlog import BacklogProber, ProbeResult, Selector
+from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.scaling import Backlog
 from localstack.flowable_server import DeployedModel, FlowableRestApi
 from tests.support.real_flowable import MODELS_DIR, RealFlowable, one_task_model

@@ -43,7 +43,7 @@ from pydantic import (
 )
 
 from flowable_worker.client import ClientSettings
-from flowable_worker.client.durations import parse_duration as parse_duration
+from flowable_worker.client.durations import parse_duration
 from flowable_worker.client.tls import check_readable, load_client_certificate
 from flowable_worker.metrics_access import read_token, server_tls_context
 from flowable_worker.options import ConfigError as ConfigError

@@ -12,12 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flowable_worker.config import (
-    DEFAULT_HANDLER_TIMEOUT_SHARE,
-    ConfigError,
-    WorkerSettings,
-    parse_duration,
-)
+from flowable_worker.client.durations import parse_duration
+from flowable_worker.config import DEFAULT_HANDLER_TIMEOUT_SHARE, ConfigError, WorkerSettings
 from flowable_worker.handlers.base import ErrorHook
 
 Duration = timedelta | str | float | int
