@@ -143,6 +143,16 @@ class Sampler:
                 self.replica_seconds[pool.name] += count * (now - last)
             last = now
 
+    def unasked_exits(self, pool: Pool) -> int:
+        """Worker processes of the pool that ended while nobody deleted their pod (crashes)."""
+        return sum(
+            1
+            for p in self.runner.processes(self.namespace)
+            if p.name.startswith(f"{pool.deployment}-")
+            and p.returncode is not None
+            and p.terminating_since is None
+        )
+
     def first_start(self, pool: Pool, since: float) -> float | None:
         """When the pool's first worker process started after ``since`` (monotonic)."""
         starts = [
@@ -206,6 +216,8 @@ def figures(
         cut_short += any(n > 0 for n in per_worker.values())
         run_twice += sum(1 for _w, what, _at in lines if what == "done") > 1
     first = sampler.first_start(pool, t0)
+    first_runs = [at for lines in runs.values() for _w, what, at in lines if what == "start"]
+    t0_wall = time.time() - (time.monotonic() - t0)
 
     def r(value: float | None) -> float | None:
         return None if value is None else round(value, 2)
@@ -223,6 +235,10 @@ def figures(
         "cut_short": cut_short,
         "run_twice": run_twice,
         "scale_up_reaction": r(None if first is None else first - t0),
+        # Diagnostics: when the first job of the trace reached a handler, and worker processes
+        # that exited on their own (a pod that started and never worked shows here).
+        "first_job_started": r(min(first_runs) - t0_wall if first_runs else None),
+        "worker_crashes": sampler.unasked_exits(pool),
     }
 
 
