@@ -124,6 +124,8 @@ class Sampler:
     interval: float = 0.25
     replica_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     running: dict[str, int] = field(default_factory=dict)
+    # Per pool, (seconds since the sampler started, running processes) at every change.
+    changes: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -133,12 +135,14 @@ class Sampler:
         self._stop.set()
 
     def _run(self) -> None:
-        last = time.monotonic()
+        last = started = time.monotonic()
         while not self._stop.wait(self.interval):
             now = time.monotonic()
             procs = self.runner.running(self.namespace)
             for pool in self.pools:
                 count = sum(1 for p in procs if p.name.startswith(f"{pool.deployment}-"))
+                if self.running.get(pool.name) != count:
+                    self.changes[pool.name].append((round(now - started, 1), count))
                 self.running[pool.name] = count
                 self.replica_seconds[pool.name] += count * (now - last)
             last = now
@@ -239,11 +243,14 @@ def figures(
         # that exited on their own (a pod that started and never worked shows here).
         "first_job_started": r(min(first_runs) - t0_wall if first_runs else None),
         "worker_crashes": sampler.unasked_exits(pool),
+        # (seconds, running worker processes) at each change: JSON only, not the table.
+        "replicas_seen": sampler.changes[pool.name],
     }
 
 
 def print_table(trace: Trace, results: dict[str, dict[str, Any]]) -> None:
-    keys = list(next(iter(results.values())))
+    first = next(iter(results.values()))
+    keys = [key for key, value in first.items() if not isinstance(value, list)]
     print(
         f"\ntrace {trace.name}: {trace.arrivals} arrivals (s, jobs per topic), "
         f"handler {trace.job_seconds:g} s"
