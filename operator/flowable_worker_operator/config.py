@@ -41,6 +41,7 @@ __all__ = [
     "ConfigError",
     "LeaderElectionConfig",
     "OperatorConfig",
+    "ShardingConfig",
     "build_operator_parser",
     "load_config",
 ]
@@ -84,6 +85,8 @@ class OperatorConfig:
     """File holding the bearer token `/metrics` requires; None: `/metrics` is open."""
     max_replicas_limit: int = DEFAULT_MAX_REPLICAS_LIMIT
     """The most replicas any pool may ask for; a pool above it is Ready=False/InvalidSpec."""
+    sharding: ShardingConfig | None = None
+    """None: this process ticks every pool (alone, or as the leader)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,18 @@ class LeaderElectionConfig:
     namespace: str
     name: str
     identity: str
+
+
+@dataclass(frozen=True)
+class ShardingConfig:
+    """Several replicas share the pools: `shards` Leases named `<prefix>-shard-<i>` (`shards`)."""
+
+    shards: int
+    namespace: str
+    prefix: str
+    identity: str
+    lease_seconds: int
+    """The Leases' duration; renewals every third of it, acting stops at two thirds."""
 
 
 EPILOG = """\
@@ -107,6 +122,9 @@ over the variable. Examples:
 
   # one of several replicas: only the holder of the Lease in its own namespace acts
   flowable-worker-operator --all-namespaces --leader-election
+
+  # one of several replicas sharing the pools: 16 shards, each held by one replica at a time
+  flowable-worker-operator --all-namespaces --shards 16
 
 Pools are ExternalWorkerPool resources (kubectl explain ewp.spec); docs/operator.md explains
 every decision the operator takes and the conditions and Events it reports.
@@ -162,6 +180,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("leader_election_name", "--leader-election-name",
            "FLOWABLE_OPERATOR_LEADER_ELECTION_NAME", "name of the Lease", metavar="NAME",
            default=DEFAULT_LEASE_NAME),
+    Option("shards", "--shards", "FLOWABLE_OPERATOR_SHARDS",
+           "split the pools into N shards, each a coordination.k8s.io Lease that one replica at "
+           "a time holds, so that several replicas share the work (0: off, this process ticks "
+           "every pool; excludes --leader-election)", int_between(0, 1024), metavar="N",
+           default=0),
+    Option("shard_lease_namespace", "--shard-lease-namespace",
+           "FLOWABLE_OPERATOR_SHARD_LEASE_NAMESPACE",
+           "namespace of the shard Leases (default: the pod's own namespace, required outside a "
+           "pod)", metavar="NS"),
+    Option("shard_lease_prefix", "--shard-lease-prefix", "FLOWABLE_OPERATOR_SHARD_LEASE_PREFIX",
+           "the shard Leases are <prefix>-shard-<i>, each replica's <prefix>-member-<hash>",
+           metavar="NAME", default=DEFAULT_LEASE_NAME),
+    Option("shard_lease_seconds", "--shard-lease-duration",
+           "FLOWABLE_OPERATOR_SHARD_LEASE_DURATION",
+           "seconds a shard Lease lasts unrenewed: a dead replica's pools move within about "
+           "this long", int_between(3, 3600), metavar="SECONDS", default=15),
     Option("pod_security", "--pod-security", "FLOWABLE_OPERATOR_POD_SECURITY",
            "refuse pools whose worker pod template is outside this Pod Security Standard "
            "(Ready=False, reason PodSecurityViolation): privileged, baseline or restricted; "
@@ -204,6 +238,11 @@ def load_config(
     if not worker_image:
         raise ConfigError(f"{sources['worker_image']}: must not be empty")
     _check_metrics_access(values)
+    if values["shards"] and values["leader_election"]:
+        raise ConfigError(
+            "--shards and --leader-election exclude each other: with shards every replica acts "
+            "on its share of the pools"
+        )
     return OperatorConfig(
         namespaces=() if values.get("all_namespaces") else values.get("namespaces", ()),
         worker_image=worker_image,
@@ -214,6 +253,7 @@ def load_config(
         log_format=values["log_format"],
         log_level=values["log_level"],
         leader_election=_leader_election(values) if values["leader_election"] else None,
+        sharding=_sharding(values) if values["shards"] else None,
         pod_security=values["pod_security"],
         metrics_tls_cert=values.get("metrics_tls_cert"),
         metrics_tls_key=values.get("metrics_tls_key"),
@@ -258,6 +298,28 @@ def _leader_election(values: Mapping[str, Any]) -> LeaderElectionConfig:
     if not _DNS_SUBDOMAIN.fullmatch(name):
         raise ConfigError(f"--leader-election-name {name!r} is not a valid Lease name")
     return LeaderElectionConfig(namespace=namespace, name=name, identity=default_identity())
+
+
+def _sharding(values: Mapping[str, Any]) -> ShardingConfig:
+    namespace = str(values.get("shard_lease_namespace") or "").strip() or pod_namespace()
+    if not namespace:
+        raise ConfigError(
+            "--shards needs --shard-lease-namespace "
+            "(or FLOWABLE_OPERATOR_SHARD_LEASE_NAMESPACE) outside a pod"
+        )
+    if not _DNS_LABEL.fullmatch(namespace):
+        raise ConfigError(f"--shard-lease-namespace {namespace!r} is not a namespace name")
+    prefix = str(values["shard_lease_prefix"]).strip()
+    # the longest name it makes: <prefix>-member-<12 hex>
+    if not _DNS_SUBDOMAIN.fullmatch(prefix) or len(prefix) > 200:
+        raise ConfigError(f"--shard-lease-prefix {prefix!r} is not a valid Lease name prefix")
+    return ShardingConfig(
+        shards=values["shards"],
+        namespace=namespace,
+        prefix=prefix,
+        identity=default_identity(),
+        lease_seconds=values["shard_lease_seconds"],
+    )
 
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

@@ -5,6 +5,9 @@ when the pool's spec or its paused-replicas annotation changes (a raw watch even
 operator's own status writes do not, as they change neither). A daemon rather than a timer
 because the interval is the pool's own setting, not a decorator constant.
 
+With `--shards` every replica runs a daemon for every pool, but only the replica holding the
+pool's shard ticks it; the others wait, writing nothing, until the shard moves (`shards`).
+
 No handler here stores progress in the object (no `on.create`/`on.update` bookkeeping): the state
 that matters is the pool's status, written by the tick, and the in-memory scaling history kept in
 the pool's kopf memo.
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +29,7 @@ from flowable_worker_operator import conflicts, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
+from flowable_worker_operator.shards import ShardKeeper, shard_of
 from flowable_worker_operator.spec import GROUP, PAUSED_REPLICAS_ANNOTATION, PLURAL, VERSION
 
 __all__ = ["Runtime"]
@@ -34,14 +40,33 @@ ERROR_BACKOFF = timedelta(seconds=10)
 """Wait after an unexpected error in a tick (e.g. the API server refused a status write)."""
 
 
+NOT_OURS_RECHECK = timedelta(seconds=60)
+"""How often a pool of another replica's shard looks again (a change of shards wakes it anyway)."""
+
+
 @dataclass
 class Runtime:
     """What every pool's daemon shares: built by `serve.serve`, handed to kopf as the operator
-    memo."""
+    memo.
+
+    `shards`: with `--shards`, which pools this replica ticks; a pool of a shard held elsewhere
+    waits, writing nothing, until its shard comes here (`shards.ShardKeeper`)."""
 
     workload: ClusterWorkload
     prober: BacklogProber
     reconciler: Reconciler
+    shards: ShardKeeper | None = None
+    ticking: Counter[int] = field(default_factory=Counter)
+    """Ticks in flight per shard: a shard is given back only once its count is 0."""
+
+    def owns(self, namespace: str, name: str) -> bool:
+        return self.shards is None or self.shards.owns(namespace, name)
+
+    def busy(self, shard: int) -> bool:
+        return self.ticking[shard] > 0
+
+    def shard(self, namespace: str, name: str) -> int:
+        return 0 if self.shards is None else shard_of(namespace, name, self.shards.shards)
 
 
 @kopf.on.startup()
@@ -112,11 +137,24 @@ async def _scale_pool(
     state = PoolState()
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     written: dict[str, Any] | None = None
+    shard = runtime.shard(namespace, name)
     while not stopped:
         wake.clear()
+        if not runtime.owns(namespace, name):
+            # Another replica ticks this pool. Forget what this one knew: when the shard comes
+            # back, the tick starts from the pool's status, as after a restart.
+            if written is not None or state.restored:
+                state, written = PoolState(), None
+                metrics.forget_pool(namespace, name)
+            await _sleep(NOT_OURS_RECHECK, wake, stopped, _shard_change(runtime))
+            continue
+        runtime.ticking[shard] += 1
         try:
             claims = _claims(namespace, pool_claims, hpa_claims)
             outcome = await runtime.reconciler.tick(body, state, datetime.now(UTC), claims=claims)
+            if not runtime.owns(namespace, name):
+                log.info("pool %s/%s: shard moved during the tick; not reported", namespace, name)
+                continue
             # Events first: a status write the API server refuses must not take them along.
             _post(body, outcome)
             if outcome.status != written:
@@ -131,6 +169,8 @@ async def _scale_pool(
             metrics.TICK_ERRORS.labels(namespace=namespace, pool=name).inc()
             written = None
             pause = ERROR_BACKOFF
+        finally:
+            runtime.ticking[shard] -= 1
         await _sleep(pause, wake, stopped)
     runtime.reconciler.forget(namespace, name)
     metrics.forget_pool(namespace, name)
@@ -156,13 +196,25 @@ def _post(body: kopf.Body, outcome: Outcome) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
 
 
-async def _sleep(pause: timedelta, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
-    """Wait for the next tick, a wake-up, or the daemon's stop, whichever comes first."""
+def _shard_change(runtime: Runtime) -> Awaitable[None] | None:
+    return None if runtime.shards is None else runtime.shards.changed()
+
+
+async def _sleep(
+    pause: timedelta,
+    wake: asyncio.Event,
+    stopped: kopf.DaemonStopped,
+    also: Awaitable[None] | None = None,
+) -> None:
+    """Wait for the next tick, a wake-up, the daemon's stop, or `also` (a change of shards),
+    whichever comes first."""
 
     async def until_stopped() -> None:
         await stopped.wait()
 
     waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())}
+    if also is not None:
+        waiters.add(asyncio.ensure_future(also))
     try:
         await asyncio.wait(
             waiters, timeout=pause.total_seconds(), return_when=asyncio.FIRST_COMPLETED

@@ -71,6 +71,12 @@ LEADER = Gauge(
     "election is off), 0 while it waits as a standby",
     registry=REGISTRY,
 )
+SHARDS_OWNED = Gauge(
+    PREFIX + "shards_owned",
+    "shards of the pools this operator process acts on, with --shards (one Lease each); summed "
+    "over the operator's pods it should equal --shards",
+    registry=REGISTRY,
+)
 RESPONSES_REFUSED = Counter(
     PREFIX + "responses_refused",
     "Answers from Flowable the operator refused to read: reason=too_large (over its size limit) "

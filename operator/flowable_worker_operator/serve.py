@@ -24,10 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flowable_worker.metrics_access import authorized, read_token, server_tls_context
 from flowable_worker_operator import handlers, metrics
 from flowable_worker_operator.backlog import BacklogProber
-from flowable_worker_operator.config import OperatorConfig
+from flowable_worker_operator.config import OperatorConfig, ShardingConfig
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.leader import LeaderElector, LeadershipLostError
-from flowable_worker_operator.reconcile import Reconciler
+from flowable_worker_operator.owned_workload import OwnedWorkload
+from flowable_worker_operator.reconcile import Reconciler, Workload
+from flowable_worker_operator.shards import KubernetesShardLeases, ShardKeeper
 
 __all__ = ["NoClusterError", "serve"]
 
@@ -62,16 +64,21 @@ async def serve(config: OperatorConfig) -> None:
         discovery_interval=config.discovery_interval_seconds,
     )
     workload = ClusterWorkload(api_client, default_image=config.worker_image)
+    keeper = _shard_keeper(api_client, config.sharding) if config.sharding else None
+    ticked: Workload = workload if keeper is None else OwnedWorkload(workload, keeper.owns)
     runtime = handlers.Runtime(
         workload=workload,
         prober=prober,
         reconciler=Reconciler(
-            workload=workload,
+            workload=ticked,
             prober=prober,
             pod_security=config.pod_security,
             max_replicas_limit=config.max_replicas_limit,
         ),
+        shards=keeper,
     )
+    if keeper is not None:
+        keeper.busy = runtime.busy
     ready = asyncio.Event()
     elector: LeaderElector | None = None
     if config.leader_election is not None:
@@ -99,18 +106,50 @@ async def serve(config: OperatorConfig) -> None:
 
     metrics.LEADER.set(0)
     site = await _start_http(config, healthy) if config.metrics_port else None
+    sharing = asyncio.ensure_future(keeper.run()) if keeper is not None else None
     try:
         if elector is None:
-            metrics.LEADER.set(1)  # alone: it acts
+            metrics.LEADER.set(1)  # alone, or one of the replicas sharing shards: it acts
             await run_kopf(None)
         else:
             await lead(elector, run_kopf)
     finally:
         metrics.LEADER.set(0)
+        if sharing is not None and keeper is not None:
+            sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sharing
+            await keeper.stop()
         await prober.aclose()
         if site is not None:
             await site.stop()
         api_client.close()
+
+
+def _shard_keeper(api_client: Any, sharding: ShardingConfig) -> ShardKeeper:
+    """The keeper of this replica's shards; timings in the proportions of client-go's leader
+    election (15 s lease, 10 s deadline), renewals every third of the lease to keep writes few."""
+    lease = timedelta(seconds=sharding.lease_seconds)
+    log.info(
+        "sharding: %d shards, Leases %s/%s-shard-*, %s as %s",
+        sharding.shards,
+        sharding.namespace,
+        sharding.prefix,
+        lease,
+        sharding.identity,
+    )
+    return ShardKeeper(
+        api=KubernetesShardLeases(api_client),
+        namespace=sharding.namespace,
+        prefix=sharding.prefix,
+        identity=sharding.identity,
+        shards=sharding.shards,
+        lease_duration=lease,
+        renew_deadline=lease * 2 / 3,
+        renew_every=lease / 3,
+        retry_period=min(timedelta(seconds=2), lease / 6),
+        on_change=lambda owned: metrics.SHARDS_OWNED.set(len(owned)),
+    )
 
 
 async def lead(elector: LeaderElector, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -262,6 +262,8 @@ class ShardKeeper:
     clock: Clock = _utcnow
     busy: Callable[[int], bool] = lambda _shard: False
     """Whether a tick of a pool of this shard is in flight (a shard is given back only when not)."""
+    on_change: Callable[[frozenset[int]], object] = lambda _owned: None
+    """Told the owned shards after each change (the operator's gauge)."""
     _held: dict[int, _Held] = field(default_factory=dict)
     _member: LeaseRecord | None = None
     _giving_back: set[int] = field(default_factory=set)
@@ -295,6 +297,7 @@ class ShardKeeper:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        self.on_change(self.owned())
 
     # --- the loop ---
 

@@ -70,6 +70,21 @@ def test_a_bad_log_setting_in_the_environment_exits_2_with_one_line(name: str, v
         (["--worker-image", " "], {}, "--worker-image"),
         (["--no-such-flag"], {}, "--no-such-flag"),
         (["-A", "-n", "billing"], {}, "--all-namespaces"),
+        (["--shards", "-1"], {}, "--shards"),
+        ([], {"FLOWABLE_OPERATOR_SHARDS": "many"}, "FLOWABLE_OPERATOR_SHARDS"),
+        (["--shards", "4"], {}, "--shard-lease-namespace"),  # outside a pod
+        (["--shards", "4", "--shard-lease-namespace", "Ops!"], {}, "--shard-lease-namespace"),
+        (
+            ["--shards", "4", "--shard-lease-namespace", "o", "--shard-lease-prefix", "-x"],
+            {},
+            "-prefix",
+        ),
+        (
+            ["--shards", "4", "--shard-lease-namespace", "o", "--shard-lease-duration", "2"],
+            {},
+            "-duration",
+        ),
+        (["--shards", "4", "--leader-election"], {}, "--leader-election"),
     ],
 )
 def test_every_bad_value_exits_2_with_one_line_naming_it(
@@ -98,6 +113,7 @@ def test_defaults_come_from_the_table() -> None:
     assert (config.probe_share_seconds, config.discovery_interval_seconds) == (1.0, 60.0)
     assert (config.log_format, config.log_level) == ("json", "INFO")
     assert config.leader_election is None
+    assert config.sharding is None
     assert config.pod_security == "privileged"
     assert config.max_replicas_limit == operator_config.DEFAULT_MAX_REPLICAS_LIMIT
     assert config.metrics_tls_cert is None
@@ -140,3 +156,16 @@ def test_help_teaches_every_option_and_its_variable(capsys: pytest.CaptureFixtur
             assert option.env in text
     assert "default 8080" in text
     assert "flowable-worker-operator --all-namespaces --leader-election" in text
+
+
+def test_shards_read_with_their_lease_settings() -> None:
+    env = {"FLOWABLE_OPERATOR_SHARDS": "16", "FLOWABLE_OPERATOR_SHARD_LEASE_NAMESPACE": "ops"}
+    config = load_config(["--shard-lease-duration", "30"], environ=env)
+    assert config.sharding is not None
+    assert (config.sharding.shards, config.sharding.namespace) == (16, "ops")
+    assert (config.sharding.prefix, config.sharding.lease_seconds) == (
+        "flowable-worker-operator",
+        30,
+    )
+    assert config.sharding.identity
+    assert config.leader_election is None
