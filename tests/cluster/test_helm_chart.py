@@ -345,7 +345,7 @@ def test_leader_election_renders_replicas_a_lease_role_a_rolling_update_and_the_
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
-            "verbs": ["get", "create", "update"],
+            "verbs": ["get", "list", "create", "update", "delete"],
         }
     ]
     binding = only(docs, "RoleBinding", f"{FULLNAME}-leader-election")
@@ -358,6 +358,26 @@ def test_leader_election_renders_replicas_a_lease_role_a_rolling_update_and_the_
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}]
     # Nothing else changes: the ClusterRole grants no Leases.
     assert not grants(only(docs, "ClusterRole", FULLNAME)["rules"], "leases")
+
+
+def test_sharding_renders_replicas_the_lease_role_a_rolling_update_and_the_flags(
+    cluster: LocalCluster,
+) -> None:
+    docs = render(cluster, "--set", "replicaCount=3,sharding.shards=16")
+
+    deploy = only(docs, "Deployment", FULLNAME)
+    assert deploy["spec"]["replicas"] == 3
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+    args = container(docs)["args"]
+    assert not [a for a in args if a.startswith("--leader-election")]
+    sharding = parse_args(args).sharding
+    assert sharding is not None
+    assert (sharding.shards, sharding.namespace, sharding.prefix) == (16, "ops", FULLNAME)
+    role = only(docs, "Role", f"{FULLNAME}-leader-election")
+    assert role["rules"] == rules_of(
+        DEPLOY / "rbac" / "leader-election-role.yaml", "flowable-worker-operator-leader-election"
+    )
+    assert only(docs, "RoleBinding", f"{FULLNAME}-leader-election")["metadata"]["namespace"] == "ops"
 
 
 def test_leader_election_with_one_replica_and_no_rbac(cluster: LocalCluster) -> None:
@@ -608,6 +628,9 @@ def test_the_dashboard_config_map_holds_the_charts_dashboard(monitoring: list[Do
         ("replicaCount=2,leaderElection.enabled=false", "/leaderElection/enabled"),
         ("replicaCount=0", "/replicaCount"),
         ("leaderElection.enable=true", "'enable' not allowed"),
+        ("replicaCount=2,sharding.shards=0", "/leaderElection/enabled"),
+        ("sharding.shards=-1", "/sharding/shards"),
+        ("leaderElection.enabled=true,sharding.shards=4", "'not' failed"),
         ("serviceMonitor.enable=true", "'enable' not allowed"),
         ("podMonitor.interval=30", "/podMonitor/interval"),
         ("podMonitor.interval=thirty", "/podMonitor/interval"),
