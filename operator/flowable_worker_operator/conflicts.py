@@ -13,7 +13,10 @@ A pool that steps back is `Ready=False` (`ScaleTargetConflict`) with a Warning n
 scaler, and touches nothing; when the other goes, its next tick takes over.
 
 Claims are read from raw objects (the operator keeps them in kopf indexes fed by watches), so an
-invalid pool claims nothing: it scales nothing either.
+invalid pool claims nothing: it scales nothing either. The indexes file each claim under its
+namespace and its target's kind and name (`index_key`): claims on one workload always share that
+key (`Target.same_as` needs both equal), so a tick reads the claims on its own workload only,
+never every claim of the namespace.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from typing import Any, Literal
 from flowable_worker_operator.manifests import scale_target
 from flowable_worker_operator.spec import Pool, SpecError, parse_pool
 
-__all__ = ["Claim", "Target", "claim_of", "hpa_claim", "pool_claim", "rival"]
+__all__ = [
+    "Claim",
+    "ClaimKey",
+    "Target",
+    "claim_of",
+    "hpa_claim",
+    "index_key",
+    "pool_claim",
+    "rival",
+]
 
 ClaimantKind = Literal["ExternalWorkerPool", "HorizontalPodAutoscaler"]
 HPA_KIND: ClaimantKind = "HorizontalPodAutoscaler"
@@ -53,6 +65,16 @@ class Target:
         return f"{self.kind} {self.name}"
 
 
+ClaimKey = tuple[str, str, str]
+"""(namespace, target kind, target name): where the claim indexes file a claim."""
+
+
+def index_key(namespace: str, target: Target) -> ClaimKey:
+    """The key shared by every claim that may name the same workload as `target` (the group,
+    which a missing one matches, is left to `Target.same_as`)."""
+    return namespace, target.kind, target.name
+
+
 @dataclass(frozen=True)
 class Claim:
     """One scaler of one workload in a namespace."""
@@ -70,8 +92,9 @@ class Claim:
 def rival(me: Claim, claims: Iterable[Claim]) -> Claim | None:
     """The scaler that keeps `me`'s workload instead of `me`, or None when `me` keeps it.
 
-    `claims` are the namespace's claims (`me` among them or not): any HPA on the workload wins
-    (the oldest named), else the oldest pool older than `me`.
+    `claims` are the namespace's claims, or only those filed under `me`'s `index_key` (the same
+    answer, at the cost of the claims on one workload), `me` among them or not: any HPA on the
+    workload wins (the oldest named), else the oldest pool older than `me`.
     """
     others = [c for c in claims if c.uid != me.uid and c.target.same_as(me.target)]
     hpas = sorted((c for c in others if c.kind == HPA_KIND), key=_age)

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import kopf
@@ -92,22 +93,37 @@ def _wake_key(body: kopf.Body) -> tuple[int, str | None]:
     return int(meta.get("generation") or 0), annotations.get(PAUSED_REPLICAS_ANNOTATION)
 
 
+ClaimIndex = kopf.Index[conflicts.ClaimKey, conflicts.Claim]
+
+
 @kopf.index(GROUP, VERSION, PLURAL, id="pool_claims")
-def _pool_claims(body: kopf.Body, **_: Any) -> dict[str, conflicts.Claim]:
-    """Which workload each pool scales, by namespace (read by every tick: `conflicts.rival`)."""
-    claim = conflicts.pool_claim(body)
-    return {} if claim is None else {body.metadata.namespace or "": claim}
+def _pool_claims(body: kopf.Body, **_: Any) -> dict[conflicts.ClaimKey, conflicts.Claim]:
+    """Which workload each pool scales, by namespace and workload (`conflicts.index_key`): a
+    tick reads the claims on its own workload only (`conflicts.rival`)."""
+    return _filed(body, conflicts.pool_claim(body))
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="hpa_claims")
-def _hpa_claims(body: kopf.Body, **_: Any) -> dict[str, conflicts.Claim]:
-    """Which workload each HPA scales, by namespace: a pool never scales what an HPA does."""
-    claim = conflicts.hpa_claim(body)
-    return {} if claim is None else {body.metadata.namespace or "": claim}
+def _hpa_claims(body: kopf.Body, **_: Any) -> dict[conflicts.ClaimKey, conflicts.Claim]:
+    """Which workload each HPA scales, filed as the pools' are: a pool never scales what an HPA
+    does."""
+    return _filed(body, conflicts.hpa_claim(body))
 
 
-def _claims(namespace: str, *indexes: kopf.Index[str, conflicts.Claim]) -> list[conflicts.Claim]:
-    return [claim for index in indexes for claim in index.get(namespace, ())]
+def _filed(
+    body: kopf.Body, claim: conflicts.Claim | None
+) -> dict[conflicts.ClaimKey, conflicts.Claim]:
+    if claim is None:
+        return {}
+    return {conflicts.index_key(body.metadata.namespace or "", claim.target): claim}
+
+
+def _claims(
+    namespace: str, indexes: tuple[ClaimIndex, ...], target: conflicts.Target
+) -> list[conflicts.Claim]:
+    """The claims on `target`'s workload in `namespace` (a `reconcile.ClaimLookup`)."""
+    key = conflicts.index_key(namespace, target)
+    return [claim for index in indexes for claim in index.get(key, ())]
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -129,8 +145,7 @@ async def _scale_pool(
     **kwargs: Any,
 ) -> None:
     # kopf passes each index by its id; they are live (updated from its watches).
-    pool_claims: kopf.Index[str, conflicts.Claim] = kwargs["pool_claims"]
-    hpa_claims: kopf.Index[str, conflicts.Claim] = kwargs["hpa_claims"]
+    indexes: tuple[ClaimIndex, ...] = (kwargs["pool_claims"], kwargs["hpa_claims"])
     runtime: Runtime = memo["runtime"]
     wake: asyncio.Event = memo.setdefault("wake", asyncio.Event())
     memo.setdefault("seen", _wake_key(body))
@@ -150,7 +165,7 @@ async def _scale_pool(
             continue
         runtime.ticking[shard] += 1
         try:
-            claims = _claims(namespace, pool_claims, hpa_claims)
+            claims = partial(_claims, namespace, indexes)
             outcome = await runtime.reconciler.tick(body, state, datetime.now(UTC), claims=claims)
             if not runtime.owns(namespace, name):
                 log.info("pool %s/%s: shard moved during the tick; not reported", namespace, name)

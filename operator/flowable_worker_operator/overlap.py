@@ -53,6 +53,10 @@ class _Counted:
     selectors: dict[str, tuple[Selector, ...]]  # by element id
     until: datetime
 
+    def index_keys(self) -> list[tuple[tuple[str, str], str]]:
+        """Where the index files this pool: two pools can overlap only if they share one."""
+        return [(self.engine, element) for element in self.selectors]
+
 
 def _location(engine: Engine) -> tuple[str, str]:
     """Where the jobs are: two pools reaching one engine with different credentials still
@@ -61,10 +65,19 @@ def _location(engine: Engine) -> tuple[str, str]:
 
 
 class Overlaps:
-    """What each pool counted at its last tick, to find the pools counting the same jobs."""
+    """What each pool counted at its last tick, to find the pools counting the same jobs.
+
+    Indexed by (engine, element id): `overlaps` needs one selector of each pool on the same
+    element of the same engine, so a tick compares its pool only with the pools filed under its
+    own keys (the few others on its topic), never with every pool the operator watches. Lapsed
+    entries are dropped when a tick meets them, and by a sweep of the whole registry once per
+    as many records as it holds, so the cost per tick stays independent of the pool count.
+    """
 
     def __init__(self) -> None:
         self._pools: dict[str, _Counted] = {}
+        self._index: dict[tuple[tuple[str, str], str], set[str]] = {}
+        self._since_sweep = 0
 
     def record(
         self,
@@ -76,24 +89,53 @@ class Overlaps:
         lapse: timedelta,
     ) -> tuple[str, ...]:
         """Remember what `pool` (`namespace/name`) counts until `now + lapse`, and answer the
-        other pools, sorted, whose selectors overlap its own."""
+        other pools, sorted, whose selectors overlap its own and that have not lapsed."""
         by_element: dict[str, tuple[Selector, ...]] = {}
         for selector in selectors:
             by_element[selector.element_id] = (*by_element.get(selector.element_id, ()), selector)
         mine = _Counted(_location(engine), by_element, now + lapse)
-        self._pools = {name: c for name, c in self._pools.items() if c.until >= now}
+        self._sweep(now)
+        self.forget(pool)
         self._pools[pool] = mine
-        return tuple(
-            sorted(
-                name
-                for name, theirs in self._pools.items()
-                if name != pool and theirs.engine == mine.engine and _any_overlap(mine, theirs)
-            )
-        )
+        candidates: set[str] = set()
+        for key in mine.index_keys():
+            filed = self._index.setdefault(key, set())
+            candidates.update(filed)
+            filed.add(pool)
+        found: list[str] = []
+        for name in candidates:
+            theirs = self._pools[name]
+            if theirs.until < now:
+                self.forget(name)
+            elif _any_overlap(mine, theirs):
+                found.append(name)
+        return tuple(sorted(found))
 
     def forget(self, pool: str) -> None:
         """`pool` counts nothing any more (it stopped, or cannot be measured)."""
-        self._pools.pop(pool, None)
+        gone = self._pools.pop(pool, None)
+        if gone is None:
+            return
+        for key in gone.index_keys():
+            filed = self._index.get(key)
+            if filed is not None:
+                filed.discard(pool)
+                if not filed:
+                    del self._index[key]
+
+    def __len__(self) -> int:
+        """Pools remembered (for tests)."""
+        return len(self._pools)
+
+    def _sweep(self, now: datetime) -> None:
+        """Drop every lapsed entry, once per as many records as there are entries: O(1) per
+        record on average, and no lapsed pool is kept for long even if no tick meets it."""
+        self._since_sweep += 1
+        if self._since_sweep < len(self._pools):
+            return
+        self._since_sweep = 0
+        for name in [name for name, c in self._pools.items() if c.until < now]:
+            self.forget(name)
 
 
 def _any_overlap(one: _Counted, other: _Counted) -> bool:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
-from flowable_worker_operator.conflicts import Claim, claim_of, rival
+from flowable_worker_operator.conflicts import Claim, Target, claim_of, rival
 from flowable_worker_operator.discovery import bounded
 from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.manifests import build_deployment
@@ -82,6 +82,10 @@ engine that hangs is not reachable), not a tick that waits on."""
 SPEC_RETRY = timedelta(seconds=30)
 """How soon a pool whose spec or target is unusable is looked at again (a spec change wakes it
 at once anyway)."""
+
+
+ClaimLookup = Callable[[Target], Iterable[Claim]]
+"""The claims filed under a workload's `conflicts.index_key` in the pool's namespace."""
 
 
 class Workload(Protocol):
@@ -212,12 +216,13 @@ class Reconciler:
         state: PoolState,
         now: datetime,
         *,
-        claims: Sequence[Claim] = (),
+        claims: Sequence[Claim] | ClaimLookup = (),
     ) -> Outcome:
         """One pass for the pool in ``body``; never raises for anything a user can cause.
 
-        `claims`: who scales what in the pool's namespace (pools and HPAs, `conflicts`); a pool
-        whose workload another scaler keeps stops here.
+        `claims`: who scales what in the pool's namespace (pools and HPAs, `conflicts`), or a
+        lookup answering the claims on one workload (the operator's: only the claims on the
+        pool's own workload are read); a pool whose workload another scaler keeps stops here.
 
         An exception that escapes the pass is a bug of ours (a spec the checks let through, an
         answer nobody expected), but the pool's owner must still see it: it becomes Ready=False
@@ -251,7 +256,7 @@ class Reconciler:
         state: PoolState,
         now: datetime,
         *,
-        claims: Sequence[Claim],
+        claims: Sequence[Claim] | ClaimLookup,
     ) -> Outcome:
         previous: Mapping[str, Any] = body.get("status") or {}
         conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
@@ -275,7 +280,7 @@ class Reconciler:
                 message=_pod_security_message(self._pod_security, violations),
             )
         me = claim_of(pool, body)
-        other = rival(me, claims)
+        other = rival(me, claims(me.target) if callable(claims) else claims)
         if other is not None:
             return self._stopped(
                 state,

@@ -7,12 +7,23 @@ ScaleTargetConflict and a Warning naming the other scaler, and builds or scales 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import kopf
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flowable_worker_operator.conflicts import Claim, Target, hpa_claim, pool_claim, rival
+from flowable_worker_operator.conflicts import (
+    Claim,
+    ClaimKey,
+    Target,
+    hpa_claim,
+    index_key,
+    pool_claim,
+    rival,
+)
 from flowable_worker_operator.handlers import _hpa_claims, _pool_claims
 from flowable_worker_operator.reconcile import PoolState, Reconciler
 from tests.unit.operator.test_reconcile import NOW, FakeProber, FakeWorkload, condition
@@ -123,13 +134,40 @@ def test_an_invalid_pool_or_an_hpa_without_a_target_claims_nothing() -> None:
     assert hpa_claim({"metadata": {"name": "h"}, "spec": {}}) is None
 
 
-def test_the_kopf_indexes_key_claims_by_namespace() -> None:
-    assert _pool_claims(kopf.Body(pool_body("a"))) == {"billing": claim(pool_body("a"))}
+def test_the_kopf_indexes_key_claims_by_namespace_and_workload() -> None:
+    assert _pool_claims(kopf.Body(pool_body("a"))) == {
+        ("billing", "Deployment", "a-worker"): claim(pool_body("a"))
+    }
     assert _hpa_claims(kopf.Body(hpa_body("h", "legacy"))) == {
-        "billing": claim(hpa_body("h", "legacy"))
+        ("billing", "Deployment", "legacy"): claim(hpa_body("h", "legacy"))
     }
     # An object that claims nothing (any more) leaves the index: {} replaces its old entry.
     assert _hpa_claims(kopf.Body({"metadata": {"name": "h", "namespace": "billing"}})) == {}
+
+
+_claims = st.builds(
+    Claim,
+    kind=st.sampled_from(["ExternalWorkerPool", "HorizontalPodAutoscaler"]),
+    name=st.sampled_from(["p", "q", "r"]),
+    uid=st.sampled_from(["u1", "u2", "u3", "u4"]),
+    created=st.sampled_from(["", EARLY, LATE]),
+    target=st.builds(
+        Target,
+        group=st.sampled_from([None, "", "apps", "other.io"]),
+        kind=st.sampled_from(["Deployment", "StatefulSet"]),
+        name=st.sampled_from(["x", "y"]),
+    ),
+)
+
+
+@given(me=_claims, claims=st.lists(_claims, max_size=12))
+def test_the_claims_filed_under_my_workload_give_the_answer_of_the_whole_namespace(
+    me: Claim, claims: list[Claim]
+) -> None:
+    filed: dict[ClaimKey, list[Claim]] = defaultdict(list)
+    for one in claims:
+        filed[index_key("billing", one.target)].append(one)
+    assert rival(me, filed[index_key("billing", me.target)]) == rival(me, claims)
 
 
 # -- in a tick ------------------------------------------------------------------------------------
@@ -165,6 +203,22 @@ async def test_a_pool_steps_back_from_an_hpa_on_its_deployment() -> None:
     assert ready["reason"] == "ScaleTargetConflict"
     assert "HorizontalPodAutoscaler inv-hpa" in ready["message"]
     assert workload.calls == []
+
+
+async def test_a_tick_looks_up_the_claims_on_its_own_workload_only() -> None:
+    older = claim(pool_body("first", created=EARLY, target="legacy"))
+    mine = pool_body("second", created=LATE, target="legacy")
+    asked: list[Target] = []
+
+    def lookup(target: Target) -> list[Claim]:
+        asked.append(target)
+        return [older] if target.name == "legacy" else []
+
+    outcome = await Reconciler(workload=FakeWorkload(), prober=FakeProber()).tick(
+        mine, PoolState(), NOW, claims=lookup
+    )
+    assert condition(outcome, "Ready")["reason"] == "ScaleTargetConflict"
+    assert [(t.kind, t.name) for t in asked] == [("Deployment", "legacy")]
 
 
 async def test_the_older_pool_scales_as_usual() -> None:

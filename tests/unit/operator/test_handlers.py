@@ -8,6 +8,7 @@ and the operator settings."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from flowable_worker_operator import handlers, metrics
-from flowable_worker_operator.conflicts import Claim
+from flowable_worker_operator.conflicts import Claim, ClaimKey, Target
 from flowable_worker_operator.reconcile import Event, Outcome
 from flowable_worker_operator.scaling import Backlog
 from flowable_worker_operator.spec import GROUP, PAUSED_REPLICAS_ANNOTATION
@@ -67,11 +68,14 @@ class Reconciler:
     outcomes: list[Outcome | Exception]
     stopped: Stopped
     claims_seen: list[list[Claim]] = field(default_factory=list)
+    """What the tick's claim lookup answers for the workload `Deployment d`."""
     forgotten: list[tuple[str, str]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
-    async def tick(self, body: Any, state: Any, now: Any, *, claims: list[Claim]) -> Outcome:
-        self.claims_seen.append(claims)
+    async def tick(
+        self, body: Any, state: Any, now: Any, *, claims: Callable[[Target], list[Claim]]
+    ) -> Outcome:
+        self.claims_seen.append(claims(Target.of("apps/v1", "Deployment", "d")))
         step = self.outcomes.pop(0)
         if not self.outcomes:
             self.stopped.flag.set()
@@ -111,7 +115,7 @@ async def _run_daemon(
     monkeypatch: pytest.MonkeyPatch,
     outcomes: list[Outcome | Exception],
     *,
-    pool_claims: dict[str, list[Claim]] | None = None,
+    pool_claims: dict[ClaimKey, list[Claim]] | None = None,
 ) -> tuple[Reconciler, Workload, list[tuple[str, str]]]:
     monkeypatch.setattr(handlers, "ERROR_BACKOFF", timedelta(milliseconds=1))
     stopped = Stopped()
@@ -193,11 +197,15 @@ async def test_metrics_are_recorded_each_tick_and_forgotten_with_the_pool(
     assert _value("flowable_pool_replicas") is None
 
 
-async def test_the_tick_sees_the_claims_of_its_own_namespace(
+async def test_the_tick_sees_the_claims_on_its_workload_in_its_own_namespace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     claim = Claim(kind="ExternalWorkerPool", name="other", uid="u2", created=None, target=None)  # type: ignore[arg-type]
-    claims = {NAMESPACE: [claim], "elsewhere": [claim, claim]}
+    claims = {
+        (NAMESPACE, "Deployment", "d"): [claim],
+        (NAMESPACE, "Deployment", "e"): [claim, claim],
+        ("elsewhere", "Deployment", "d"): [claim, claim],
+    }
     reconciler, _, _ = await _run_daemon(monkeypatch, [_outcome(1)], pool_claims=claims)
     assert reconciler.claims_seen == [[claim]]
 
@@ -227,10 +235,11 @@ async def test_the_sleep_ends_at_a_wake_up_or_a_stop_long_before_the_interval() 
     assert loop.time() - started < 5
 
 
-def test_the_indexes_key_claims_by_namespace() -> None:
+def test_the_indexes_key_claims_by_namespace_and_workload() -> None:
     claims = handlers._pool_claims(body=_body())
-    assert list(claims) == [NAMESPACE]
-    assert claims[NAMESPACE].name == NAME
+    key = (NAMESPACE, "Deployment", f"{NAME}-worker")
+    assert list(claims) == [key]
+    assert claims[key].name == NAME
     hpa = kopf.Body(
         {
             "metadata": {"name": "h", "namespace": NAMESPACE, "uid": "u3"},
@@ -239,7 +248,9 @@ def test_the_indexes_key_claims_by_namespace() -> None:
             },
         }
     )
-    assert handlers._hpa_claims(body=hpa)[NAMESPACE].kind == "HorizontalPodAutoscaler"
+    assert handlers._hpa_claims(body=hpa)[(NAMESPACE, "Deployment", "d")].kind == (
+        "HorizontalPodAutoscaler"
+    )
     assert handlers._hpa_claims(body=kopf.Body({"metadata": {"name": "x"}, "spec": {}})) == {}
     broken = kopf.Body({"metadata": {"name": "p", "namespace": NAMESPACE}, "spec": {}})
     assert handlers._pool_claims(body=broken) == {}
