@@ -2,7 +2,9 @@
 
 The official `kubernetes` client is synchronous; every call here runs in a worker thread
 (`asyncio.to_thread`) so one slow API call never stalls the event loop that kopf and every other
-pool's tick share. One `ApiClient` (one connection pool) serves all pools.
+pool's tick share. One `ApiClient` (one connection pool) serves all pools. The pools' worker
+Deployments (and their `/scale`) are read from the operator's `DeploymentCache` when one is given,
+so an unchanged pool's tick makes no request for them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from flowable_worker_operator import targets
+from flowable_worker_operator.deployment_cache import DeploymentCache
 from flowable_worker_operator.engines import Engine, resolve_engine
 from flowable_worker_operator.secrethash import SecretContent, secret_refs, secrets_hash
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool
@@ -25,8 +28,15 @@ __all__ = ["ClusterWorkload"]
 class ClusterWorkload:
     """Deployments, scale subresources, pods, Secrets and pool status, through one API client."""
 
-    def __init__(self, api_client: Any, *, default_image: str) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        default_image: str,
+        deployments: DeploymentCache | None = None,
+    ) -> None:
         self._api_client = api_client
+        self._deployments = deployments
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
@@ -50,6 +60,7 @@ class ClusterWorkload:
             default_image=self._default_image,
             initial_replicas=initial_replicas,
             secrets_hash=secrets_hash(refs, secrets),
+            cache=self._deployments,
         )
         key = (pool.namespace, pool.name)
         wanted = (pool.uid, pool.spec.worker.pod_disruption_budget if pool.spec.worker else None)
@@ -82,7 +93,9 @@ class ClusterWorkload:
         return read
 
     async def scale(self, pool: Pool) -> targets.Scale:
-        return await asyncio.to_thread(targets.read_scale, self._api_client, pool)
+        return await asyncio.to_thread(
+            targets.read_scale, self._api_client, pool, self._deployments
+        )
 
     async def set_replicas(self, pool: Pool, replicas: int) -> None:
         await asyncio.to_thread(targets.set_replicas, self._api_client, pool, replicas)

@@ -25,6 +25,7 @@ from flowable_worker.metrics_access import authorized, read_token, server_tls_co
 from flowable_worker_operator import handlers, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.config import OperatorConfig, ShardingConfig
+from flowable_worker_operator.deployment_cache import DeploymentCache, KubernetesDeployments
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.leader import LeaderElector, LeadershipLostError
 from flowable_worker_operator.owned_workload import OwnedWorkload
@@ -63,7 +64,11 @@ async def serve(config: OperatorConfig) -> None:
         max_age=config.probe_share_seconds,
         discovery_interval=config.discovery_interval_seconds,
     )
-    workload = ClusterWorkload(api_client, default_image=config.worker_image)
+    deployments = deployment_cache(api_client, config.namespaces)
+    deployments.start()
+    workload = ClusterWorkload(
+        api_client, default_image=config.worker_image, deployments=deployments
+    )
     keeper = _shard_keeper(api_client, config.sharding) if config.sharding else None
     ticked: Workload = workload if keeper is None else OwnedWorkload(workload, keeper.owns)
     runtime = handlers.Runtime(
@@ -121,9 +126,21 @@ async def serve(config: OperatorConfig) -> None:
                 await sharing
             await keeper.stop()
         await prober.aclose()
+        await asyncio.to_thread(deployments.stop)
         if site is not None:
             await site.stop()
         api_client.close()
+
+
+def deployment_cache(api_client: Any, namespaces: tuple[str, ...]) -> DeploymentCache:
+    """The watch of the pools' worker Deployments: one per watched namespace, or one for all.
+
+    A namespace given as a pattern (kopf accepts globs) gets no watch: its pools' Deployments
+    are read by GET, as a cache that has not seen them would."""
+    if not namespaces:
+        return DeploymentCache([KubernetesDeployments(api_client, None)])
+    plain = [ns for ns in namespaces if not set(ns) & set("*?[]!")]
+    return DeploymentCache([KubernetesDeployments(api_client, ns) for ns in dict.fromkeys(plain)])
 
 
 def _shard_keeper(api_client: Any, sharding: ShardingConfig) -> ShardKeeper:

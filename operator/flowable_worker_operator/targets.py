@@ -27,6 +27,7 @@ from typing import Any, Literal
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from flowable_worker_operator.deployment_cache import CachedDeployment, DeploymentCache
 from flowable_worker_operator.manifests import (
     MANAGER,
     TEMPLATE_HASH_ANNOTATION,
@@ -102,10 +103,14 @@ def ensure_deployment(
     default_image: str,
     initial_replicas: int,
     secrets_hash: str | None = None,
+    cache: DeploymentCache | None = None,
 ) -> DeploymentState:
     """Make the pool's worker Deployment match its spec, writing only when something changed.
 
     `secrets_hash`: the fingerprint of the Secret values the pods read (`build_deployment`).
+    `cache`: the operator's watch of its Deployments; what it holds is read instead of a GET (an
+    unchanged Deployment then costs no request at all), what it does not is read by GET, and what
+    is written goes into it.
 
     Missing: created with `initial_replicas`. Hash annotation differs: the spec is replaced (PUT
     with the live resourceVersion, so a concurrent writer makes us re-read, never clobbers) but
@@ -114,10 +119,11 @@ def ensure_deployment(
     raises `NotControlledError`.
     """
     name = deployment_name(pool)
-    for _attempt in range(5):
-        live = _read_or_none(
-            lambda: apps_api.read_namespaced_deployment(name=name, namespace=pool.namespace)
-        )
+    for attempt in range(5):
+        # The cache first; after a conflict (it may be behind), the API server.
+        live = cache.get(pool.namespace, name) if cache is not None and attempt == 0 else None
+        if live is None:
+            live = _read_deployment(apps_api, pool.namespace, name)
         if live is None:
             body = build_deployment(
                 pool,
@@ -126,20 +132,25 @@ def ensure_deployment(
                 secrets_hash=secrets_hash,
             )
             try:
-                created = apps_api.create_namespaced_deployment(
-                    namespace=pool.namespace, body=body, field_manager=MANAGER
+                created = _raw(
+                    apps_api.create_namespaced_deployment(
+                        namespace=pool.namespace,
+                        body=body,
+                        field_manager=MANAGER,
+                        _preload_content=False,
+                    )
                 )
             except ApiException as error:
                 if error.status == 409:  # created meanwhile: look again
                     continue
                 raise _refused(error, name) from None
-            return _state(created, "created")
+            return _written(cache, created, "created")
         _check_controlled(pool, live)
-        annotations = live.metadata.annotations or {}
+        annotations = live.annotations
         body = build_deployment(
             pool,
             default_image=default_image,
-            replicas=live.spec.replicas or 0,
+            replicas=live.replicas,
             secrets_hash=secrets_hash,
         )
         wanted = body["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
@@ -147,21 +158,64 @@ def ensure_deployment(
             return _state(live, "unchanged")
         metadata = body["metadata"]
         # Keep what others put on the object (kubectl, the deployment controller's revision).
-        metadata["labels"] = {**(live.metadata.labels or {}), **metadata["labels"]}
+        metadata["labels"] = {**live.labels, **metadata["labels"]}
         metadata["annotations"] = {**annotations, **metadata["annotations"]}
-        metadata["resourceVersion"] = live.metadata.resource_version
-        if live.metadata.finalizers:
-            metadata["finalizers"] = list(live.metadata.finalizers)
+        metadata["resourceVersion"] = live.resource_version
+        if live.finalizers:
+            metadata["finalizers"] = list(live.finalizers)
         try:
-            updated = apps_api.replace_namespaced_deployment(
-                name=name, namespace=pool.namespace, body=body, field_manager=MANAGER
+            updated = _raw(
+                apps_api.replace_namespaced_deployment(
+                    name=name,
+                    namespace=pool.namespace,
+                    body=body,
+                    field_manager=MANAGER,
+                    _preload_content=False,
+                )
             )
         except ApiException as error:
             if error.status in (404, 409):  # deleted or changed meanwhile: look again
+                if cache is not None:
+                    cache.forget(pool.namespace, name)
                 continue
             raise _refused(error, name) from None
-        return _state(updated, "updated")
+        return _written(cache, updated, "updated")
     raise TargetError(f"Deployment {pool.namespace}/{name} kept changing while being updated")
+
+
+def _read_deployment(apps_api: Any, namespace: str, name: str) -> CachedDeployment | None:
+    """GET the Deployment as raw JSON (the client's models cost more than the request), None if
+    it does not exist."""
+    try:
+        response = apps_api.read_namespaced_deployment(
+            name=name, namespace=namespace, _preload_content=False
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return CachedDeployment.from_json(_raw(response))
+
+
+def _raw(response: Any) -> dict[str, Any]:
+    """The JSON body of a `_preload_content=False` answer."""
+    try:
+        body: dict[str, Any] = json.loads(response.data)
+    finally:
+        response.release_conn()
+    return body
+
+
+def _written(
+    cache: DeploymentCache | None,
+    answer: Mapping[str, Any],
+    action: Literal["created", "updated"],
+) -> DeploymentState:
+    """The state after a write, which goes into the cache at once: the next tick must not write
+    again before the watch reports this one."""
+    if cache is not None:
+        cache.put(answer)
+    return _state(CachedDeployment.from_json(answer), action)
 
 
 _REFUSAL_CHARS = 1024
@@ -184,30 +238,27 @@ def _refused(error: ApiException, name: str) -> Exception:
     )
 
 
-def _check_controlled(pool: Pool, live: Any) -> None:
-    for ref in live.metadata.owner_references or []:
+def _check_controlled(pool: Pool, live: CachedDeployment) -> None:
+    for ref in live.owners:
         if ref.controller and ref.uid == pool.uid:
             return
-    owner = next(
-        (f"{r.kind} {r.name}" for r in live.metadata.owner_references or [] if r.controller),
-        "nobody",
-    )
+    owner = next((f"{r.kind} {r.name}" for r in live.owners if r.controller), "nobody")
     raise NotControlledError(
-        f"Deployment {pool.namespace}/{live.metadata.name} exists and is controlled by {owner}, "
+        f"Deployment {pool.namespace}/{live.name} exists and is controlled by {owner}, "
         f"not by {KIND} {pool.name}; rename or delete it, or use scaleTargetRef to scale it"
     )
 
 
-def _state(deployment: Any, action: Literal["created", "updated", "unchanged"]) -> DeploymentState:
-    annotations = deployment.metadata.annotations or {}
-    status = deployment.status
+def _state(
+    deployment: CachedDeployment, action: Literal["created", "updated", "unchanged"]
+) -> DeploymentState:
     return DeploymentState(
-        name=deployment.metadata.name,
+        name=deployment.name,
         action=action,
-        replicas=deployment.spec.replicas or 0,
-        ready_replicas=(status.ready_replicas if status is not None else None) or 0,
-        template_hash=annotations.get(TEMPLATE_HASH_ANNOTATION, ""),
-        resource_version=deployment.metadata.resource_version,
+        replicas=deployment.replicas,
+        ready_replicas=deployment.ready_replicas,
+        template_hash=deployment.annotations.get(TEMPLATE_HASH_ANNOTATION, ""),
+        resource_version=deployment.resource_version,
     )
 
 
@@ -341,9 +392,20 @@ class Scale:
     selector: str
 
 
-def read_scale(api_client: Any, pool: Pool) -> Scale:
-    """The pool's workload as its `/scale` subresource shows it; `TargetNotFoundError` if gone."""
+def read_scale(api_client: Any, pool: Pool, cache: DeploymentCache | None = None) -> Scale:
+    """The pool's workload as its `/scale` subresource shows it; `TargetNotFoundError` if gone.
+
+    The pool's own Deployment is read from `cache` when it holds it (a Deployment's `/scale` is
+    its spec.replicas, status.replicas and selector); a `scaleTargetRef` always by GET."""
     target = scale_target(pool)
+    if cache is not None and pool.spec.scale_target_ref is None:
+        cached = cache.get(target.namespace, target.name)
+        if cached is not None and cached.selector is not None:
+            return Scale(
+                replicas=cached.replicas,
+                current_replicas=cached.status_replicas,
+                selector=cached.selector,
+            )
     typed = _typed_scale_calls(api_client, target)
     if typed is not None:
         read, _patch = typed
