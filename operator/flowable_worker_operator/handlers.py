@@ -153,42 +153,50 @@ async def _scale_pool(
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     written: dict[str, Any] | None = None
     shard = runtime.shard(namespace, name)
-    while not stopped:
-        wake.clear()
-        if not runtime.owns(namespace, name):
-            # Another replica ticks this pool. Forget what this one knew: when the shard comes
-            # back, the tick starts from the pool's status, as after a restart.
-            if written is not None or state.restored:
-                state, written = PoolState(), None
-                metrics.forget_pool(namespace, name)
-            await _sleep(NOT_OURS_RECHECK, wake, stopped, _shard_change(runtime))
-            continue
-        runtime.ticking[shard] += 1
-        try:
-            claims = partial(_claims, namespace, indexes)
-            outcome = await runtime.reconciler.tick(body, state, datetime.now(UTC), claims=claims)
+    try:
+        while not stopped:
+            wake.clear()
             if not runtime.owns(namespace, name):
-                log.info("pool %s/%s: shard moved during the tick; not reported", namespace, name)
+                # Another replica ticks this pool. Forget what this one knew: when the shard comes
+                # back, the tick starts from the pool's status, as after a restart.
+                if written is not None or state.restored:
+                    state, written = PoolState(), None
+                    metrics.forget_pool(namespace, name)
+                    runtime.reconciler.forget(namespace, name)
+                await _sleep(NOT_OURS_RECHECK, wake, stopped, _shard_change(runtime))
                 continue
-            # Events first: a status write the API server refuses must not take them along.
-            _post(body, outcome)
-            if outcome.status != written:
-                await runtime.workload.write_status(namespace, name, outcome.status)
-                written = outcome.status
-            _record(namespace, name, outcome)
-            pause = outcome.next_tick
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("tick failed for pool %s/%s; retrying", namespace, name)
-            metrics.TICK_ERRORS.labels(namespace=namespace, pool=name).inc()
-            written = None
-            pause = ERROR_BACKOFF
-        finally:
-            runtime.ticking[shard] -= 1
-        await _sleep(pause, wake, stopped)
-    runtime.reconciler.forget(namespace, name)
-    metrics.forget_pool(namespace, name)
+            runtime.ticking[shard] += 1
+            try:
+                claims = partial(_claims, namespace, indexes)
+                outcome = await runtime.reconciler.tick(
+                    body, state, datetime.now(UTC), claims=claims
+                )
+                if not runtime.owns(namespace, name):
+                    log.info(
+                        "pool %s/%s: shard moved during the tick; not reported", namespace, name
+                    )
+                    continue
+                # Events first: a status write the API server refuses must not take them along.
+                _post(body, outcome)
+                if outcome.status != written:
+                    await runtime.workload.write_status(namespace, name, outcome.status)
+                    written = outcome.status
+                _record(namespace, name, outcome)
+                pause = outcome.next_tick
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tick failed for pool %s/%s; retrying", namespace, name)
+                metrics.TICK_ERRORS.labels(namespace=namespace, pool=name).inc()
+                written = None
+                pause = ERROR_BACKOFF
+            finally:
+                runtime.ticking[shard] -= 1
+            await _sleep(pause, wake, stopped)
+    finally:
+        # Also when kopf cancels the daemon mid-tick: the pool's overlap must not outlive it.
+        runtime.reconciler.forget(namespace, name)
+        metrics.forget_pool(namespace, name)
 
 
 def _record(namespace: str, name: str, outcome: Outcome) -> None:

@@ -14,9 +14,11 @@ either one every tenant). Pools with disjoint selectors on one topic (e.g. one p
 overlap: each job is counted once.
 
 The registry lives in memory, in the one operator process that acts: each tick records what its
-pool counted, an entry lapses when its pool has not ticked for a while (deleted, stopped, or
-given a bad spec), and pools this operator does not watch (other namespaces under
-`--namespace`) are not seen.
+pool counted; a pool leaves it when it stops counting (a failed probe, a tick stopped by a bad
+spec, its daemon's end, its shard moving away: `reconcile`, `handlers`), and an entry nobody
+removed lapses after a long while (`reconcile.OVERLAP_LAPSE_INTERVALS`), never because the
+operator merely ticks late. Pools this operator does not watch (other namespaces under
+`--namespace`, other replicas' shards) are not seen.
 """
 
 from __future__ import annotations

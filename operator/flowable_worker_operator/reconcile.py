@@ -83,6 +83,18 @@ SPEC_RETRY = timedelta(seconds=30)
 """How soon a pool whose spec or target is unusable is looked at again (a spec change wakes it
 at once anyway)."""
 
+OVERLAP_LAPSE_INTERVALS = 20
+OVERLAP_LAPSE_MIN = timedelta(minutes=5)
+"""How long a pool's entry in the overlap registry outlives its last tick: a safety net only.
+
+A pool that stops counting leaves the registry when that happens (a failed probe, a tick that
+stops at a bad spec, a conflict or a missing target, its daemon's end, its shard moving to
+another replica), so the time lapse no longer decides anything in the normal course. It used to
+be 3 intervals, which made `SharedBacklog` flap (a status write and a Warning each time) as soon
+as an overloaded operator ticked more than 3 intervals late: a late tick is not a gone pool.
+Now an operator must run 20 intervals (at least 5 minutes) late before a live pool's overlap is
+forgotten, and an entry nobody removed (a path we missed) still goes in the end."""
+
 
 ClaimLookup = Callable[[Target], Iterable[Claim]]
 """The claims filed under a workload's `conflicts.index_key` in the pool's namespace."""
@@ -229,12 +241,13 @@ class Reconciler:
         with reason `ReconcileError`, a bounded message and one Warning Event, and the pool is
         retried after `SPEC_RETRY`, never in a hot loop. The traceback goes to the log.
         """
+        meta = body.get("metadata") or {}
         try:
-            return await self._tick(body, state, now, claims=claims)
+            outcome = await self._tick(body, state, now, claims=claims)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            meta = body.get("metadata") or {}
+            self.forget(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
             log.exception(
                 "reconciling pool %s/%s failed unexpectedly",
                 meta.get("namespace"),
@@ -249,6 +262,10 @@ class Reconciler:
                 reason="ReconcileError",
                 message=_unexpected_message(exc),
             )
+        if outcome.decision is None:
+            # Stopped before measuring (bad spec, conflict, target): it counts nothing now.
+            self.forget(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        return outcome
 
     async def _tick(
         self,
@@ -447,7 +464,7 @@ class Reconciler:
         if result is None or not isinstance(engine, Engine) or not result.selectors:
             self._overlaps.forget(me)
             return ()
-        lapse = max(3 * pool.spec.scaling.polling_interval, SPEC_RETRY)
+        lapse = max(OVERLAP_LAPSE_INTERVALS * pool.spec.scaling.polling_interval, OVERLAP_LAPSE_MIN)
         return self._overlaps.record(me, engine, result.selectors, now, lapse=lapse)
 
     async def _probe(
