@@ -13,6 +13,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from flowable_worker_operator import kube, targets
+from flowable_worker_operator.deployment_cache import DeploymentCache
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.secrethash import SecretContent, secrets_hash
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool, parse_pool
@@ -163,3 +164,24 @@ async def test_the_engine_is_resolved_with_the_pools_namespace(
     core = Core({})
     assert await _workload(core).engine(_pool()) == "engine"
     assert seen == [(core, "billing", "http://flowable:8080")]
+
+
+async def test_the_deployment_cache_reaches_ensure_and_scale(
+    recorded: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's watch of its Deployments is what `targets` reads them from."""
+    cache = DeploymentCache([])
+    scaled: list[Any] = []
+
+    def read_scale(api_client: Any, pool: Pool, deployments: Any = None) -> targets.Scale:
+        scaled.append(deployments)
+        return targets.Scale(replicas=1, current_replicas=1, selector="")
+
+    monkeypatch.setattr(targets, "read_scale", read_scale)
+    workload = ClusterWorkload(SimpleNamespace(), default_image="worker:1", deployments=cache)
+    workload._core = Core({})  # type: ignore[assignment]  # the seam, as in _workload
+    await workload.ensure(_pool(), initial_replicas=0)
+    await workload.scale(_pool())
+    (kwargs,) = [kwargs for kind, kwargs in recorded if kind == "deployment"]
+    assert kwargs["cache"] is cache
+    assert scaled == [cache]

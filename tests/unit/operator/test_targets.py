@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import shlex
-from typing import Any
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from flowable_worker.config import load_settings
+from flowable_worker_operator import targets
+from flowable_worker_operator.deployment_cache import CachedDeployment
 from flowable_worker_operator.manifests import (
     CA_MOUNT_PATH,
     CLIENT_CERT_MOUNT_PATH,
@@ -16,7 +22,14 @@ from flowable_worker_operator.manifests import (
     build_deployment,
 )
 from flowable_worker_operator.spec import Pool, parse_pool
-from flowable_worker_operator.targets import DELETION_COST_ANNOTATION, set_deletion_costs
+from flowable_worker_operator.targets import (
+    DELETION_COST_ANNOTATION,
+    NotControlledError,
+    Scale,
+    ensure_deployment,
+    read_scale,
+    set_deletion_costs,
+)
 
 IMAGE = "ghcr.io/example/flowable-worker:1.0"
 
@@ -611,3 +624,188 @@ def test_deletion_costs_patch_only_pods_whose_value_changes() -> None:
         "b": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "0"}}},
         "c": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "0"}}},
     }
+
+
+# --- the owned Deployment read from the operator's cache ----------------------------------------
+
+
+class RawAnswer:
+    """A `_preload_content=False` answer: the JSON body as bytes."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self.data = json.dumps(body).encode()
+        self.released = False
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+class Apps:
+    """The Deployment calls `ensure_deployment` makes, recorded; the server's copy in `live`."""
+
+    def __init__(self, live: dict[str, Any] | None = None) -> None:
+        self.live = live
+        self.calls: list[str] = []
+        self.conflicts = 0
+
+    def read_namespaced_deployment(self, **kwargs: Any) -> RawAnswer:
+        self.calls.append("get")
+        assert kwargs["_preload_content"] is False
+        if self.live is None:
+            raise ApiException(status=404)
+        return RawAnswer(self.live)
+
+    def create_namespaced_deployment(self, *, body: dict[str, Any], **kwargs: Any) -> RawAnswer:
+        self.calls.append("create")
+        self.live = self._stored(body, "1")
+        return RawAnswer(self.live)
+
+    def replace_namespaced_deployment(self, *, body: dict[str, Any], **kwargs: Any) -> RawAnswer:
+        self.calls.append("replace")
+        assert self.live is not None
+        if self.conflicts or body["metadata"]["resourceVersion"] != self.rv:
+            self.conflicts = max(0, self.conflicts - 1)
+            raise ApiException(status=409)
+        self.live = self._stored(body, str(int(self.rv) + 1))
+        return RawAnswer(self.live)
+
+    @property
+    def rv(self) -> str:
+        assert self.live is not None
+        return str(self.live["metadata"]["resourceVersion"])
+
+    @staticmethod
+    def _stored(body: dict[str, Any], rv: str) -> dict[str, Any]:
+        stored: dict[str, Any] = json.loads(json.dumps(body))
+        stored["metadata"].update(resourceVersion=rv, uid="deploy-uid")
+        stored["status"] = {"replicas": stored["spec"]["replicas"], "readyReplicas": 1}
+        return stored
+
+
+class Cache:
+    """The `DeploymentCache` calls `targets` makes: get, put, forget."""
+
+    def __init__(self, ready: bool = True) -> None:
+        self.ready = ready
+        self.entries: dict[tuple[str, str], CachedDeployment] = {}
+
+    def get(self, namespace: str, name: str) -> CachedDeployment | None:
+        return self.entries.get((namespace, name)) if self.ready else None
+
+    def put(self, obj: Mapping[str, Any]) -> None:
+        entry = CachedDeployment.from_json(obj)
+        self.entries[(entry.namespace, entry.name)] = entry
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.entries.pop((namespace, name), None)
+
+    def hold(self, obj: Mapping[str, Any]) -> None:
+        self.put(obj)
+
+
+def _ensure(apps: Apps, pool: Pool, cache: Cache | None) -> str:
+    state = ensure_deployment(
+        apps, pool, default_image=IMAGE, initial_replicas=2, cache=cast(Any, cache)
+    )
+    return state.action
+
+
+def test_a_cached_unchanged_deployment_costs_no_request() -> None:
+    pool, apps, cache = make_pool(), Apps(), Cache()
+    assert _ensure(apps, pool, cache) == "created"
+    assert apps.calls == ["get", "create"]  # not in the cache: read, then made
+    for _ in range(5):
+        assert _ensure(apps, pool, cache) == "unchanged"
+    assert apps.calls == ["get", "create"]  # the create's answer went into the cache
+
+
+def test_a_changed_template_is_replaced_from_the_cached_version_and_not_again() -> None:
+    pool, apps, cache = make_pool(), Apps(), Cache()
+    _ensure(apps, pool, cache)
+    changed = make_pool(worker={"image": "other:2"})
+    assert _ensure(apps, changed, cache) == "updated"
+    assert _ensure(apps, changed, cache) == "unchanged"
+    assert apps.calls == ["get", "create", "replace"]
+    assert apps.live is not None
+    assert container(apps.live)["image"] == "other:2"
+    assert apps.live["spec"]["replicas"] == 2  # the live replicas, kept
+
+
+def test_a_stale_cache_conflicts_once_then_the_deployment_is_read() -> None:
+    pool, apps, cache = make_pool(), Apps(), Cache()
+    _ensure(apps, pool, cache)
+    apps.conflicts = 1  # someone else wrote it since
+    assert _ensure(apps, make_pool(worker={"image": "other:2"}), cache) == "updated"
+    assert apps.calls == ["get", "create", "replace", "get", "replace"]
+
+
+def test_without_a_ready_cache_every_ensure_reads_the_deployment() -> None:
+    pool, apps = make_pool(), Apps()
+    for cache in (None, Cache(ready=False)):
+        apps.calls.clear()
+        _ensure(apps, pool, cache)
+        _ensure(apps, pool, cache)
+        assert apps.calls.count("get") == 2
+
+
+def test_a_cached_deployment_of_someone_else_is_refused() -> None:
+    pool, apps, cache = make_pool(), Apps(), Cache()
+    foreign = Apps._stored(build(pool), "3")
+    foreign["metadata"]["ownerReferences"] = [
+        {"kind": "ReplicaSet", "name": "x", "uid": "other", "controller": True}
+    ]
+    cache.hold(foreign)
+    with pytest.raises(NotControlledError, match="controlled by ReplicaSet x"):
+        _ensure(apps, pool, cache)
+    assert apps.calls == []
+
+
+def test_read_scale_of_the_owned_deployment_comes_from_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool, cache = make_pool(), Cache()
+    held = Apps._stored(build(pool, replicas=3), "4")
+    held["status"] = {"replicas": 2}
+    cache.hold(held)
+    monkeypatch.setattr(targets, "_typed_scale_calls", _no_scale_get)
+    assert read_scale(object(), pool, cast(Any, cache)) == Scale(
+        replicas=3, current_replicas=2, selector=f"{POOL_LABEL}=inv"
+    )
+
+
+def test_read_scale_of_a_scale_target_ref_or_an_unseen_deployment_is_a_get(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gets: list[str] = []
+
+    def typed(api_client: Any, target: Any) -> tuple[Any, Any]:
+        def read(*, name: str, namespace: str) -> Any:
+            gets.append(name)
+            return SimpleNamespace(
+                spec=SimpleNamespace(replicas=7), status=SimpleNamespace(replicas=7, selector="s")
+            )
+
+        return read, None
+
+    monkeypatch.setattr(targets, "_typed_scale_calls", typed)
+    cache = Cache()
+    ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "inv-worker"}
+    referring = parse_pool(
+        {
+            "metadata": {"name": "inv", "namespace": "billing", "uid": "uid-1", "generation": 1},
+            "spec": {
+                "engine": {"url": "http://flowable:8080/flowable-rest"},
+                "topic": "invoices",
+                "scaleTargetRef": ref,
+                "scaling": {"jobsPerReplica": 1},
+            },
+        }
+    )
+    cache.hold(Apps._stored(build(make_pool()), "4"))  # same name, but not what it scales
+    assert read_scale(object(), referring, cast(Any, cache)).replicas == 7
+    assert read_scale(object(), make_pool(), cast(Any, Cache(ready=False))).replicas == 7
+    assert gets == ["inv-worker", "inv-worker"]
+
+
+def _no_scale_get(api_client: Any, target: Any) -> Any:
+    raise AssertionError("read_scale made a request")
