@@ -816,13 +816,28 @@ def _target_reason(error: TargetError) -> str:
 
 
 def _restore(state: PoolState, status: Mapping[str, Any]) -> None:
-    """After a restart, keep the idle clock from status so cooldown is not lost or reset."""
+    """After a restart, keep the idle clock from status so cooldown is not lost or reset.
+
+    Not when the status shows work measured (a fresh backlog above zero): the pool was busy up
+    to its last tick, while `lastActiveTime`, a heartbeat (`status.keep_heartbeats`), may be up
+    to `HEARTBEAT_REFRESH` older; the clock then starts at this tick, as for an unknown one, so
+    a restart never shortens a cooldown."""
     state.restored = True
     active = parse_time(status.get("lastActiveTime"))
+    if _busy(status.get("backlog")):
+        active = None
     if active is not None and state.history.last_active_time is None:
         state.history = replace(state.history, last_active_time=active)
     probe = status.get("probe") or {}
     state.consecutive_failures = int(probe.get("consecutiveFailures") or 0)
+
+
+def _busy(backlog: object) -> bool:
+    """A status backlog measured fresh (not `stale`) with jobs waiting or in flight."""
+    if not isinstance(backlog, Mapping) or backlog.get("stale"):
+        return False
+    counts = (backlog.get("unlocked"), backlog.get("locked"))
+    return any(isinstance(count, int) and count > 0 for count in counts)
 
 
 def _selector(spec: Any) -> Selector:

@@ -141,11 +141,14 @@ def _order(condition: Mapping[str, Any]) -> tuple[int, str]:
     return rank, kind
 
 
-HEARTBEATS: tuple[tuple[str, str], ...] = (
+HEARTBEATS: tuple[tuple[str, ...], ...] = (
     ("probe", "lastSuccessTime"),
     ("backlog", "observedTime"),
+    ("lastActiveTime",),
 )
-"""Status fields that move on every successful tick while telling a reader nothing new."""
+"""Status fields (paths) that move on every successful tick while telling a reader nothing new:
+`lastActiveTime` moves on every tick of a pool that has work (one job held for an hour: the
+same backlog, replicas and conditions, a new `lastActiveTime` every interval)."""
 
 HEARTBEAT_REFRESH = timedelta(minutes=5)
 """How old the heartbeat fields may grow while nothing else changes (then one write moves them)."""
@@ -161,39 +164,50 @@ def keep_heartbeats(
     """`status`, with the heartbeat timestamps of `previous` when nothing else changed.
 
     An idle pool measured every 15 s would otherwise write its status on every tick only because
-    `probe.lastSuccessTime` and `backlog.observedTime` moved: one PATCH per pool per interval, the
+    `probe.lastSuccessTime` and `backlog.observedTime` moved, and a busy pool whose backlog and
+    replicas stay the same because `lastActiveTime` did too: one PATCH per pool per interval, the
     API server's CPU and etcd's history spent on nothing. Kept, they make the new status equal to
     the one written, and the caller writes nothing. They still move at least every `refresh`, so
-    a reader never sees a measurement older than that, and at once whenever anything else
-    changes (a backlog, a condition, an error). Only the keys of `status` are compared: what
-    others keep in the object's status (kopf's progress) is not ours to weigh.
+    a reader never sees a measurement (or a last activity) older than that, and at once whenever
+    anything else changes (a backlog, a condition, an error). A heartbeat absent from `status`
+    is compared as any field. Only the keys of `status` are compared: what others keep in the
+    object's status (kopf's progress) is not ours to weigh.
     """
-    if not all(_heartbeat(status, at) for at in HEARTBEATS):
+    present = [at for at in HEARTBEATS if _heartbeat(status, at) is not None]
+    if _without(status, present) != _without({k: previous.get(k) for k in status}, present):
         return dict(status)
-    if _without_heartbeats(status) != _without_heartbeats({k: previous.get(k) for k in status}):
-        return dict(status)
-    for at in HEARTBEATS:
+    for at in present:
         before = _heartbeat(previous, at)
+        if before == _heartbeat(status, at):
+            continue
         # Unreadable: taken as old, so it is rewritten.
         if before is None or now - (parse_time(before) or _LONG_AGO) >= refresh:
             return dict(status)
     kept = copy.deepcopy(dict(status))
-    for section, key in HEARTBEATS:
-        kept[section][key] = previous[section][key]
+    for at in present:
+        *sections, key = at
+        inner = kept
+        for section in sections:
+            inner = inner[section]
+        inner[key] = _heartbeat(previous, at)
     return kept
 
 
-def _heartbeat(status: Mapping[str, Any], at: tuple[str, str]) -> str | None:
-    section = status.get(at[0])
-    value = section.get(at[1]) if isinstance(section, Mapping) else None
+def _heartbeat(status: Mapping[str, Any], at: tuple[str, ...]) -> str | None:
+    value: Any = status
+    for key in at:
+        value = value.get(key) if isinstance(value, Mapping) else None
     return value if isinstance(value, str) else None
 
 
-def _without_heartbeats(status: Mapping[str, Any]) -> Any:
+def _without(status: Mapping[str, Any], heartbeats: Sequence[tuple[str, ...]]) -> Any:
     stripped = _without_nulls(status)
-    for section, key in HEARTBEATS:
-        if isinstance(stripped.get(section), dict):
-            stripped[section].pop(key, None)
+    for *sections, key in heartbeats:
+        inner = stripped
+        for section in sections:
+            inner = inner.get(section) if isinstance(inner, dict) else None
+        if isinstance(inner, dict):
+            inner.pop(key, None)
     return stripped
 
 

@@ -130,7 +130,10 @@ async def test_work_arriving_activates_the_pool_and_reports_it() -> None:
     status = outcome.status
     assert (status["replicas"], status["desiredReplicas"]) == (3, 3)
     assert status["backlog"] == {
-        "unlocked": 10, "locked": 0, "observedTime": "2026-11-28T10:00:00Z", "stale": False,
+        "unlocked": 10,
+        "locked": 0,
+        "observedTime": "2026-11-28T10:00:00Z",
+        "stale": False,
     }
     assert status["observedGeneration"] == 2
     assert status["lastScaleTime"] == "2026-11-28T10:00:00Z"
@@ -334,21 +337,55 @@ async def test_an_unexpected_error_is_reported_on_the_pool_once_not_raised() -> 
 async def test_an_idle_pool_ticks_without_changing_its_status_until_the_heartbeat_is_due() -> None:
     workload, prober, state = FakeWorkload(), FakeProber(), PoolState()
     first = await tick(workload, prober, body(), state)
-    later = await tick(workload, prober, body(status=first.status), state,
-                       NOW + timedelta(seconds=15))
+    later = await tick(
+        workload, prober, body(status=first.status), state, NOW + timedelta(seconds=15)
+    )
     assert later.status == first.status  # nothing to write: the shell compares and skips
-    much_later = await tick(workload, prober, body(status=later.status), state,
-                            NOW + timedelta(minutes=6))
+    much_later = await tick(
+        workload, prober, body(status=later.status), state, NOW + timedelta(minutes=6)
+    )
     assert much_later.status["probe"]["lastSuccessTime"] == "2026-11-28T10:06:00Z"
     assert much_later.status["backlog"]["observedTime"] == "2026-11-28T10:06:00Z"
+
+
+async def test_a_busy_pool_that_does_not_change_writes_no_status_until_the_heartbeat_is_due() -> (
+    None
+):
+    workload, prober, state = FakeWorkload(replicas=1), FakeProber(Backlog(1, 0)), PoolState()
+    first = await tick(workload, prober, body(), state)
+    later = await tick(
+        workload, prober, body(status=first.status), state, NOW + timedelta(seconds=15)
+    )
+    assert later.status == first.status  # lastActiveTime moved, and is kept like the others
+    assert condition(later, "Active")["status"] == "True"
+    much_later = await tick(
+        workload, prober, body(status=later.status), state, NOW + timedelta(minutes=6)
+    )
+    assert much_later.status["lastActiveTime"] == "2026-11-28T10:06:00Z"
+    assert much_later.status["probe"]["lastSuccessTime"] == "2026-11-28T10:06:00Z"
+    assert workload.replicas == 1
+
+
+async def test_a_restart_never_shortens_the_cooldown_of_a_pool_last_seen_busy() -> None:
+    """Its lastActiveTime may be a heartbeat kept up to 5 minutes: the clock starts anew."""
+    kept = (NOW - timedelta(seconds=290)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    busy = {"lastActiveTime": kept, "backlog": {"unlocked": 1, "locked": 0, "stale": False}}
+    workload = FakeWorkload(replicas=2)
+    pool = body({"cooldownPeriod": "60s"}, status=busy)
+    outcome = await tick(workload, FakeProber(), pool, PoolState())
+    assert outcome.decision is not None
+    assert outcome.decision.reason is not Reason.COOLED_DOWN
+    assert workload.replicas == 2
+    assert outcome.status["lastActiveTime"] == "2026-11-28T10:00:00Z"
 
 
 async def test_a_changed_backlog_is_written_at_once_with_fresh_timestamps() -> None:
     workload, prober, state = FakeWorkload(), FakeProber(), PoolState()
     first = await tick(workload, prober, body(), state)
     prober.backlog_value = Backlog(unlocked=3, locked=0)
-    later = await tick(workload, prober, body(status=first.status), state,
-                       NOW + timedelta(seconds=15))
+    later = await tick(
+        workload, prober, body(status=first.status), state, NOW + timedelta(seconds=15)
+    )
     assert later.status["backlog"]["unlocked"] == 3
     assert later.status["backlog"]["observedTime"] == "2026-11-28T10:00:15Z"
     assert later.status["probe"]["lastSuccessTime"] == "2026-11-28T10:00:15Z"

@@ -128,8 +128,11 @@ def test_heartbeats_are_kept_against_a_status_read_back_without_its_nulls() -> N
     written = {
         "replicas": 0,
         "lastScaleTime": None,
-        "probe": {"consecutiveFailures": 0, "lastSuccessTime": "2026-11-28T10:00:00Z",
-                  "lastError": None},
+        "probe": {
+            "consecutiveFailures": 0,
+            "lastSuccessTime": "2026-11-28T10:00:00Z",
+            "lastError": None,
+        },
         "backlog": {"unlocked": 0, "locked": 0, "observedTime": "2026-11-28T10:00:00Z"},
     }
     # What the API server stores: a merge patch's nulls remove their fields.
@@ -161,3 +164,28 @@ def test_timestamps_read_back_as_aware_datetimes_or_none() -> None:
     )
     for unreadable in (None, "", "yesterday", 12, "2026-13-01T00:00:00Z"):
         assert parse_time(unreadable) is None
+
+
+def test_last_active_time_is_a_heartbeat_and_an_unmoved_old_field_forces_no_write() -> None:
+    from flowable_worker_operator.status import keep_heartbeats
+
+    now = datetime(2026, 11, 28, 10, 0, 15, tzinfo=UTC)
+    written = {
+        "replicas": 1,
+        "lastActiveTime": "2026-11-28T10:00:00Z",
+        "lastScaleTime": "2026-11-28T08:00:00Z",  # old, but it did not move: no refresh due
+        "probe": {"lastSuccessTime": "2026-11-28T10:00:00Z"},
+        "backlog": {"unlocked": 1, "locked": 0, "observedTime": "2026-11-28T10:00:00Z"},
+    }
+    fresh = {
+        **written,
+        "lastActiveTime": "2026-11-28T10:00:15Z",
+        "probe": {"lastSuccessTime": "2026-11-28T10:00:15Z"},
+        "backlog": {**written["backlog"], "observedTime": "2026-11-28T10:00:15Z"},
+    }
+    assert keep_heartbeats(fresh, written, now=now) == written
+    more = {**fresh, "backlog": {**fresh["backlog"], "unlocked": 2}}
+    assert keep_heartbeats(more, written, now=now) == more  # something else moved: all fresh
+    assert keep_heartbeats(fresh, written, now=now + timedelta(minutes=5)) == fresh
+    cleared = {**fresh, "lastActiveTime": None}
+    assert keep_heartbeats(cleared, written, now=now) == cleared  # a removal is written
