@@ -18,8 +18,10 @@ One `BacklogProber` serves the whole operator process, because pools share engin
 `FlowableClient` (external-job API) and one `httpx.AsyncClient` (process and CMMN APIs) per
 `Engine`, and answers identical questions (same engine, selector and lock state) asked within
 `max_age` seconds with one request (`shared_answers`): concurrent askers await the same request in
-flight, later ones reuse its answer. A hundred pools on one engine polling every 15 s thus cost the
-engine one query per distinct question per interval, not one per pool.
+flight, later ones reuse its answer. The pools asking one question tick in the same instant (their
+daemons keep to a phase of the interval shared by the topic: `shared_answers.phase_delay`), so a
+hundred pools on one engine polling every 15 s cost the engine one query per distinct question per
+interval, not one per pool, while every answer stays at most `max_age` old.
 
 A probe that can't measure raises `ProbeError`, whatever went wrong (an HTTP error, the network, a
 malformed answer, unreadable definitions). It never answers zero instead: the scaling core must see

@@ -3,7 +3,10 @@
 Each pool gets one kopf *daemon*: a loop that ticks every `scaling.pollingInterval`, and at once
 when the pool's spec or its paused-replicas annotation changes (a raw watch event wakes it; the
 operator's own status writes do not, as they change neither). A daemon rather than a timer
-because the interval is the pool's own setting, not a decorator constant.
+because the interval is the pool's own setting, not a decorator constant. Ticks keep to a phase
+of the interval shared by the pools asking the same engine about the same topic, so that one
+engine request answers them all (`shared_answers.phase_delay`); the first tick after a start or
+a wake-up comes at once, the next at the phase.
 
 With `--shards` every replica runs a daemon for every pool, but only the replica holding the
 pool's shard ticks it; the others wait, writing nothing, until the shard moves (`shards`).
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.shards import ShardKeeper, shard_of
+from flowable_worker_operator.shared_answers import phase_delay
 from flowable_worker_operator.spec import GROUP, PAUSED_REPLICAS_ANNOTATION, PLURAL, VERSION
 
 __all__ = ["Runtime"]
@@ -182,7 +187,7 @@ async def _scale_pool(
                     await runtime.workload.write_status(namespace, name, outcome.status)
                     written = outcome.status
                 _record(namespace, name, outcome)
-                pause = outcome.next_tick
+                pause = _in_phase(outcome.next_tick, body)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -197,6 +202,21 @@ async def _scale_pool(
         # Also when kopf cancels the daemon mid-tick: the pool's overlap must not outlive it.
         runtime.reconciler.forget(namespace, name)
         metrics.forget_pool(namespace, name)
+
+
+def _phase_key(body: kopf.Body) -> str:
+    """The question a pool asks its engine, for its phase: pools on one topic of one engine ask
+    together, so that one request answers them all (`shared_answers.phase_delay`)."""
+    spec = body.get("spec") or {}
+    engine = spec.get("engine") or {}
+    return f"{str(engine.get('url') or '').rstrip('/')} {spec.get('topic') or ''}"
+
+
+def _in_phase(pause: timedelta, body: kopf.Body) -> timedelta:
+    """`pause` (the pool's interval), ending at the next moment of the pool's phase: ticks stay
+    one interval apart, but every pool asking the same question ticks in the same instant."""
+    seconds = phase_delay(pause.total_seconds(), _phase_key(body), time.time())
+    return timedelta(seconds=seconds)
 
 
 def _record(namespace: str, name: str, outcome: Outcome) -> None:

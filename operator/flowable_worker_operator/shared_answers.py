@@ -1,19 +1,49 @@
-"""`SharedAnswers`: ask once, answer everyone who asks the same question at about the same time.
+"""`SharedAnswers`: ask once, answer everyone who asks the same question at about the same time;
+`phase_delay`: make askers of one question ask at the same time.
 
 Generic on purpose (any hashable question, any answer): the backlog prober uses it so that pools
 asking an engine the same count share one request, but nothing here knows about engines or pools.
+
+Sharing for a short while only works if the askers ask together. Pools on one topic that poll
+every 15 s from whenever each was created ask at random phases of the interval: with a 1 s
+memory, five of them cost about five requests per interval. Remembering answers longer (a
+fraction of the interval) would save requests but make every answer older, so a backlog change
+would reach replicas up to that much later than one interval. `phase_delay` does the other
+thing: each asker waits until the next moment of its question's phase (`offset(key) + k *
+period`, on the wall clock), so every asker of one question asks in the same instant and one
+request (single flight, an answer at most `max_age` old) answers them all, once per period;
+the answers stay fresh, and different questions keep different phases, spread over the period.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
 from typing import Generic, TypeVar
 
-__all__ = ["SharedAnswers"]
+__all__ = ["SharedAnswers", "phase_delay"]
+
+PHASE_SPAN = 3600.0
+"""Phases are spread over an hour: `offset + k * period` for any period dividing it (15 s, 30 s,
+1 min...) gives nested moments, so askers of one question polling every 15 s and every 30 s still
+meet every 30 s."""
+
+
+def phase_delay(period: float, key: str, now: float) -> float:
+    """Seconds from `now` (seconds since the epoch) to the next moment of `key`'s phase, in
+    (0, period]: the moments are `offset(key) + k * period`, `offset` a stable hash of `key`
+    (the same in every process, so after a restart and across replicas). A period of 0 or less
+    is returned as it is."""
+    if period <= 0:
+        return period
+    offset = zlib.crc32(key.encode()) / 2**32 * PHASE_SPAN
+    delay = (offset - now) % period
+    return delay if delay > 0 else period
+
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

@@ -275,3 +275,22 @@ async def test_cleanup_closes_the_prober() -> None:
     await handlers._close(memo=kopf.Memo(runtime=runtime))
     await handlers._close(memo=kopf.Memo())  # before startup built anything: nothing to close
     assert closed == [True]
+
+
+def test_pools_on_one_topic_of_one_engine_tick_in_the_same_instant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interval = timedelta(seconds=15)
+    other = _body()
+    other["spec"]["engine"]["url"] = "http://flowable:8080/"  # the same engine
+    elsewhere = _body()
+    elsewhere["spec"]["topic"] = "mail"
+    monkeypatch.setattr(handlers.time, "time", lambda: 1_796_000_003.0)
+    first = 1_796_000_003.0 + handlers._in_phase(interval, _body()).total_seconds()
+    monkeypatch.setattr(handlers.time, "time", lambda: 1_796_000_011.5)
+    second = 1_796_000_011.5 + handlers._in_phase(interval, other).total_seconds()
+    mail = 1_796_000_011.5 + handlers._in_phase(interval, elsewhere).total_seconds()
+    assert (second - first) % 15 == pytest.approx(0, abs=1e-6)
+    apart = (mail - first) % 15
+    assert min(apart, 15 - apart) > 1e-3
+    assert timedelta(0) < handlers._in_phase(interval, _body()) <= interval
