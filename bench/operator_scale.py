@@ -28,6 +28,9 @@ place, so a topic used again goes from k to k+1 replicas. `--profile FILE` runs 
 operator for 30 s after the last stage (if py-spy is installed) and prints the functions with the
 most own time.
 
+`--bad-every K` makes every K-th pool bad as users' pools go bad (alternately a spec the operator
+refuses and a missing engine Secret); the good pools' ticks are then measured beside them.
+
 Prints a table, then as the last line one JSON object {"stages": [...]}. Stops everything it
 started, on Ctrl-C or an error too. A missing part (control-plane binaries, the Flowable jar,
 Java, the operator's console script) is one line on stderr and exit status 1.
@@ -128,6 +131,9 @@ class Stage:
     lag_p99_s: float | None
     lag_samples: int
     lag_timeouts: int
+    bad_pools: int = 0
+    """Pools with a bad spec or a missing Secret (`--bad-every`); ticks_per_interval is the
+    others'."""
     apiserver_requests_per_interval: dict[str, float] = field(default_factory=dict)
 
 
@@ -230,6 +236,22 @@ def pool_name(index: int) -> str:
     return f"pool-{index:05d}"
 
 
+def is_bad(index: int, every: int) -> bool:
+    """Whether pool `index` is one of the bad ones (`--bad-every`): every `every`-th pool."""
+    return every > 0 and index % every == every - 1
+
+
+def bad_spec(index: int, every: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """A bad pool as users write them: alternately a spec the CRD accepts but the operator
+    refuses (a handler timeout longer than the lock: Ready=False, InvalidSpec) and an engine
+    Secret that does not exist (Ready=False, SecretNotFound). Neither gets a Deployment."""
+    if (index // every) % 2 == 0:
+        spec["worker"] = {**spec["worker"], "lockDuration": "PT30S", "handlerTimeout": "PT1M"}
+    else:
+        spec["engine"] = {**spec["engine"], "authSecretRef": {"name": "missing-credentials"}}
+    return spec
+
+
 def create_pools(
     api: k8s_client.ApiClient,
     namespace: str,
@@ -238,11 +260,12 @@ def create_pools(
     engine_url: str,
     pools_per_topic: int,
     interval: int,
+    bad_every: int = 0,
 ) -> None:
     custom = k8s_client.CustomObjectsApi(api)
 
     def create(index: int) -> None:
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ExternalWorkerPool",
             "metadata": {"name": pool_name(index)},
@@ -255,6 +278,8 @@ def create_pools(
                 "scaling": {"pollingInterval": f"{interval}s"},
             },
         }
+        if is_bad(index, bad_every):
+            body["spec"] = bad_spec(index, bad_every, body["spec"])
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
     with ThreadPoolExecutor(8) as pool:
@@ -273,12 +298,16 @@ def wait_until(what: str, check: Any, timeout: float, operator: OperatorProcess)
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def ticks(metrics_text: str) -> tuple[float, int]:
-    """(ticks so far, tick errors so far) from the operator's /metrics."""
+def ticks(metrics_text: str, skip: frozenset[str] = frozenset()) -> tuple[float, int]:
+    """(ticks so far of the pools not in `skip`, tick errors so far) from the operator's
+    /metrics; the bad pools are skipped: they decide nothing, and the question is whether the good
+    ones stay on schedule beside them."""
     total, errors = 0.0, 0.0
     for line in metrics_text.splitlines():
         if line.startswith(TICKS_METRIC):
-            total += float(line.rsplit(" ", 1)[1])
+            pool = re.search(r'pool="([^"]+)"', line)
+            if pool is None or pool[1] not in skip:
+                total += float(line.rsplit(" ", 1)[1])
         elif line.startswith("flowable_pool_tick_errors_total{"):
             errors += float(line.rsplit(" ", 1)[1])
     return total, int(errors)
@@ -300,7 +329,12 @@ class Reading:
 
 
 def read(
-    operator: OperatorProcess, cluster: LocalCluster, proxy: CountingProxy, *, first: bool
+    operator: OperatorProcess,
+    cluster: LocalCluster,
+    proxy: CountingProxy,
+    *,
+    first: bool,
+    skip: frozenset[str] = frozenset(),
 ) -> Reading:
     """At the window's start the operator's /metrics is read first and CPU last, at its end the
     other way round, so rendering a large /metrics is not counted as the operator's idle cost."""
@@ -308,7 +342,7 @@ def read(
 
     def scrape() -> tuple[float, float, int]:
         started = time.monotonic()
-        count, errors = ticks(operator.metrics())
+        count, errors = ticks(operator.metrics(), skip)
         return (started + time.monotonic()) / 2, count, errors
 
     if first:
@@ -339,15 +373,16 @@ def window(
     topics: int,
     interval: int,
     intervals: int,
+    bad: frozenset[str] = frozenset(),
 ) -> Stage:
-    start = read(operator, cluster, proxy, first=True)
+    start = read(operator, cluster, proxy, first=True, skip=bad)
     peak_rss = rss_bytes(operator.process.pid)
     end_at = start.at + intervals * interval
     while (left := end_at - time.monotonic()) > 0:
         time.sleep(min(5.0, left))
         operator.healthy()
         peak_rss = max(peak_rss, rss_bytes(operator.process.pid))
-    end = read(operator, cluster, proxy, first=False)
+    end = read(operator, cluster, proxy, first=False, skip=bad)
     seconds = end.at - start.at
     n = seconds / interval
     requests = end.requests - start.requests
@@ -362,8 +397,11 @@ def window(
         cpu_cores=round((end.operator_cpu - start.operator_cpu) / seconds, 4),
         rss_mb=round(peak_rss / 2**20, 1),
         ticks_per_interval=round(
-            (end.ticks - start.ticks) / (pools * (end.ticks_at - start.ticks_at) / interval), 3
+            (end.ticks - start.ticks)
+            / ((pools - len(bad)) * (end.ticks_at - start.ticks_at) / interval),
+            3,
         ),
+        bad_pools=len(bad),
         tick_errors=end.tick_errors - start.tick_errors,
         apiserver_writes_per_interval=round(
             apiserver_requests.sum_verbs(ours, apiserver_requests.WRITE_VERBS) / n, 2
@@ -545,8 +583,11 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
             create_pools(
                 api, namespace, range(created, pools), engine_url=proxy.base_url,
                 pools_per_topic=args.pools_per_topic, interval=args.interval,
+                bad_every=args.bad_every,
             )  # fmt: skip
-            names = [f"{pool_name(i)}-worker" for i in range(pools)]
+            names = [f"{pool_name(i)}-worker" for i in range(pools)
+                     if not is_bad(i, args.bad_every)]  # fmt: skip
+            bad = frozenset(pool_name(i) for i in range(pools) if is_bad(i, args.bad_every))
             wait_until(f"{pools} Deployments", lambda n=names: watch.has(n),
                        120 + 0.2 * (pools - created), operator)  # fmt: skip
             if watch.error is not None:
@@ -558,7 +599,7 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
             stage = window(
                 operator, cluster, proxy, pools=pools,
                 topics=math.ceil(pools / args.pools_per_topic),
-                interval=args.interval, intervals=args.window_intervals,
+                interval=args.interval, intervals=args.window_intervals, bad=bad,
             )  # fmt: skip
             progress(f"{pools} pools measured: {stage.cpu_cores} cores; timing the lag")
             lags, timeouts = lag(
@@ -594,6 +635,7 @@ def print_table(stages: list[Stage]) -> None:
         ("lag p50 s", "lag_p50_s", "{}"),
         ("lag p99 s", "lag_p99_s", "{}"),
         ("lag n", "lag_samples", "{}"),
+        ("bad", "bad_pools", "{}"),
     ]
     rows = [[fmt.format(getattr(s, key)) for _, key, fmt in columns] for s in stages]
     widths = [
@@ -627,6 +669,14 @@ def main() -> int:
     parser.add_argument("--warmup-intervals", type=int, default=2)
     parser.add_argument("--window-intervals", type=int, default=4)
     parser.add_argument("--lag-samples", type=int, default=50)
+    parser.add_argument(
+        "--bad-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="every K-th pool is bad: alternately a spec the operator refuses and a missing "
+        "engine Secret (10: 100 bad of 1000); ticks/pool/iv is then the good pools' (default 0)",
+    )
     parser.add_argument(
         "--models",
         type=int,
