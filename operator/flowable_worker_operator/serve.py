@@ -64,7 +64,8 @@ async def serve(config: OperatorConfig) -> None:
         max_age=config.probe_share_seconds,
         discovery_interval=config.discovery_interval_seconds,
     )
-    deployments = deployment_cache(api_client, config.namespaces)
+    watch_client = _watch_client(len(config.namespaces) or 1)
+    deployments = deployment_cache(watch_client, config.namespaces)
     deployments.start()
     workload = ClusterWorkload(
         api_client, default_image=config.worker_image, deployments=deployments
@@ -127,9 +128,18 @@ async def serve(config: OperatorConfig) -> None:
             await keeper.stop()
         await prober.aclose()
         await asyncio.to_thread(deployments.stop)
+        watch_client.close()
         if site is not None:
             await site.stop()
         api_client.close()
+
+
+def _watch_client(watches: int) -> Any:
+    """An API client of its own for the Deployment watches: each holds a connection open for
+    minutes, which must not take the ticks' connections from their pool."""
+    configuration = k8s.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = max(watches, 1)
+    return k8s.ApiClient(configuration)
 
 
 def deployment_cache(api_client: Any, namespaces: tuple[str, ...]) -> DeploymentCache:
