@@ -421,6 +421,36 @@ async def play(real: RealFlowable, trace: Trace, pools: dict[str, Pool], t0: flo
         )
 
 
+async def wait_scalers_ready(
+    cluster: LocalCluster, namespace: str, pools: dict[str, Pool], within: float
+) -> None:
+    """Until KEDA's ScaledObject is Ready and this operator's pool has found its topic."""
+    keda, ours = pools["keda"], pools["ours"]
+    scaled = f"/apis/keda.sh/v1alpha1/namespaces/{namespace}/scaledobjects/{keda.resource}"
+    group = "/apis/flowable-worker.io/v1alpha1"
+    pool = f"{group}/namespaces/{namespace}/externalworkerpools/{ours.resource}"
+    deadline = time.monotonic() + within
+    while True:
+        _s, so = cluster.api("GET", scaled)
+        _p, ewp = cluster.api("GET", pool)
+        so_ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (so.get("status") or {}).get("conditions") or []
+        )
+        found = any(
+            sel.get("topic") == ours.topic
+            for sel in (ewp.get("status") or {}).get("selectors") or []
+        )
+        if so_ready and found:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterStartError(
+                f"scalers not ready after {within:.0f} s: ScaledObject Ready={so_ready}, "
+                f"pool found its topic={found}"
+            )
+        await asyncio.sleep(1.0)
+
+
 async def run_trace(
     cluster: LocalCluster,
     runner: PodRunner,
@@ -452,7 +482,10 @@ async def run_trace(
             )
             pool.definition_id = model.definition_id
     create_pools(cluster, namespace, real.base_url, pools, args)
-    # Let both scalers see the empty topic first, as in a cluster that has run for a while.
+    # Both scalers must know the topic before the first arrival, as in a cluster that has run
+    # for a while: the operator may still hold an engine's definition listing from before the
+    # model was deployed (a later trace's pool reported TopicNotFound for up to 50 s).
+    await wait_scalers_ready(cluster, namespace, pools, within=args.settle)
     await asyncio.sleep(args.polling_interval + 5)
     sampler = Sampler(runner, namespace, list(pools.values()))
     sampler.start()
