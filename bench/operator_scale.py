@@ -14,7 +14,7 @@ nothing changes:
   /metrics (one decision per tick) over pools x intervals;
 - API-server requests per interval by verb and resource (deltas of `apiserver_request_total`):
   writes (POST/PUT/PATCH/DELETE) and reads (GET/LIST) on the resources the operator touches
-  (bench/apiserver_requests.py), WATCH apart, and everyone else's requests apart;
+  (localstack/apiserver_requests.py), WATCH apart, and everyone else's requests apart;
 - kube-apiserver and etcd CPU from /proc;
 - engine requests per distinct question (method, path?query) per interval, counted at the proxy:
   the mean and the max over the job-count questions, and all requests per interval.
@@ -69,10 +69,10 @@ sys.path.insert(0, str(REPO_ROOT))
 from kubernetes import client as k8s_client  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 
-from bench import apiserver_requests  # noqa: E402
 from bench.counting_proxy import CountingProxy, Question  # noqa: E402
 from bench.deployment_watch import DeploymentWatch  # noqa: E402
 from bench.proc_usage import cpu_seconds, rss_bytes  # noqa: E402
+from localstack import apiserver_requests  # noqa: E402
 from localstack.cluster import (  # noqa: E402
     LocalCluster,
     MissingPrerequisiteError,

@@ -2,17 +2,22 @@
 
 The operator measures an idle pool every `pollingInterval`; while nothing a user can see changes
 (backlog, replicas, conditions), its status stays as written (`status.keep_heartbeats`), so the
-pool object's resourceVersion, and its Deployment's, stand still. Every write would move them.
+pool object's resourceVersion, and its Deployment's, stand still. Every write would move them; and
+the API server's own count of requests (`apiserver_request_total`) shows no write of a pool, its
+status, a Deployment, its /scale or a PodDisruptionBudget meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
 
+from localstack.apiserver_requests import parse
+from localstack.cluster import LocalCluster
 from localstack.operator_process import OperatorProcess
 from tests.support.emulator import FlowableEmulator
 from tests.support.waiting import poll_until
@@ -27,6 +32,7 @@ async def test_an_idle_pool_makes_no_write_over_several_intervals_and_wakes_on_w
     emulator: FlowableEmulator,
     api_client: Any,
     namespace: str,
+    cluster: LocalCluster,
 ) -> None:
     spec = emulated_pool(emulator, "quiet:1:1", 0, {"maxReplicas": 3, "pollingInterval": "1s"})
     create_pool(api_client, namespace, "quiet", spec)
@@ -43,13 +49,16 @@ async def test_an_idle_pool_makes_no_write_over_several_intervals_and_wakes_on_w
         apps.read_namespaced_deployment("quiet-worker", namespace).metadata.resource_version,
     )
     probes_before = _probes(emulator)
+    writes_before = _writes(cluster)
     await asyncio.sleep(8)  # eight polling intervals
+    writes = _writes(cluster) - writes_before
     after = (
         read_pool(api_client, namespace, "quiet")["metadata"]["resourceVersion"],
         apps.read_namespaced_deployment("quiet-worker", namespace).metadata.resource_version,
     )
     assert _probes(emulator) - probes_before >= 5, "the pool was not measured meanwhile"
     assert after == before, "an idle pool wrote to the API server"
+    assert not +writes, f"the API server counted writes: {dict(writes)}"
     # Work arrives: the next tick writes and scales.
     for _ in range(4):
         emulator.create_job(spec["topic"], element_id="check", definition_id="quiet:1:1")
@@ -59,3 +68,26 @@ async def test_an_idle_pool_makes_no_write_over_several_intervals_and_wakes_on_w
 
 def _probes(emulator: FlowableEmulator) -> int:
     return len(emulator.requests(endpoint="listJobs"))
+
+
+# What only the operator writes (the controller manager writes deployments/status, and Events
+# come from everyone, so neither is counted here).
+OPERATOR_WRITES = {
+    "externalworkerpools",
+    "externalworkerpools/status",
+    "deployments",
+    "deployments/scale",
+    "poddisruptionbudgets",
+}
+
+
+def _writes(cluster: LocalCluster) -> Counter[tuple[str, str]]:
+    status, text = cluster.api("GET", "/metrics")
+    assert status == 200, f"kube-apiserver /metrics answered {status}"
+    return Counter(
+        {
+            (verb, resource): count
+            for (verb, resource), count in parse(str(text)).items()
+            if resource in OPERATOR_WRITES and verb in {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+        }
+    )
