@@ -5,7 +5,9 @@ A thin synchronous shell over the `kubernetes` client (the operator calls it thr
 `asyncio.to_thread`): create or update the owned Deployment and its PodDisruptionBudget (built by
 `manifests`, which is pure), read and set replicas through the `/scale` subresource, and mark pods
 with `controller.kubernetes.io/pod-deletion-cost` so that a scale-down removes idle workers before
-busy ones.
+busy ones. The owned Deployment and its `/scale` are read from the operator's `DeploymentCache`
+when it holds them (an unchanged pool's tick then costs no request), by GET otherwise; the
+Deployment is read and written as raw JSON, its models' deserialization being most of a GET's cost.
 
 What this module must never do: decide a replica count (that is `scaling`), or undo one. A template
 change replaces the Deployment's spec but keeps its live `spec.replicas`. It never takes over a
