@@ -41,6 +41,7 @@ from flowable_worker_operator.scaling import (
     Reason,
     ScalingSpec,
     decide,
+    failures_shown,
 )
 from flowable_worker_operator.spec import Pool, SpecError, parse_pool
 from flowable_worker_operator.status import (
@@ -391,7 +392,7 @@ class Reconciler:
             "lastScaleTime": last_scale,
             "lastActiveTime": _timestamp(decision.history.last_active_time),
             "probe": {
-                "consecutiveFailures": state.consecutive_failures,
+                "consecutiveFailures": failures_shown(state.consecutive_failures, spec),
                 "lastSuccessTime": _timestamp(state.last_success),
                 "lastError": None if state.last_error is None else bounded(state.last_error),
             },

@@ -46,6 +46,7 @@ __all__ = [
     "decide",
     "default_scale_down_rules",
     "default_scale_up_rules",
+    "failures_shown",
 ]
 
 
@@ -302,12 +303,34 @@ def decide(*, spec: ScalingSpec, observation: Observation, history: History) -> 
     )
 
 
+FAILURES_SHOWN = 3
+"""Without a fallback, the failed probes in a row that status and messages count one by one."""
+
+
+def failures_shown(count: int, spec: ScalingSpec) -> int:
+    """The failed probes in a row as the pool's status counts them: one by one up to the
+    fallback's threshold (at least `FAILURES_SHOWN`), then that number stays.
+
+    Past it the decision no longer changes with the count, and a pool whose engine stays down
+    would otherwise rewrite its status on every tick only to move a counter (`N in a row`): for
+    1000 such pools, 1000 PATCHes an interval saying nothing new. The exact count stays in the
+    logs and in `flowable_pool_probe_consecutive_failures`."""
+    threshold = spec.fallback.failure_threshold if spec.fallback is not None else 0
+    return min(count, max(FAILURES_SHOWN, threshold))
+
+
+def _failures_text(count: int, spec: ScalingSpec) -> str:
+    shown = failures_shown(count, spec)
+    return f"{shown}+" if shown < count else str(count)
+
+
 def _decide_without_backlog(
     *, spec: ScalingSpec, observation: Observation, error: ProbeFailed, history: History
 ) -> Decision:
     """Hold, or fall back: never act as if the backlog were empty when it is merely unknown."""
     current = observation.current_replicas
     failures = observation.consecutive_failures
+    counted = _failures_text(failures, spec)
     fallback = spec.fallback
     if fallback is None or failures < fallback.failure_threshold:
         threshold = (
@@ -319,7 +342,7 @@ def _decide_without_backlog(
             desired_replicas=current,
             reason=Reason.PROBE_FAILED_HOLDING,
             message=(
-                f"the backlog probe failed ({failures} in a row, {threshold}: {error.error}); "
+                f"the backlog probe failed ({counted} in a row, {threshold}: {error.error}); "
                 f"holding {current} replicas"
             ),
             history=history,
@@ -334,7 +357,7 @@ def _decide_without_backlog(
         desired_replicas=desired,
         reason=Reason.FALLBACK,
         message=(
-            f"the backlog probe failed {failures} times in a row (threshold "
+            f"the backlog probe failed {counted} times in a row (threshold "
             f"{fallback.failure_threshold}: {error.error}); fallback {fallback.behavior} with "
             f"{fallback.replicas} replicas gives {desired} (currently {current})"
         ),

@@ -198,7 +198,9 @@ async def test_an_unreachable_engine_never_scales_to_zero() -> None:
         assert outcome.decision.reason is Reason.PROBE_FAILED_HOLDING
     assert workload.replicas == 2
     assert ("set_replicas", 0) not in workload.calls
-    assert outcome.status["probe"]["consecutiveFailures"] == 5
+    # Counted one by one up to 3 (no fallback), then "3+": the status stops moving (below).
+    assert outcome.status["probe"]["consecutiveFailures"] == 3
+    assert "3+ in a row" in outcome.decision.message
     assert outcome.status["probe"]["lastError"] == "connection refused"
     assert "backlog" not in outcome.status
     assert condition(outcome, "EngineReachable")["status"] == "False"
@@ -416,3 +418,28 @@ async def test_outcome_exposes_what_the_metrics_record() -> None:
         FakeWorkload(replicas=1), FakeProber(ProbeError("down")), body(), PoolState()
     )
     assert failing.probe_failures == 1
+
+
+@pytest.mark.parametrize(
+    ("fallback", "counted"), [(None, 3), ({"failureThreshold": 6, "replicas": 1}, 6)]
+)
+async def test_an_engine_that_stays_down_stops_moving_the_status_once_the_count_says_enough(
+    fallback: dict[str, Any] | None, counted: int
+) -> None:
+    """The count of failures matters up to the fallback's threshold; past it, rewriting the status
+    on every tick to move `N in a row` would cost a PATCH per pool per interval for nothing."""
+    workload = FakeWorkload(replicas=2, engine_error="Secret billing/flowable-auth not found")
+    state, status, written = PoolState(), {}, []
+    scaling = {} if fallback is None else {"fallback": fallback}
+    for minute in range(counted + 5):
+        outcome = await tick(
+            workload,
+            FakeProber(),
+            body(scaling, status=status),
+            state,
+            NOW + timedelta(minutes=minute),
+        )
+        written.append(outcome.status != status)
+        status = outcome.status
+    assert status["probe"]["consecutiveFailures"] == counted
+    assert written == [True] * (counted + 1) + [False] * 4
