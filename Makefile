@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 lint: setup actionlint-bin ## ruff; mypy --strict over both packages and the test harness; hadolint on the Dockerfile; actionlint on the workflows; import directions (docs/architecture.md)
 	$(BIN)/ruff check worker operator tests localstack bench examples
 	$(BIN)/mypy --strict worker/flowable_worker operator/flowable_worker_operator
-	$(BIN)/mypy --strict localstack/cluster.py localstack/podrunner.py localstack/certs.py localstack/demo.py localstack/flowable_server.py localstack/importcheck.py localstack/operator_process.py localstack/podman.py localstack/podcontainer.py tests/support
+	$(BIN)/mypy --strict localstack/*.py tests/support
 	$(BIN)/hadolint Dockerfile examples/handler-image/Dockerfile
 	"$$(bash localstack/actionlint/build.sh --bin-dir)/actionlint" -no-color
 	$(BIN)/python -m localstack.importcheck
