@@ -126,10 +126,12 @@ watched namespace. Exactly the calls the operator and kopf make: tests/cluster/t
 - apiGroups: [flowable-worker.io]
   resources: [externalworkerpools/status]
   verbs: [patch]
-# The worker Deployment a pool owns: read, create, replace when its template changed.
+# The worker Deployment a pool owns: read, create, replace when its template changed; listed
+# and watched (only those carrying the operator's pool label) into the operator's cache, so a
+# tick reads it from memory instead of a GET.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, create, update]
+  verbs: [get, list, watch, create, update]
 # Replicas through /scale, as HPA does: owned Deployments and scaleTargetRef Deployments and
 # StatefulSets. (Another kind as scaleTargetRef needs get and patch on its /scale as well.)
 - apiGroups: [apps]
