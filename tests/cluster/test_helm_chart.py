@@ -377,7 +377,8 @@ def test_sharding_renders_replicas_the_lease_role_a_rolling_update_and_the_flags
     assert role["rules"] == rules_of(
         DEPLOY / "rbac" / "leader-election-role.yaml", "flowable-worker-operator-leader-election"
     )
-    assert only(docs, "RoleBinding", f"{FULLNAME}-leader-election")["metadata"]["namespace"] == "ops"
+    binding = only(docs, "RoleBinding", f"{FULLNAME}-leader-election")
+    assert binding["metadata"]["namespace"] == "ops"
 
 
 def test_leader_election_with_one_replica_and_no_rbac(cluster: LocalCluster) -> None:
