@@ -285,15 +285,19 @@ def pod_namespace() -> str:
         return ""
 
 
-def _leader_election(values: Mapping[str, Any]) -> LeaderElectionConfig:
-    namespace = str(values.get("leader_election_namespace") or "").strip() or pod_namespace()
+def _lease_namespace(values: Mapping[str, Any], field: str, needed_by: str) -> str:
+    """The namespace of the operator's Leases: the option `field`, else the pod's own."""
+    option = next(option for option in OPTIONS if option.field == field)
+    namespace = str(values.get(field) or "").strip() or pod_namespace()
     if not namespace:
-        raise ConfigError(
-            "--leader-election needs --leader-election-namespace "
-            "(or FLOWABLE_OPERATOR_LEADER_ELECTION_NAMESPACE) outside a pod"
-        )
+        raise ConfigError(f"{needed_by} needs {option.flag} (or {option.env}) outside a pod")
     if not _DNS_LABEL.fullmatch(namespace):
-        raise ConfigError(f"--leader-election-namespace {namespace!r} is not a namespace name")
+        raise ConfigError(f"{option.flag} {namespace!r} is not a namespace name")
+    return namespace
+
+
+def _leader_election(values: Mapping[str, Any]) -> LeaderElectionConfig:
+    namespace = _lease_namespace(values, "leader_election_namespace", "--leader-election")
     name = str(values["leader_election_name"]).strip()
     if not _DNS_SUBDOMAIN.fullmatch(name):
         raise ConfigError(f"--leader-election-name {name!r} is not a valid Lease name")
@@ -301,14 +305,7 @@ def _leader_election(values: Mapping[str, Any]) -> LeaderElectionConfig:
 
 
 def _sharding(values: Mapping[str, Any]) -> ShardingConfig:
-    namespace = str(values.get("shard_lease_namespace") or "").strip() or pod_namespace()
-    if not namespace:
-        raise ConfigError(
-            "--shards needs --shard-lease-namespace "
-            "(or FLOWABLE_OPERATOR_SHARD_LEASE_NAMESPACE) outside a pod"
-        )
-    if not _DNS_LABEL.fullmatch(namespace):
-        raise ConfigError(f"--shard-lease-namespace {namespace!r} is not a namespace name")
+    namespace = _lease_namespace(values, "shard_lease_namespace", "--shards")
     prefix = str(values["shard_lease_prefix"]).strip()
     # the longest name it makes: <prefix>-member-<12 hex>
     if not _DNS_SUBDOMAIN.fullmatch(prefix) or len(prefix) > 200:

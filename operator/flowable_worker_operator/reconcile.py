@@ -529,15 +529,7 @@ class Reconciler:
         message: str,
     ) -> Outcome:
         """A tick that cannot act: say why in Ready and (once per problem) in a Warning Event."""
-        conditions = set_condition(
-            conditions,
-            type=READY,
-            status=False,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
+        conditions = _not_ready(conditions, reason, message, generation=generation, now=now)
         events: tuple[Event, ...] = ()
         key = f"{generation}:{reason}:{message}"
         if key not in state.warned:
@@ -548,6 +540,20 @@ class Reconciler:
             events=events,
             next_tick=SPEC_RETRY,
         )
+
+
+def _not_ready(
+    conditions: list[dict[str, Any]], reason: str, message: str, *, generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    return set_condition(
+        conditions,
+        type=READY,
+        status=False,
+        reason=reason,
+        message=message,
+        generation=generation,
+        now=now,
+    )
 
 
 def _drop(task: asyncio.Future[ProbeResult]) -> None:
@@ -746,16 +752,7 @@ def _topic_conditions(
 ) -> list[dict[str, Any]]:
     """Ready=False when nothing was found to count, and SharedBacklog, after `_conditions`."""
     if blocker is not None:
-        reason, message = blocker
-        conditions = set_condition(
-            conditions,
-            type=READY,
-            status=False,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
+        conditions = _not_ready(conditions, *blocker, generation=generation, now=now)
     return set_condition(
         conditions,
         type=SHARED_BACKLOG,

@@ -594,16 +594,13 @@ def _period_start(
 def _scale_up_limit(*, current: int, history: History, rules: ScalingRules, now: datetime) -> int:
     if rules.select_policy is SelectPolicy.DISABLED:
         return current
-    proposals = []
-    for policy in rules.policies:
-        start = _period_start(
-            current=current, events=history.scale_events, period=policy.period, now=now
-        )
-        if policy.type is PolicyType.PODS:
-            proposals.append(start + policy.value)
-        else:
-            # Rounded up, as in HPA, so that a small pool can always grow.
-            proposals.append(-(-start * (100 + policy.value) // 100))
+    proposals = [
+        start + policy.value
+        if policy.type is PolicyType.PODS
+        # Rounded up, as in HPA, so that a small pool can always grow.
+        else -(-start * (100 + policy.value) // 100)
+        for policy, start in _policy_starts(current, history, rules, now)
+    ]
     select: Callable[[Iterable[int]], int] = min if rules.select_policy is SelectPolicy.MIN else max
     return select(proposals)
 
@@ -611,18 +608,30 @@ def _scale_up_limit(*, current: int, history: History, rules: ScalingRules, now:
 def _scale_down_limit(*, current: int, history: History, rules: ScalingRules, now: datetime) -> int:
     if rules.select_policy is SelectPolicy.DISABLED:
         return current
-    proposals = []
-    for policy in rules.policies:
-        start = _period_start(
-            current=current, events=history.scale_events, period=policy.period, now=now
-        )
-        if policy.type is PolicyType.PODS:
-            proposals.append(start - policy.value)
-        else:
-            proposals.append(start * (100 - policy.value) // 100)
+    proposals = [
+        start - policy.value
+        if policy.type is PolicyType.PODS
+        else start * (100 - policy.value) // 100
+        for policy, start in _policy_starts(current, history, rules, now)
+    ]
     # The largest change down is the lowest count, so "Max" picks the minimum here.
     select: Callable[[Iterable[int]], int] = max if rules.select_policy is SelectPolicy.MIN else min
     return max(select(proposals), 0)
+
+
+def _policy_starts(
+    current: int, history: History, rules: ScalingRules, now: datetime
+) -> list[tuple[ScalingPolicy, int]]:
+    """Each policy with the replica count at the start of its trailing period."""
+    return [
+        (
+            policy,
+            _period_start(
+                current=current, events=history.scale_events, period=policy.period, now=now
+            ),
+        )
+        for policy in rules.policies
+    ]
 
 
 def _carry(

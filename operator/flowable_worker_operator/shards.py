@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from flowable_worker_operator.leader import (
+    KubernetesLeases,
     LeaseConflictError,
     LeaseRecord,
     acquired,
@@ -172,14 +173,9 @@ class ShardLeaseApi(Protocol):
     async def delete_lease(self, namespace: str, name: str) -> None: ...
 
 
-class KubernetesShardLeases:
-    """`ShardLeaseApi` through the official client, raw JSON (as `leader.KubernetesLeases`)."""
-
-    def __init__(self, api_client: Any, *, request_timeout: float = 5.0) -> None:
-        from kubernetes import client as k8s
-
-        self._api = k8s.CoordinationV1Api(api_client)
-        self._timeout = request_timeout
+class KubernetesShardLeases(KubernetesLeases):
+    """`ShardLeaseApi` through the official client, raw JSON: leader election's Lease calls, plus
+    the LIST of a set and the delete of a replica's own member Lease."""
 
     async def list_leases(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         response = await asyncio.to_thread(
@@ -192,18 +188,6 @@ class KubernetesShardLeases:
         items = json.loads(getattr(response, "data", b"{}")).get("items") or []
         return [item for item in items if isinstance(item, dict)]
 
-    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(
-            self._write, self._api.create_namespaced_lease, namespace, body
-        )
-
-    async def replace_lease(
-        self, namespace: str, name: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        return await asyncio.to_thread(
-            self._write, self._api.replace_namespaced_lease, name, namespace, body
-        )
-
     async def delete_lease(self, namespace: str, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
@@ -214,20 +198,6 @@ class KubernetesShardLeases:
         except ApiException as error:
             if error.status != 404:
                 raise
-
-    def _write(self, call: Callable[..., Any], *args: Any) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = call(*args, _preload_content=False, _request_timeout=self._timeout)
-        except ApiException as error:
-            if error.status == 409:
-                raise LeaseConflictError(str(error.reason)) from None
-            raise
-        loaded = json.loads(response.data)
-        if not isinstance(loaded, dict):
-            raise ValueError("the API server answered a Lease request with no object")
-        return loaded
 
 
 # --- the keeper -------------------------------------------------------------------------------

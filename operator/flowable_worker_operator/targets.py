@@ -226,6 +226,12 @@ _REFUSAL_CHARS = 1024
 def _refused(error: ApiException, name: str) -> Exception:
     """A 400/422 for the Deployment as `WorkloadRefusedError` with the API server's message
     (about the spec the pool's author wrote, capped); any other status stays as it was."""
+    return _refusal(error, f"the worker Deployment {name} built from spec.worker")
+
+
+def _refusal(error: ApiException, what: str) -> Exception:
+    """A 400/422 about `what` as `WorkloadRefusedError` with the API server's message, capped;
+    any other status stays as it was."""
     if error.status not in (400, 422):
         return error
     try:
@@ -235,9 +241,7 @@ def _refused(error: ApiException, name: str) -> Exception:
     message = message or f"HTTP {error.status}"
     if len(message) > _REFUSAL_CHARS:
         message = message[:_REFUSAL_CHARS] + "..."
-    return WorkloadRefusedError(
-        f"the API server refused the worker Deployment {name} built from spec.worker: {message}"
-    )
+    return WorkloadRefusedError(f"the API server refused {what}: {message}")
 
 
 def _check_controlled(pool: Pool, live: CachedDeployment) -> None:
@@ -366,15 +370,8 @@ def _is_controlled(pool: Pool, live: Any) -> bool:
 
 def _budget_refused(error: ApiException, name: str) -> Exception:
     """A 400/422 for the budget as `WorkloadRefusedError`, with the API server's message."""
-    if error.status not in (400, 422):
-        return error
-    try:
-        message = str(json.loads(error.body or "{}").get("message") or "")
-    except (ValueError, AttributeError):
-        message = ""
-    return WorkloadRefusedError(
-        f"the API server refused the PodDisruptionBudget {name} built from "
-        f"spec.worker.podDisruptionBudget: {message[:_REFUSAL_CHARS] or f'HTTP {error.status}'}"
+    return _refusal(
+        error, f"the PodDisruptionBudget {name} built from spec.worker.podDisruptionBudget"
     )
 
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from flowable_worker.client import FlowableClient
@@ -44,37 +45,31 @@ log = logging.getLogger("flowable_worker.runtime")
 _HEARTBEAT_SECONDS = 1.0
 
 
+@dataclass(eq=False)
 class Loop:
     """Serves the planned topics once: start, poll and work until `stop()`, then drain."""
 
-    def __init__(
-        self,
-        settings: WorkerSettings,
-        plans: tuple[TopicPlan, ...],
-        *,
-        metrics: WorkerMetrics,
-        client: FlowableClient | None,
-        report_policy: ReportPolicy | None,
-        startup_hooks: list[Hook],
-        shutdown_hooks: list[Hook],
-    ) -> None:
-        self._settings = settings
-        self._plans = plans
-        self._metrics = metrics
-        self._client = client
-        self._report_policy = report_policy
-        self._startup_hooks = startup_hooks
-        self._shutdown_hooks = shutdown_hooks
+    settings: WorkerSettings
+    plans: tuple[TopicPlan, ...]
+    _: KW_ONLY
+    metrics: WorkerMetrics
+    client: FlowableClient | None
+    report_policy: ReportPolicy | None
+    startup_hooks: list[Hook]
+    shutdown_hooks: list[Hook]
+    health: HealthState = field(init=False)
+    probe_port: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
         self._running: dict[str, Running] = {}
-        self._slots = Slots(settings.concurrency)
+        self._slots = Slots(self.settings.concurrency)
         self._threads: HandlerThreads | None = None
         self.health = HealthState(
             alive_within=10.0,
-            ready_within=max(30.0, 3 * settings.poll_interval_max.total_seconds()),
+            ready_within=max(30.0, 3 * self.settings.poll_interval_max.total_seconds()),
         )
-        self.probe_port: int | None = None
 
     @property
     def stopping(self) -> bool:
@@ -93,22 +88,22 @@ class Loop:
 
     async def run(self, ready: Callable[[], None] | None) -> None:
         """Work jobs until `stop()`, then shut down; returns once everything is handed back."""
-        settings = self._settings
+        settings = self.settings
         threads = HandlerThreads()
         self._threads = threads
-        owns_client = self._client is None
-        client = self._client or client_for(settings)
+        owns_client = self.client is None
+        client = self.client or client_for(settings)
         try:
             topics = build_topics(
-                self._plans, settings, threads=threads, slots=self._slots,
-                metrics=self._metrics, client=client, report_policy=self._report_policy,
+                self.plans, settings, threads=threads, slots=self._slots,
+                metrics=self.metrics, client=client, report_policy=self.report_policy,
             )
             capacity = settings.concurrency + sum(
                 t.slots.capacity for t in topics if t.slots is not self._slots
             )
-            self._metrics.capacity.set(capacity)
+            self.metrics.capacity.set(capacity)
             self.health.hung_limit = capacity
-            await run_hooks(self._startup_hooks, "startup", raise_errors=True)
+            await run_hooks(self.startup_hooks, "startup", raise_errors=True)
         except BaseException:
             threads.shutdown()
             if owns_client:
@@ -141,7 +136,7 @@ class Loop:
             for task in pollers:
                 task.cancel()
             await asyncio.gather(heartbeat, *pollers, return_exceptions=True)
-            await run_hooks(self._shutdown_hooks, "shutdown", raise_errors=False)
+            await run_hooks(self.shutdown_hooks, "shutdown", raise_errors=False)
             for t in topics:
                 with contextlib.suppress(Exception):
                     await t.handler.aclose()
@@ -164,7 +159,7 @@ class Loop:
         probes = ProbeServer(
             host=settings.metrics_host,
             port=settings.metrics_port,
-            registry=self._metrics.registry,
+            registry=self.metrics.registry,
             state=self.health,
             tls=tls,
             token=token,
@@ -178,20 +173,20 @@ class Loop:
             self.health.beat()
             hung = self._threads.hung if self._threads is not None else 0
             self.health.hung_handlers = hung
-            self._metrics.handlers_hung.set(hung)
+            self.metrics.handlers_hung.set(hung)
             await asyncio.sleep(_HEARTBEAT_SECONDS)
 
     def _start_poller(self, client: FlowableClient, topic: TopicRuntime) -> asyncio.Task[None]:
         """Start a topic's poller, watched: one that ends before stop is a bug made visible."""
         poller = Poller(
-            topic, client, settings=self._settings, metrics=self._metrics, health=self.health,
+            topic, client, settings=self.settings, metrics=self.metrics, health=self.health,
             stop_requested=self._stop_requested, running=self._running,
         )
         task = asyncio.create_task(poller.run(), name=f"poll:{topic.topic}")
-        self._metrics.pollers.inc()
+        self.metrics.pollers.inc()
 
         def ended(finished: asyncio.Task[None]) -> None:
-            self._metrics.pollers.dec()
+            self.metrics.pollers.dec()
             if self.stopping:
                 return
             cause = "cancelled" if finished.cancelled() else repr(finished.exception())
@@ -259,4 +254,4 @@ class Loop:
             give_back.job(r.job.id, r.job.scope_type, r.job.retries, r.metrics)
             for r in abandoned
         ))
-        await give_back.strays(self._metrics)
+        await give_back.strays(self.metrics)

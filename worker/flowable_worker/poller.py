@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from flowable_worker.client import FlowableClient, FlowableError
 from flowable_worker.config import WorkerSettings
@@ -47,27 +47,22 @@ class Running:
     phase: str = "pending"  # pending -> handling -> reporting
 
 
+@dataclass(eq=False)
 class Poller:
-    """Acquires for one topic until stop is requested, and runs each job it gets."""
+    """Acquires for one topic until stop is requested, and runs each job it gets.
 
-    def __init__(
-        self,
-        topic: TopicRuntime,
-        client: FlowableClient,
-        *,
-        settings: WorkerSettings,
-        metrics: WorkerMetrics,
-        health: HealthState,
-        stop_requested: asyncio.Event,
-        running: dict[str, Running],
-    ) -> None:
-        self._topic = topic
-        self._client = client
-        self._settings = settings
-        self._metrics = metrics
-        self._health = health
-        self._stop_requested = stop_requested
-        self._running = running
+    What it shares with the loop that made it: the client, the settings and metrics, the health
+    it beats, the stop flag it watches and the jobs running (by id) it adds to and removes from.
+    """
+
+    topic: TopicRuntime
+    client: FlowableClient
+    _: KW_ONLY
+    settings: WorkerSettings
+    metrics: WorkerMetrics
+    health: HealthState
+    stop_requested: asyncio.Event
+    running: dict[str, Running]
 
     async def run(self) -> None:
         """Acquire for the topic until stopping; never ends before that.
@@ -76,8 +71,8 @@ class Poller:
         anyway is a bug of ours: it is logged with its traceback and counted, and polling goes on
         after a backoff, so one bad answer can never silence a topic for the process's lifetime.
         """
-        topic = self._topic
-        while not self._stop_requested.is_set():
+        topic = self.topic
+        while not self.stop_requested.is_set():
             try:
                 await self._poll_once()
             except Exception as error:
@@ -90,8 +85,8 @@ class Poller:
 
     async def _poll_once(self) -> None:
         """Reserve slots, acquire up to that many jobs and start them (or back off)."""
-        client, topic = self._client, self._topic
-        settings = self._settings
+        client, topic = self.client, self.topic
+        settings = self.settings
         slots = topic.slots
         batch = min(settings.effective_batch_size, slots.capacity)
         lock_seconds = topic.options.lock_duration.total_seconds()
@@ -118,7 +113,7 @@ class Poller:
             raise
         lock_deadline = started + lock_seconds
         topic.metrics.acquire_latency.observe(time.monotonic() - started)
-        self._health.flowable_answered()
+        self.health.flowable_answered()
         topic.error_backoff.reset()
         if topic.last_error is not None:
             log.info("acquiring for %s works again", topic.topic)
@@ -144,7 +139,7 @@ class Poller:
         except BaseException:
             slots.release(min(reserved, len(acquired)))
             raise
-        if self._stop_requested.is_set():
+        if self.stop_requested.is_set():
             # Acquired while we were asked to stop: give them back unstarted.
             await self._unacquire_unstarted(jobs)
             return
@@ -159,12 +154,12 @@ class Poller:
         reserve = asyncio.ensure_future(
             slots.reserve(batch, gather=gather, patience=_GATHER_PATIENCE_SECONDS)
         )
-        stop = asyncio.ensure_future(self._stop_requested.wait())
+        stop = asyncio.ensure_future(self.stop_requested.wait())
         await asyncio.wait({reserve, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if reserve.done():
             taken = reserve.result()
-            if self._stop_requested.is_set():
+            if self.stop_requested.is_set():
                 slots.release(taken)
                 return 0
             return taken
@@ -176,7 +171,7 @@ class Poller:
         return 0
 
     async def _acquire_failed(self, error: BaseException) -> None:
-        topic = self._topic
+        topic = self.topic
         reason = error_reason(error)
         topic.metrics.acquire_error(reason)
         delay = topic.error_backoff.next_delay()
@@ -194,19 +189,19 @@ class Poller:
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when stop is requested."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+            await asyncio.wait_for(self.stop_requested.wait(), seconds)
 
     def _start_job(self, job: Job, lock_deadline: float) -> None:
-        running = Running(job=job, metrics=self._topic.metrics)
-        self._running[job.id] = running
-        self._metrics.in_flight.inc()
+        running = Running(job=job, metrics=self.topic.metrics)
+        self.running[job.id] = running
+        self.metrics.in_flight.inc()
         running.task = asyncio.create_task(
             self._work(running, lock_deadline), name=f"job:{job.id}"
         )
 
     async def _work(self, running: Running, lock_deadline: float) -> None:
         """Run the handler for one job under its timeout, then report what it decided."""
-        topic, job = self._topic, running.job
+        topic, job = self.topic, running.job
         options = topic.options
         timeout = options.handler_timeout.total_seconds()
         enter_job(job)  # current_job() for the handler (this task's own context)
@@ -245,13 +240,13 @@ class Poller:
             running.phase = "reporting"
             await topic.reporter.report(job, outcome, topic.metrics, lock_deadline=lock_deadline)
         finally:
-            self._running.pop(job.id, None)
-            self._metrics.in_flight.dec()
+            self.running.pop(job.id, None)
+            self.metrics.in_flight.dec()
             topic.slots.release(1)
 
     async def _unacquire_unstarted(self, jobs: list[Job]) -> None:
         """Give back jobs acquired while stop was asked, unstarted."""
-        give_back = GiveBack(self._client, self._settings.worker_id)
+        give_back = GiveBack(self.client, self.settings.worker_id)
         for job in jobs:
-            await give_back.job(job.id, job.scope_type, job.retries, self._topic.metrics)
-        self._topic.slots.release(len(jobs))
+            await give_back.job(job.id, job.scope_type, job.retries, self.topic.metrics)
+        self.topic.slots.release(len(jobs))
