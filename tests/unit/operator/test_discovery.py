@@ -22,6 +22,7 @@ from flowable_worker_operator.discovery import (
     ExternalTask,
     ParsedModel,
     TopicDiscovery,
+    TopicMatch,
     TopicUse,
     parse_model,
 )
@@ -313,6 +314,40 @@ async def test_each_model_is_fetched_once_and_the_list_once_per_interval(
     assert repository.count("p%3A1%3Aa/resourcedata") == 1  # cached for good
     assert repository.count("p%3A2%3Ab/resourcedata") == 1
     assert len(match.uses) == 2
+
+
+async def test_a_topic_is_matched_once_per_listing_and_again_after_a_new_one(
+    repository: FakeRepository,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thousand pools ask every interval: the walk over every model's tasks is done once per
+    topic and listing, and a listing that brings a new version changes the answer."""
+    add_process(repository, "p:1:a", external("t", "topic"))
+    found = discovery(http, clock)
+    walks: list[str] = []
+    match_topic = found._match
+
+    def counted(topic: str) -> TopicMatch:
+        walks.append(topic)
+        return match_topic(topic)
+
+    monkeypatch.setattr(found, "_match", counted)
+    first = [await found.find("topic") for _ in range(5)]
+    await found.find("other")
+    assert walks == ["topic", "other"]
+    assert all(match is first[0] for match in first)
+
+    clock.now += 61
+    add_process(repository, "p:2:b", external("t", "topic"))
+    again = await found.find("topic")
+    assert walks == ["topic", "other", "topic"]
+    assert len(again.uses) == 2
+    found.forget()
+    await found.find("topic")
+    assert walks[-1] == "topic"
+    assert len(walks) == 4
 
 
 async def test_concurrent_finds_share_one_listing(
