@@ -34,6 +34,7 @@ from prometheus_client import generate_latest
 
 import flowable_worker_operator.metrics as operator_metrics
 from flowable_worker.metrics import TopicMetrics, WorkerMetrics
+from flowable_worker_operator import handlers
 from flowable_worker_operator.reconcile import Outcome
 from flowable_worker_operator.scaling import Backlog, Decision, History, Reason
 
@@ -249,18 +250,8 @@ def _operator_exposition() -> Iterator[bytes]:
         workload_replicas=2,
         replica_bounds=(0, 10),
     )
-    operator_metrics.record_tick(
-        namespace,
-        pool,
-        backlog=outcome.backlog,
-        replicas=outcome.replicas,
-        workload_replicas=outcome.workload_replicas,
-        replica_bounds=outcome.replica_bounds,
-        decision=outcome.decision,
-        probe_failures=outcome.probe_failures,
-        conditions=outcome.conditions,
-        change=outcome.change,
-    )
+    # What the operator's daemon records after a tick: the same call, not a copy of it.
+    handlers._record(namespace, pool, outcome)
     operator_metrics.TICK_ERRORS.labels(namespace=namespace, pool=pool).inc()
     try:
         with operator_metrics.observe_probe_request("count"):
