@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
@@ -43,7 +44,8 @@ from flowable_worker_operator.scaling import (
     decide,
     failures_shown,
 )
-from flowable_worker_operator.spec import Pool, SpecError, parse_pool
+from flowable_worker_operator.shared_answers import SharedAnswers
+from flowable_worker_operator.spec import EngineSpec, Pool, SpecError, parse_pool
 from flowable_worker_operator.status import (
     ACTIVE,
     ENGINE_REACHABLE,
@@ -203,6 +205,12 @@ class Reconciler:
     `pod_security`: the Pod Security Standard worker pod templates must meet (`privileged`: any).
     `max_replicas_limit`: the most replicas any pool may ask for (`--max-replicas-limit`); a pool
     above it is refused as an invalid spec (`spec.parse_pool`). None: no limit but int32.
+    `engine_max_age`: how old (seconds) a resolved engine may be and still serve another pool of
+    the same namespace naming the same `spec.engine` (`--probe-share-seconds` in the operator).
+    Resolving reads the engine's Secrets; pools of a namespace usually share one engine and one
+    Secret, and pools of a topic tick in the same instant, so within that window one read serves
+    them all, and a fixed Secret is seen that much later at most. Concurrent askers always share
+    one resolution (0: nothing is remembered once answered; a failure is never remembered).
     """
 
     def __init__(
@@ -212,12 +220,16 @@ class Reconciler:
         prober: Prober,
         pod_security: Level = "privileged",
         max_replicas_limit: int | None = None,
+        engine_max_age: float = 0.0,
     ) -> None:
         self._workload = workload
         self._prober = prober
         self._pod_security: Level = pod_security
         self._max_replicas_limit = max_replicas_limit
         self._overlaps = Overlaps()
+        self._engines: SharedAnswers[tuple[str, EngineSpec], Engine] = SharedAnswers(
+            max_age=engine_max_age
+        )
 
     def forget(self, namespace: str, name: str) -> None:
         """The pool is gone (or no longer watched): no other pool shares a backlog with it."""
@@ -309,7 +321,9 @@ class Reconciler:
                 message=_conflict_message(me, other),
             )
         try:
-            engine: Engine | ProbeError = await self._workload.engine(pool)
+            engine: Engine | ProbeError = await self._engines.get(
+                (pool.namespace, pool.spec.engine), partial(self._workload.engine, pool)
+            )
         except EngineConfigError as exc:
             # Without credentials nothing can be measured: that is a failed probe, so the core
             # holds or falls back, and Ready says what to fix.

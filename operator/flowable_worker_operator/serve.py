@@ -80,6 +80,7 @@ async def serve(config: OperatorConfig) -> None:
             prober=prober,
             pod_security=config.pod_security,
             max_replicas_limit=config.max_replicas_limit,
+            engine_max_age=config.probe_share_seconds,
         ),
         shards=keeper,
     )
