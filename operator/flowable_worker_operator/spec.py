@@ -39,8 +39,8 @@ from flowable_worker_operator.scaling import (
     ScalingRules,
     ScalingSpec,
     SelectPolicy,
-    default_scale_down_rules,
     default_scale_up_rules,
+    pool_scale_down_rules,
 )
 from flowable_worker_operator.template_checks import check_env, check_template
 
@@ -363,6 +363,11 @@ class FallbackSpecModel(_Model):
     behavior: FallbackBehavior = FallbackBehavior.STATIC
 
 
+RELEASE_IDLE_AFTER = timedelta(seconds=20)
+"""`scaling.releaseIdleAfter`'s default: longer than one tick at the default 15 s interval, so one
+empty sample between two jobs releases nothing; two in a row do (`scaling` module docstring)."""
+
+
 class ScalingSpecModel(_Model):
     min_replicas: int = Field(default=0, ge=0, le=INT32_MAX)
     max_replicas: int = Field(default=10, ge=1, le=INT32_MAX)
@@ -370,6 +375,7 @@ class ScalingSpecModel(_Model):
     activation_backlog: int = Field(default=0, ge=0, le=INT32_MAX)
     polling_interval: Duration = timedelta(seconds=15)
     cooldown_period: Duration = timedelta(seconds=300)
+    release_idle_after: Duration = RELEASE_IDLE_AFTER
     tolerance: float = Field(default=0.1, ge=0, le=1)
     behavior: BehaviorSpec = BehaviorSpec()
     fallback: FallbackSpecModel | None = None
@@ -451,10 +457,11 @@ class Pool(BaseModel):
             jobs_per_replica=self.spec.jobs_per_replica,
             activation_backlog=scaling.activation_backlog,
             cooldown_period=scaling.cooldown_period,
+            release_idle_after=scaling.release_idle_after,
             tolerance=scaling.tolerance,
             behavior=ScalingBehavior(
                 scale_up=scaling.behavior.scale_up.over(default_scale_up_rules()),
-                scale_down=scaling.behavior.scale_down.over(default_scale_down_rules()),
+                scale_down=scaling.behavior.scale_down.over(pool_scale_down_rules()),
             ),
             fallback=fallback,
             paused=self.paused,

@@ -108,6 +108,7 @@ def test_defaults_are_filled(pools: Any, namespace: str) -> None:
         "activationBacklog": 0,
         "pollingInterval": "15s",
         "cooldownPeriod": "300s",
+        "releaseIdleAfter": "20s",
         "tolerance": 0.1,
     }
     assert spec["paused"] is False
@@ -249,6 +250,14 @@ INVALID = {
     "cooldown-past-a-year": (
         {"scaling": {"cooldownPeriod": "9000h"}},
         "scaling.cooldownPeriod must be at most 8760h",
+    ),
+    "release-idle-after-past-a-year": (
+        {"scaling": {"releaseIdleAfter": "9000h"}},
+        "scaling.releaseIdleAfter must be at most 8760h",
+    ),
+    "release-idle-after-not-a-duration": (
+        {"scaling": {"releaseIdleAfter": "soon"}},
+        "spec.scaling.releaseIdleAfter",
     ),
     "engine-url-unparsable": (
         {"engine": {"url": "http://[::1"}},

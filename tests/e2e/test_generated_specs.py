@@ -76,6 +76,7 @@ def pool_specs(engine_url: str) -> st.SearchStrategy[dict[str, Any]]:
             "jobsPerReplica": st.sampled_from([1, 4, 2**31, 0]),
             "pollingInterval": DURATIONS,
             "cooldownPeriod": DURATIONS,
+            "releaseIdleAfter": DURATIONS,
             "tolerance": st.sampled_from([0.1, 0.0, 1.0]),
             "fallback": st.sampled_from([
                 {"failureThreshold": 3, "replicas": 2},

@@ -273,6 +273,86 @@ def test_scaling_to_zero_bypasses_the_scale_down_window_since_cooldown_is_its_ow
     assert (decision.desired_replicas, decision.reason) == (0, Reason.COOLED_DOWN)
 
 
+# --- idle release (N -> 1 while the cooldown runs) --------------------------------------------
+
+RELEASE = timedelta(seconds=20)
+
+
+def held_by_a_window(idle_for: int) -> tuple[ScalingSpec, History]:
+    """A pool that recommended 8 replicas ten seconds ago and has seen no job for `idle_for` s,
+    under HPA's default 300 s scale-down window and releaseIdleAfter 20 s."""
+    spec = make_spec(behavior=ScalingBehavior(), release_idle_after=RELEASE)
+    history = replace(recommended((10, 8)), last_active_time=NOW - timedelta(seconds=idle_for))
+    return spec, history
+
+
+def test_an_idle_pool_releases_its_idle_replicas_whatever_the_scale_down_window() -> None:
+    spec, history = held_by_a_window(idle_for=30)
+    decision = run(spec=spec, current=8, history=history)
+    assert (decision.desired_replicas, decision.reason) == (1, Reason.SCALE_DOWN)
+    assert "releasing idle replicas 8 -> 1" in decision.message
+    assert "cooldown (300s)" in decision.message
+
+
+def test_one_empty_sample_shorter_than_release_idle_after_releases_nothing() -> None:
+    spec, history = held_by_a_window(idle_for=15)
+    decision = run(spec=spec, current=8, history=history)
+    assert decision.desired_replicas == 8  # the window holds it, as in HPA
+    assert "stabilization window" in decision.message
+
+
+def test_without_release_idle_after_the_window_holds_an_idle_pool_as_hpa_does() -> None:
+    spec, history = held_by_a_window(idle_for=200)
+    decision = run(spec=replace(spec, release_idle_after=None), current=8, history=history)
+    assert decision.desired_replicas == 8
+
+
+def test_jobs_in_flight_are_never_released() -> None:
+    spec, history = held_by_a_window(idle_for=200)
+    decision = run(spec=spec, current=8, locked=1, history=history)
+    assert decision.desired_replicas == 8
+    assert decision.history.last_active_time == NOW
+
+
+def test_idle_release_stops_at_min_replicas() -> None:
+    spec, history = held_by_a_window(idle_for=30)
+    decision = run(spec=replace(spec, min_replicas=3), current=8, history=history)
+    assert decision.desired_replicas == 3
+    assert "minReplicas 3 stay" in decision.message
+
+
+def test_idle_release_is_paced_by_the_scale_down_policies() -> None:
+    slow = ScalingRules(
+        stabilization_window=timedelta(seconds=300),
+        policies=(ScalingPolicy(type=PolicyType.PODS, value=2, period=timedelta(seconds=60)),),
+    )
+    spec, history = held_by_a_window(idle_for=30)
+    spec = replace(spec, behavior=ScalingBehavior(scale_down=slow))
+    decision = run(spec=spec, current=8, history=history)
+    assert decision.desired_replicas == 6
+    assert "scale-down policies allow at least 6" in decision.message
+
+
+def test_cooldown_still_takes_a_released_pool_to_zero() -> None:
+    spec, history = held_by_a_window(idle_for=300)
+    decision = run(spec=spec, current=1, history=history)
+    assert (decision.desired_replicas, decision.reason) == (0, Reason.COOLED_DOWN)
+
+
+def test_work_returning_after_a_release_scales_up_at_once() -> None:
+    spec, history = held_by_a_window(idle_for=30)
+    released = run(spec=spec, current=8, history=history)
+    back = run(
+        spec=spec,
+        current=released.desired_replicas,
+        unlocked=20,
+        history=released.history,
+        now=NOW + timedelta(seconds=15),
+    )
+    # 20 jobs at 4 per replica: 5, which HPA's default scale-up policy (+4 pods) allows from 1.
+    assert (back.desired_replicas, back.reason) == (5, Reason.SCALE_UP)
+
+
 # --- stabilization windows --------------------------------------------------------------------
 
 
@@ -523,6 +603,7 @@ def specs(draw: st.DrawFn, *, paused: bool = False) -> ScalingSpec:
         jobs_per_replica=draw(st.integers(min_value=1, max_value=10)),
         activation_backlog=draw(st.integers(min_value=0, max_value=5)),
         cooldown_period=draw(seconds),
+        release_idle_after=draw(st.none() | seconds),
         tolerance=draw(st.sampled_from([0.0, 0.1, 0.5])),
         behavior=ScalingBehavior(scale_up=draw(rules), scale_down=draw(rules)),
         fallback=draw(

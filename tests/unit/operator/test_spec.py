@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from flowable_worker_operator.scaling import FallbackBehavior, PolicyType, SelectPolicy
+from flowable_worker_operator.scaling import (
+    FallbackBehavior,
+    PolicyType,
+    SelectPolicy,
+    default_scale_down_rules,
+)
 from flowable_worker_operator.spec import PAUSED_REPLICAS_ANNOTATION, SpecError, parse_pool
 
 
@@ -51,8 +56,16 @@ def test_a_minimal_pool_gets_every_default() -> None:
     assert (scaling.min_replicas, scaling.max_replicas) == (0, 10)
     assert scaling.jobs_per_replica == 16  # the worker's concurrency
     assert scaling.cooldown_period == timedelta(seconds=300)
-    assert scaling.behavior.scale_down.stabilization_window == timedelta(seconds=300)
+    # A pool's scale-down window is 60 s, not HPA's 300 s: its backlog counts jobs in flight.
+    assert scaling.behavior.scale_down.stabilization_window == timedelta(seconds=60)
+    assert scaling.behavior.scale_down.policies == default_scale_down_rules().policies
+    assert scaling.release_idle_after == timedelta(seconds=20)
     assert not scaling.paused
+
+
+def test_release_idle_after_reads_a_duration() -> None:
+    pool = parse_pool(pool_body({"scaling": {"releaseIdleAfter": "5m"}}))
+    assert pool.scaling_spec.release_idle_after == timedelta(minutes=5)
 
 
 def test_durations_read_go_and_iso_spellings() -> None:
@@ -241,7 +254,6 @@ def test_a_client_certificate_needs_a_secret_name() -> None:
         parse_pool(pool_body(spec))
 
 
-
 # --- hostile but schema-valid specs (issue 10): each one a clear SpecError, never an exception ---
 
 WORKER = {"handler": {"python": "a:b"}}
@@ -268,9 +280,18 @@ WORKER = {"handler": {"python": "a:b"}}
             "template.spec.terminationGracePeriodSeconds: must be a whole number",
         ),
         (
-            {"worker": {**WORKER, "template": {"spec": {"containers": [
-                {"name": "worker", "env": [{"name": "A", "valueFrom": 7}]}
-            ]}}}},
+            {
+                "worker": {
+                    **WORKER,
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {"name": "worker", "env": [{"name": "A", "valueFrom": 7}]}
+                            ]
+                        }
+                    },
+                }
+            },
             "containers[0].env[0].valueFrom: must be an object",
         ),
         (
@@ -321,10 +342,19 @@ def test_secret_key_refs_of_env_and_template_are_listed_once() -> None:
     worker = {
         **WORKER,
         "env": [{"name": "A", **ref}, {"name": "B", "value": "x"}],
-        "template": {"spec": {"containers": [{"name": "worker", "env": [{"name": "C", **ref}]},
-                                              {"name": "side", "env": [{
-                                                  "name": "D", "valueFrom": {"secretKeyRef": {
-                                                      "name": "t", "key": "u"}}}]}]}},
+        "template": {
+            "spec": {
+                "containers": [
+                    {"name": "worker", "env": [{"name": "C", **ref}]},
+                    {
+                        "name": "side",
+                        "env": [
+                            {"name": "D", "valueFrom": {"secretKeyRef": {"name": "t", "key": "u"}}}
+                        ],
+                    },
+                ]
+            }
+        },
     }
     spec = parse_pool(pool_body({"worker": worker})).spec.worker
     assert spec is not None
