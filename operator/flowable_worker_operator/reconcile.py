@@ -19,6 +19,7 @@ What a failure means is the point of this module:
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,13 @@ from flowable_worker_operator.scaling import (
     failures_shown,
 )
 from flowable_worker_operator.shared_answers import SharedAnswers
-from flowable_worker_operator.spec import EngineSpec, Pool, SpecError, parse_pool
+from flowable_worker_operator.spec import (
+    PAUSED_REPLICAS_ANNOTATION,
+    EngineSpec,
+    Pool,
+    SpecError,
+    parse_pool,
+)
 from flowable_worker_operator.status import (
     ACTIVE,
     ENGINE_REACHABLE,
@@ -151,6 +158,20 @@ class _Probe:
     task: asyncio.Future[ProbeResult]
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """A pool as `parse_pool` read it (or its `SpecError`) and its Pod Security violations, with
+    everything of the object they were read from: the same inputs give the same pool, so an
+    unchanged pool is not validated again at every tick."""
+
+    key: tuple[Any, ...]
+    spec: Any
+    """A copy of `spec` as it was read: compared by value, so an object changed in place (or
+    handed in anew with the same generation) is read again."""
+    pool: Pool | SpecError
+    violations: tuple[Violation, ...] = ()
+
+
 @dataclass
 class PoolState:
     """What the operator remembers about one pool between ticks (in memory, per pool)."""
@@ -163,6 +184,8 @@ class PoolState:
     restored: bool = False
     probe: _Probe | None = None
     """A probe that outlived its tick's deadline and goes on (`Reconciler._probe`)."""
+    parsed: _Parsed | None = None
+    """The spec as last read, and what was found wrong with it (`Reconciler._read`)."""
 
 
 @dataclass(frozen=True)
@@ -293,13 +316,13 @@ class Reconciler:
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         if not state.restored:
             _restore(state, previous)
-        try:
-            pool = parse_pool(body, max_replicas_limit=self._max_replicas_limit)
-        except SpecError as exc:
+        parsed = self._read(body, state)
+        pool = parsed.pool
+        if isinstance(pool, SpecError):
             return self._stopped(
-                state, conditions, generation, now, reason="InvalidSpec", message=str(exc)
+                state, conditions, generation, now, reason="InvalidSpec", message=str(pool)
             )
-        violations = _pod_security_violations(pool, self._pod_security)
+        violations = parsed.violations
         if violations:
             return self._stopped(
                 state,
@@ -432,6 +455,35 @@ class Reconciler:
             workload_replicas=scale.current_replicas,
             replica_bounds=(spec.min_replicas, spec.max_replicas),
         )
+
+    def _read(self, body: Mapping[str, Any], state: PoolState) -> _Parsed:
+        """The pool read from `body` (`spec.parse_pool`) and judged against `--pod-security`,
+        or the same as last time when nothing they read has changed: the spec (by value), the
+        paused-replicas annotation, and the metadata a `Pool` carries."""
+        meta = body.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        key = (
+            meta.get("namespace"),
+            meta.get("name"),
+            meta.get("uid"),
+            meta.get("generation"),
+            annotations.get(PAUSED_REPLICAS_ANNOTATION),
+        )
+        spec = body.get("spec")
+        known = state.parsed
+        if known is not None and known.key == key and known.spec == spec:
+            return known
+        try:
+            pool: Pool | SpecError = parse_pool(body, max_replicas_limit=self._max_replicas_limit)
+        except SpecError as exc:
+            pool = exc
+        violations = (
+            ()
+            if isinstance(pool, SpecError)
+            else _pod_security_violations(pool, self._pod_security)
+        )
+        state.parsed = _Parsed(key, copy.deepcopy(spec), pool, violations)
+        return state.parsed
 
     async def _observe(
         self, pool: Pool, engine: Engine | ProbeError, state: PoolState, now: datetime

@@ -8,9 +8,13 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+from flowable_worker_operator import reconcile
 from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.reconcile import PoolState, Reconciler
-from flowable_worker_operator.spec import Pool
+from flowable_worker_operator.scaling import Reason
+from flowable_worker_operator.spec import PAUSED_REPLICAS_ANNOTATION, Pool
 from tests.unit.operator.test_reconcile import ENGINE, NOW, FakeProber, FakeWorkload, body
 
 
@@ -86,3 +90,47 @@ async def test_a_shared_resolution_gives_the_same_outcome_as_a_fresh_one() -> No
     assert len(workload.resolved) == 1
     assert shared.status == fresh.status
     assert shared.decision == fresh.decision
+
+
+async def test_an_unchanged_pool_is_read_once_and_any_change_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    real = reconcile.parse_pool
+
+    def counting(body: Any, **kwargs: Any) -> Pool:
+        reads.append(1)
+        return real(body, **kwargs)
+
+    monkeypatch.setattr(reconcile, "parse_pool", counting)
+    reconciler = Reconciler(workload=FakeWorkload(), prober=FakeProber())
+    state, made = PoolState(), pool("a")
+    for _ in range(3):
+        await reconciler.tick(copy.deepcopy(made), state, NOW)
+    assert len(reads) == 1
+    changed = copy.deepcopy(made)
+    changed["spec"]["scaling"] = {"maxReplicas": 3}  # the same generation: compared by value
+    outcome = await reconciler.tick(changed, state, NOW)
+    assert len(reads) == 2
+    assert outcome.decision is not None
+    assert outcome.decision.desired_replicas <= 3
+    paused = copy.deepcopy(changed)
+    paused["metadata"]["annotations"] = {PAUSED_REPLICAS_ANNOTATION: "2"}
+    outcome = await reconciler.tick(paused, state, NOW)
+    assert len(reads) == 3
+    assert outcome.decision is not None
+    assert outcome.decision.reason is Reason.PAUSED
+
+
+async def test_a_bad_spec_stays_refused_with_the_same_message_without_being_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reconciler = Reconciler(workload=FakeWorkload(), prober=FakeProber())
+    state, bad = PoolState(), pool("a")
+    bad["spec"]["scaling"] = {"minReplicas": 5, "maxReplicas": 2}
+    first = await reconciler.tick(bad, state, NOW)
+    monkeypatch.setattr(reconcile, "parse_pool", lambda *_a, **_k: pytest.fail("read again"))
+    second = await reconciler.tick(copy.deepcopy(bad), state, NOW)
+    assert first.status == second.status
+    assert first.status["conditions"][0]["reason"] == "InvalidSpec"
+    assert second.events == ()  # warned once per problem and generation, as before
