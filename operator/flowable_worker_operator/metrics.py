@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -200,6 +201,23 @@ TICK_ERRORS = Counter(
 )
 
 
+@dataclass
+class _Published:
+    """What `record_tick` last set for one pool, and the pool's counter children.
+
+    An idle pool's tick changes none of its gauges: comparing one tuple is much cheaper than
+    the twenty-odd `labels()` look-ups (each a lock, a label check and a dict search) that
+    setting them again would cost, at every tick of every pool. The counters are counted at
+    every tick, through children looked up once."""
+
+    values: tuple[Any, ...] | None = None
+    decisions: dict[str, Any] = field(default_factory=dict)
+    """Reason -> the pool's `flowable_pool_decisions_total` child."""
+
+
+_published: dict[tuple[str, str], _Published] = {}
+
+
 def record_tick(
     namespace: str,
     pool: str,
@@ -213,8 +231,35 @@ def record_tick(
     conditions: Iterable[Mapping[str, Any]],
     change: int,
 ) -> None:
-    """Publish one tick's result for the pool; None leaves that series as it was."""
+    """Publish one tick's result for the pool; None leaves that series as it was.
+
+    A gauge is set only when a value differs from what the pool's last tick published
+    (`forget_pool` forgets that, so a pool coming back is published in full)."""
     labels = {"namespace": namespace, "pool": pool}
+    published = _published.get((namespace, pool))
+    if published is None:
+        published = _published[namespace, pool] = _Published()
+    if decision is not None:
+        reason = str(decision.reason)
+        counted = published.decisions.get(reason)
+        if counted is None:
+            counted = published.decisions[reason] = POOL_DECISIONS.labels(**labels, reason=reason)
+        counted.inc()
+    if change:
+        direction = "up" if change > 0 else "down"
+        POOL_SCALE_CHANGES.labels(**labels, direction=direction).inc()
+    shown = _shown_conditions(conditions)
+    values = (
+        backlog,
+        replicas,
+        workload_replicas,
+        replica_bounds,
+        None if decision is None else decision.desired_replicas,
+        probe_failures,
+        shown,
+    )
+    if values == published.values:
+        return
     if backlog is not None:
         POOL_BACKLOG.labels(**labels, state="unlocked").set(backlog.unlocked)
         POOL_BACKLOG.labels(**labels, state="locked").set(backlog.locked)
@@ -227,26 +272,30 @@ def record_tick(
         POOL_MAX_REPLICAS.labels(**labels).set(replica_bounds[1])
     if decision is not None:
         POOL_DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
-        POOL_DECISIONS.labels(**labels, reason=str(decision.reason)).inc()
     POOL_PROBE_FAILURES.labels(**labels).set(probe_failures)
-    _record_conditions(labels, conditions)
-    if change:
-        direction = "up" if change > 0 else "down"
-        POOL_SCALE_CHANGES.labels(**labels, direction=direction).inc()
+    _record_conditions(labels, shown)
+    published.values = values
 
 
-def _record_conditions(labels: dict[str, str], conditions: Iterable[Mapping[str, Any]]) -> None:
-    """One series per (condition, status) of the operator's own conditions, so that
-    `flowable_pool_condition{condition="Ready",status="False"} == 1` selects pools that are not
-    Ready. A condition of another type (someone else's) is left out: its series could never be
-    forgotten with the pool, and its name is not ours to bound."""
+def _shown_conditions(conditions: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """(type, status) of the operator's own conditions, a status outside True/False/Unknown read
+    as Unknown. A condition of another type (someone else's) is left out: its series could never
+    be forgotten with the pool, and its name is not ours to bound."""
+    shown = []
     for condition in conditions:
         kind = condition.get("type")
         if kind not in CONDITION_TYPES:
             continue
         current = condition.get("status")
-        if current not in _CONDITION_STATUSES:
-            current = "Unknown"
+        shown.append((str(kind), current if current in _CONDITION_STATUSES else "Unknown"))
+    return tuple(shown)
+
+
+def _record_conditions(labels: dict[str, str], shown: Iterable[tuple[str, str]]) -> None:
+    """One series per (condition, status), so that
+    `flowable_pool_condition{condition="Ready",status="False"} == 1` selects pools that are not
+    Ready."""
+    for kind, current in shown:
         for text in _CONDITION_STATUSES:
             POOL_CONDITION.labels(**labels, condition=kind, status=text).set(
                 1 if text == current else 0
@@ -254,7 +303,8 @@ def _record_conditions(labels: dict[str, str], conditions: Iterable[Mapping[str,
 
 
 def forget_pool(namespace: str, pool: str) -> None:
-    """Drop a deleted pool's series."""
+    """Drop a deleted pool's series (and what `record_tick` remembers of it)."""
+    _published.pop((namespace, pool), None)
     series: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
         (POOL_REPLICAS, ()),
         (POOL_DESIRED_REPLICAS, ()),

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 import flowable_worker_operator.metrics as metrics
 from flowable_worker import __version__
 from flowable_worker.metrics import WorkerMetrics
+from flowable_worker_operator.scaling import Backlog, Decision, History, Reason
 from flowable_worker_operator.status import CONDITION_TYPES
 
 NAMESPACE, POOL = "shop", "condition-metrics"
@@ -86,3 +87,52 @@ def test_both_components_export_their_version_as_build_info() -> None:
     assert _value(metrics.REGISTRY, "flowable_pool_build_info", version=__version__) == 1
     worker = WorkerMetrics()
     assert _value(worker.registry, "flowable_worker_build_info", version=__version__) == 1
+
+
+def _full_tick(*, unlocked: int, replicas: int) -> None:
+    metrics.record_tick(
+        NAMESPACE,
+        POOL,
+        backlog=Backlog(unlocked=unlocked, locked=0),
+        replicas=replicas,
+        workload_replicas=replicas,
+        replica_bounds=(0, 10),
+        decision=Decision(
+            desired_replicas=replicas, reason=Reason.STABLE, message="", history=History()
+        ),
+        probe_failures=0,
+        conditions=[{"type": "Ready", "status": "True"}],
+        change=0,
+    )
+
+
+def _pool_value(name: str, **labels: str) -> float | None:
+    return _value(metrics.REGISTRY, name, namespace=NAMESPACE, pool=POOL, **labels)
+
+
+def test_every_tick_counts_its_decision_though_an_unchanged_one_sets_no_gauge() -> None:
+    try:
+        for _ in range(3):
+            _full_tick(unlocked=4, replicas=1)
+        assert _pool_value("flowable_pool_decisions_total", reason="Stable") == 3
+        assert _pool_value("flowable_pool_backlog_jobs", state="unlocked") == 4
+        _full_tick(unlocked=9, replicas=3)
+        assert _pool_value("flowable_pool_backlog_jobs", state="unlocked") == 9
+        assert _pool_value("flowable_pool_replicas") == 3
+        assert _pool_value("flowable_pool_decisions_total", reason="Stable") == 4
+    finally:
+        metrics.forget_pool(NAMESPACE, POOL)
+
+
+def test_a_forgotten_pool_recorded_again_gets_every_series_back() -> None:
+    try:
+        _full_tick(unlocked=4, replicas=1)
+        metrics.forget_pool(NAMESPACE, POOL)  # e.g. its shard went to another replica and back
+        assert _pool_value("flowable_pool_replicas") is None
+        _full_tick(unlocked=4, replicas=1)  # the same values as before it was forgotten
+        assert _pool_value("flowable_pool_replicas") == 1
+        assert _pool_value("flowable_pool_backlog_jobs", state="unlocked") == 4
+        assert _pool_value("flowable_pool_condition", condition="Ready", status="True") == 1
+        assert _pool_value("flowable_pool_decisions_total", reason="Stable") == 1
+    finally:
+        metrics.forget_pool(NAMESPACE, POOL)
