@@ -9,7 +9,6 @@ a diff shows what changed rather than a reshuffle.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -183,11 +182,14 @@ def keep_heartbeats(
         # Unreadable: taken as old, so it is rewritten.
         if before is None or now - (parse_time(before) or _LONG_AGO) >= refresh:
             return dict(status)
-    kept = copy.deepcopy(dict(status))
+    # Copied along the heartbeats' paths only: the rest is shared with `status`, which is
+    # never changed (a deep copy of every condition was most of this function's cost).
+    kept = dict(status)
     for at in present:
         *sections, key = at
         inner = kept
         for section in sections:
+            inner[section] = dict(inner[section])
             inner = inner[section]
         inner[key] = _heartbeat(previous, at)
     return kept

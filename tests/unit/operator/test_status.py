@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta, timezone
 
 from flowable_worker_operator.status import (
@@ -189,3 +190,23 @@ def test_last_active_time_is_a_heartbeat_and_an_unmoved_old_field_forces_no_writ
     assert keep_heartbeats(fresh, written, now=now + timedelta(minutes=5)) == fresh
     cleared = {**fresh, "lastActiveTime": None}
     assert keep_heartbeats(cleared, written, now=now) == cleared  # a removal is written
+
+
+def test_keeping_heartbeats_leaves_the_fresh_status_as_it_was() -> None:
+    from flowable_worker_operator.status import keep_heartbeats
+
+    now = datetime(2026, 11, 28, 10, 0, 15, tzinfo=UTC)
+    written = {
+        "probe": {"consecutiveFailures": 0, "lastSuccessTime": "2026-11-28T10:00:00Z"},
+        "backlog": {"unlocked": 0, "locked": 0, "observedTime": "2026-11-28T10:00:00Z"},
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    fresh = {
+        "probe": {"consecutiveFailures": 0, "lastSuccessTime": "2026-11-28T10:00:15Z"},
+        "backlog": {"unlocked": 0, "locked": 0, "observedTime": "2026-11-28T10:00:15Z"},
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    before = copy.deepcopy(fresh)
+    kept = keep_heartbeats(fresh, written, now=now)
+    assert kept == written
+    assert fresh == before
