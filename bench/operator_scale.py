@@ -6,8 +6,9 @@ one-task models (one topic each), a counting HTTP proxy in front of Flowable
 namespace, its engine URL pointing at the proxy. Then, per stage of `--pools` (cumulative: 100, then
 900 more for 1000, ...), it creates the pools (`--pools-per-topic` on each topic, `--interval` s
 polling, worker pods as kwok's fake pods: nothing runs in them), waits until every pool has its
-Deployment, lets `--warmup-intervals` pass, and measures over `--window-intervals` intervals while
-nothing changes:
+Deployment, waits for an interval in which the operator writes nothing (new pools' Warnings about
+each other go on for a while; at most `--settle-intervals`), lets `--warmup-intervals` pass, and
+measures over `--window-intervals` intervals while nothing changes:
 
 - operator CPU (cores) and peak RSS from /proc, its child processes included;
 - ticks per pool per interval: the delta of `flowable_pool_decisions_total` on the operator's
@@ -69,7 +70,6 @@ sys.path.insert(0, str(REPO_ROOT))
 from kubernetes import client as k8s_client  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 
-from bench.counting_proxy import CountingProxy, Question  # noqa: E402
 from bench.deployment_watch import DeploymentWatch  # noqa: E402
 from bench.proc_usage import cpu_seconds, rss_bytes  # noqa: E402
 from localstack import apiserver_requests  # noqa: E402
@@ -86,6 +86,7 @@ from localstack.flowable_server import (  # noqa: E402
     find_server_jar,
 )
 from localstack.operator_process import CONSOLE_SCRIPT, OperatorProcess  # noqa: E402
+from tests.support.counting_proxy import CountingProxy, Question  # noqa: E402
 
 CRD = REPO_ROOT / "deploy" / "crds" / "externalworkerpools.flowable-worker.io.yaml"
 GROUP, VERSION, PLURAL = "flowable-worker.io", "v1alpha1", "externalworkerpools"
@@ -293,6 +294,40 @@ def wait_until(what: str, check: Any, timeout: float, operator: OperatorProcess)
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(1.0)
+
+
+def operator_writes(cluster: LocalCluster) -> int:
+    """The API server's count so far of writes to what the operator touches."""
+    status, text = cluster.api("GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"kube-apiserver /metrics answered {status}")
+    counts = apiserver_requests.parse(str(text))
+    ours = Counter({k: v for k, v in counts.items() if apiserver_requests.is_operator(k)})
+    return apiserver_requests.sum_verbs(ours, apiserver_requests.WRITE_VERBS)
+
+
+def settle(
+    cluster: LocalCluster, operator: OperatorProcess, *, interval: int, most: int
+) -> tuple[int, int]:
+    """Wait until a whole interval passes without an operator write, at most `most` intervals;
+    (intervals waited, writes in the last one).
+
+    New pools are not idle at once: each pool's SharedBacklog Warning and status change as the
+    other pools on its topic get their first tick, which at 1000 pools goes on for about a
+    minute and a half after they are created. A window that starts in that tail measures
+    start-up, not idle pools (it made one run's writes 13 and the next one's 140 per interval)."""
+    waited, before = 0, operator_writes(cluster)
+    while waited < most:
+        deadline = time.monotonic() + interval
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            operator.healthy()
+        waited += 1
+        now = operator_writes(cluster)
+        writes, before = now - before, now
+        if writes == 0:
+            return waited, 0
+    return waited, writes
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -592,9 +627,12 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
                        120 + 0.2 * (pools - created), operator)  # fmt: skip
             if watch.error is not None:
                 raise RuntimeError(f"the Deployment watch failed: {watch.error}")
-            progress(f"{pools} pools with their Deployments in {time.monotonic() - started:.0f} s;"
-                     f" warming up {args.warmup_intervals} intervals")  # fmt: skip
+            progress(f"{pools} pools with their Deployments in {time.monotonic() - started:.0f} s")
             created = pools
+            waited, writes = settle(cluster, operator, interval=args.interval,
+                                    most=args.settle_intervals)  # fmt: skip
+            progress(f"settled after {waited} intervals ({writes} writes in the last);"
+                     f" warming up {args.warmup_intervals} intervals")  # fmt: skip
             time.sleep(args.warmup_intervals * args.interval)
             stage = window(
                 operator, cluster, proxy, pools=pools,
@@ -668,6 +706,13 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=15, help="pollingInterval, s")
     parser.add_argument("--warmup-intervals", type=int, default=2)
     parser.add_argument("--window-intervals", type=int, default=4)
+    parser.add_argument(
+        "--settle-intervals",
+        type=int,
+        default=10,
+        help="before the warm-up, wait (at most this many intervals) for an interval without "
+        "an operator write: new pools tell each other apart for a while (default 10)",
+    )
     parser.add_argument("--lag-samples", type=int, default=50)
     parser.add_argument(
         "--bad-every",
