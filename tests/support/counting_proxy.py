@@ -8,7 +8,9 @@ answers are piped back as they come. A request with a chunked body ends the coun
 connection (the rest is still forwarded): the operator's client never sends one.
 
 It runs on its own event loop in a daemon thread of the caller, so the caller reads the counts
-directly (`snapshot()`); `with CountingProxy(host, port) as proxy:` starts and stops it.
+directly (`snapshot()`); `with CountingProxy(host, port) as proxy:` starts and stops it. Used by
+`bench/operator_scale.py` and `tests/e2e/test_shared_questions.py` (it lived in `bench/` before a
+test needed it).
 """
 
 from __future__ import annotations
