@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -57,8 +58,28 @@ def kubernetes_api_client() -> Any:
     return k8s.ApiClient()
 
 
+GC_THRESHOLDS = (10_000, 10, 10)
+"""The cyclic garbage collector's thresholds for the operator process (Python's: 700, 10, 10).
+
+Most of the operator's heap lives as long as its pools (their objects as kopf keeps them, their
+Deployments, their scaling state), and a full collection walks all of it: about 0.35 us per
+object on a 2-core machine, so ~170 ms at 1000 pools and over a second at 10,000, each a pause of
+every tick. What starts full collections is objects promoted to the oldest generation: with
+Python's 700 a young collection comes every fraction of a second, so what a tick keeps for one
+interval (the status it wrote, the history, the shared answers) outlives two of them and is
+promoted, and at 1000 pools that made a full collection every ~25 s (py-spy: 15% of the
+operator's CPU in the collector). With 10,000 the young collections come every few seconds and
+such objects die before they are promoted twice; cyclic garbage still goes within seconds."""
+
+
+def tune_garbage_collector() -> None:
+    """Set `GC_THRESHOLDS` for this process (what the operator process runs with)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(config: OperatorConfig) -> None:
     """Run until SIGTERM/SIGINT (kopf installs the signal handlers)."""
+    tune_garbage_collector()
     api_client = kubernetes_api_client()
     prober = BacklogProber(
         max_age=config.probe_share_seconds,
