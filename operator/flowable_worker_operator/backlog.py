@@ -54,6 +54,7 @@ from flowable_worker_operator.discovery import (
     TopicUse,
     bounded,
 )
+from flowable_worker_operator.engine_transport import engine_transport
 from flowable_worker_operator.engines import Engine
 from flowable_worker_operator.responses import ResponseRefused, bounded_transport, describe
 from flowable_worker_operator.scaling import Backlog
@@ -231,8 +232,16 @@ def _repository_http(
         auth=auth,
         headers=headers,
         timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
-        transport=bounded_transport(settings, transport),
+        transport=bounded_transport(settings, _wire(settings, transport)),
     )
+
+
+def _wire(
+    settings: ClientSettings, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncBaseTransport | None:
+    """The transport under the bounded one: the given one (tests), else `engine_transport`'s
+    lean one (None when a proxy applies: `bounded_transport` then makes httpx's own)."""
+    return transport if transport is not None else engine_transport(settings)
 
 
 @dataclass
@@ -447,7 +456,10 @@ class BacklogProber:
             http = _repository_http(engine.client, self._transport)
             connection = _Connection(
                 client=FlowableClient(
-                    engine.client, transport=bounded_transport(engine.client, self._transport)
+                    engine.client,
+                    transport=bounded_transport(
+                        engine.client, _wire(engine.client, self._transport)
+                    ),
                 ),
                 http=http,
                 discovery=TopicDiscovery(
