@@ -1,9 +1,13 @@
 """From a pool's `spec.engine` and its Secrets to the connection settings the backlog probe uses.
 
 Credentials and CA certificates live in Secrets (never inline in the pool), so resolving an engine
-is I/O: this module reads the Secrets with the synchronous Kubernetes client (the shell calls it
-through `asyncio.to_thread`). The result is a hashable `Engine`: pools that point at the
-same engine with the same credentials get equal values and therefore share probe requests.
+is I/O: this module reads the Secrets through anything with the synchronous Kubernetes client's
+`read_namespaced_secret` (the shell calls it through `asyncio.to_thread`). The operator passes its
+`secret_cache.SecretCache`, so a tick reads a Secret from memory unless it is due again (found: 30 s
+after it was read; missing: after a back-off of 5 s up to 30 s; at once when the pool's spec
+changes): `secret_cache` says why not every tick, and why not a watch. The result is a hashable
+`Engine`: pools that point at the same engine with the same credentials get equal values and
+therefore share probe requests.
 
 A CA certificate is written once to a file named by its content hash, because the HTTP client
 takes a CA *path*; equal certificates share a file, a rotated one gets a new file. A client
@@ -55,15 +59,19 @@ class EngineConfigError(ValueError):
     """A Secret the engine needs is missing or unusable; the message says which and why."""
 
 
-def resolve_engine(core_api: Any, namespace: str, engine: EngineSpec) -> Engine:
-    """The probe's connection settings for `engine`, with credentials read from its Secrets."""
+def resolve_engine(secrets: Any, namespace: str, engine: EngineSpec) -> Engine:
+    """The probe's connection settings for `engine`, with credentials read from its Secrets.
+
+    `secrets` answers `read_namespaced_secret(name, namespace)` as `CoreV1Api` does (the
+    operator's `SecretCache`, or the API itself); a 404 or 403 is an `EngineConfigError` naming
+    the Secret."""
     auth: dict[str, str] = {}
     if engine.auth_secret_ref is not None:
-        auth = _credentials(_secret(core_api, namespace, engine.auth_secret_ref.name))
+        auth = _credentials(_secret(secrets, namespace, engine.auth_secret_ref.name))
     ca_bundle: str | None = None
     tls = engine.tls
     if tls.ca_secret_ref is not None:
-        data = _secret(core_api, namespace, tls.ca_secret_ref.name)
+        data = _secret(secrets, namespace, tls.ca_secret_ref.name)
         pem = data.get(tls.ca_secret_ref.key)
         if not pem:
             raise EngineConfigError(
@@ -73,7 +81,7 @@ def resolve_engine(core_api: Any, namespace: str, engine: EngineSpec) -> Engine:
         ca_bundle = str(_ca_file(pem))
     client_cert: str | None = None
     if tls.client_cert_secret_ref is not None:
-        client_cert = str(_client_cert_file(core_api, namespace, tls.client_cert_secret_ref))
+        client_cert = str(_client_cert_file(secrets, namespace, tls.client_cert_secret_ref))
     try:
         client = ClientSettings(
             base_url=engine.url,
@@ -101,12 +109,12 @@ def resolve_engine(core_api: Any, namespace: str, engine: EngineSpec) -> Engine:
     )
 
 
-def _secret(core_api: Any, namespace: str, name: str) -> dict[str, str]:
+def _secret(secrets: Any, namespace: str, name: str) -> dict[str, str]:
     """A Secret's data, decoded; a missing Secret is a configuration problem, not a crash."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        secret = core_api.read_namespaced_secret(name, namespace)
+        secret = secrets.read_namespaced_secret(name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             raise EngineConfigError(f"Secret {namespace}/{name} not found") from None
@@ -146,13 +154,13 @@ def _ca_file(pem: str) -> Path:
     return path
 
 
-def _client_cert_file(core_api: Any, namespace: str, ref: ClientCertSecretRef) -> Path:
+def _client_cert_file(secrets: Any, namespace: str, ref: ClientCertSecretRef) -> Path:
     """The Secret's certificate and key in one private PEM file, checked to load as a pair.
 
     Checked before the file gets its final name, so a file found under that name has loaded
     once: later ticks with the same Secret only read the Secret and hash it.
     """
-    data = _secret(core_api, namespace, ref.name)
+    data = _secret(secrets, namespace, ref.name)
     where = f"Secret {ref.name} (engine.tls.clientCertSecretRef)"
     pieces = [ref.cert_key] if ref.key_key == ref.cert_key else [ref.cert_key, ref.key_key]
     for key in pieces:

@@ -5,6 +5,12 @@ The official `kubernetes` client is synchronous; every call here runs in a worke
 pool's tick share. One `ApiClient` (one connection pool) serves all pools. The pools' worker
 Deployments (and their `/scale`) are read from the operator's `DeploymentCache` when one is given,
 so an unchanged pool's tick makes no request for them.
+
+Secrets (the engine's, and those the worker pods read) go through one `SecretCache` shared by every
+pool: a Secret several pools name, or that the probe and the pod template both need, is read once,
+and then again only when due (found: after 30 s; missing or forbidden: after 5 s, doubling up to
+30 s), or at once for a pool whose spec changed (a new `metadata.generation`, or a pool of the same
+name recreated). `secret_cache` says why this is a cache read by name and not a watch.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from flowable_worker_operator import targets
 from flowable_worker_operator.deployment_cache import DeploymentCache
 from flowable_worker_operator.engines import Engine, resolve_engine
+from flowable_worker_operator.secret_cache import SecretCache
 from flowable_worker_operator.secrethash import SecretContent, secret_refs, secrets_hash
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool
 
@@ -26,7 +33,10 @@ __all__ = ["ClusterWorkload"]
 
 
 class ClusterWorkload:
-    """Deployments, scale subresources, pods, Secrets and pool status, through one API client."""
+    """Deployments, scale subresources, pods, Secrets and pool status, through one API client.
+
+    `secrets`: where Secrets are read (default: a `SecretCache` over this client's
+    `read_namespaced_secret`)."""
 
     def __init__(
         self,
@@ -34,11 +44,23 @@ class ClusterWorkload:
         *,
         default_image: str,
         deployments: DeploymentCache | None = None,
+        secrets: SecretCache | None = None,
     ) -> None:
         self._api_client = api_client
         self._deployments = deployments
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        # Read through `self._core` at call time, not bound now: tests replace `_core`.
+        self._secrets = (
+            secrets
+            if secrets is not None
+            else SecretCache(
+                lambda name, namespace: self._core.read_namespaced_secret(name, namespace)
+            )
+        )
+        # (namespace, name) -> (uid, generation) of the pool at its last tick here: a change
+        # (a spec edited, a pool recreated under the same name) reads its Secrets again at once.
+        self._seen: dict[tuple[str, str], tuple[str, int]] = {}
         self._custom = k8s.CustomObjectsApi(api_client)
         self._policy = k8s.PolicyV1Api(api_client)
         self._default_image = default_image
@@ -48,9 +70,25 @@ class ClusterWorkload:
         self._budgets: dict[tuple[str, str], tuple[str, object]] = {}
 
     async def engine(self, pool: Pool) -> Engine:
-        return await asyncio.to_thread(resolve_engine, self._core, pool.namespace, pool.spec.engine)
+        self._refresh_if_changed(pool)
+        return await asyncio.to_thread(
+            resolve_engine, self._secrets, pool.namespace, pool.spec.engine
+        )
+
+    def _refresh_if_changed(self, pool: Pool) -> None:
+        """A pool seen before with another generation or uid: its Secrets are read again at this
+        tick (once: `engine` and `ensure` both ask, the first re-reads). A pool seen for the first
+        time (a new one, or every pool after a restart) reads what is not cached yet, and takes
+        what is, which is at most `secret_cache.REFRESH_SECONDS` old."""
+        key = (pool.namespace, pool.name)
+        seen = (pool.uid, pool.generation)
+        before = self._seen.get(key)
+        self._seen[key] = seen
+        if before is not None and before != seen:
+            self._secrets.refresh(pool.namespace, _secret_names(pool))
 
     async def ensure(self, pool: Pool, *, initial_replicas: int) -> None:
+        self._refresh_if_changed(pool)
         refs = secret_refs(pool)
         secrets = await asyncio.to_thread(self._read_secrets, pool.namespace, refs)
         await asyncio.to_thread(
@@ -76,7 +114,7 @@ class ClusterWorkload:
         read: dict[str, SecretContent | None] = {}
         for name in dict.fromkeys(name for name, _key in refs):
             try:
-                secret = self._core.read_namespaced_secret(name, namespace)
+                secret = self._secrets.read_namespaced_secret(name, namespace)
             except ApiException as error:
                 if error.status == 404:
                     read[name] = None
@@ -118,3 +156,11 @@ class ClusterWorkload:
             name,
             {"status": dict(status)},
         )
+
+
+def _secret_names(pool: Pool) -> set[str]:
+    """Every Secret the pool's tick reads: the engine's (also without a worker) and the pods'."""
+    engine = pool.spec.engine
+    refs = (engine.auth_secret_ref, engine.tls.ca_secret_ref, engine.tls.client_cert_secret_ref)
+    names = {ref.name for ref in refs if ref is not None}
+    return names | {name for name, _key in secret_refs(pool)}

@@ -1,5 +1,8 @@
 """Issue 10 on the real local cluster: a Secret fixed under running pods rolls them, and a pool
-that cannot see its backlog (credentials refused, an engine that hangs) says so.
+that cannot see its backlog (credentials refused, an engine that hangs) says so. Issue 11: the
+Secrets are read from the operator's cache (`secret_cache`), not at every tick, as the API
+server's own request counters (`apiserver_request_total`) show, and a Secret created after its
+pool is still picked up within the documented 30 s.
 
 The engine is the emulator (it answers 401 to a wrong password, and hangs on a LATENCY fault);
 the operator is the real process against the real API server and controller-manager, whose
@@ -9,14 +12,19 @@ writes, not about jobs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 import uuid
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
 
+from flowable_worker_operator.secret_cache import REFRESH_SECONDS
+from localstack.apiserver_requests import parse
+from localstack.cluster import LocalCluster
 from localstack.operator_process import OperatorProcess
 from tests.support.emulator import FaultKind, FlowableEmulator
 from tests.support.waiting import poll_until
@@ -152,3 +160,100 @@ async def test_a_hanging_engine_is_unreachable_and_the_pool_not_ready_while_it_h
         == "True",
         timeout=60,
     )
+
+
+INTERVALS = 20
+"""Polling intervals (of 1 s) over which a test counts the API server's Secret reads."""
+
+
+def _secret_reads(cluster: LocalCluster) -> int:
+    """GETs of Secrets the API server has served so far, by anyone (the operator is the only one
+    reading Secrets on this cluster: the controllers list and watch theirs)."""
+    status, text = cluster.api("GET", "/metrics")
+    assert status == 200, f"kube-apiserver /metrics answered {status}"
+    return parse(str(text))[("GET", "secrets")]
+
+
+def _engine_message(api_client: Any, namespace: str, name: str) -> str:
+    reachable = condition(read_pool(api_client, namespace, name), "EngineReachable")
+    return str(reachable.get("message") or "") if reachable.get("status") == "False" else ""
+
+
+async def test_a_missing_secret_costs_a_few_reads_not_one_per_tick_and_is_picked_up_once_created(
+    operator: OperatorProcess,
+    emulator: FlowableEmulator,
+    api_client: Any,
+    namespace: str,
+    cluster: LocalCluster,
+) -> None:
+    spec = emulated_pool(emulator, "late:1:1", 0, {"maxReplicas": 3, "pollingInterval": "1s"})
+    spec["engine"]["authSecretRef"] = {"name": "late-credentials"}
+    create_pool(api_client, namespace, "late", spec)
+    missing = f"Secret {namespace}/late-credentials not found"
+    poll_until(lambda: missing in _engine_message(api_client, namespace, "late"), timeout=60)
+    before = _secret_reads(cluster)
+    await asyncio.sleep(INTERVALS)
+    reads = _secret_reads(cluster) - before
+    # Read at the first tick, then 5, 15, 35 s after (secret_cache): 2 in this window. Reading
+    # at every tick, for the probe and again for the pod template, was 2 a tick: about 40.
+    assert reads <= 4, f"{reads} GETs of Secrets over {INTERVALS} ticks of one pool"
+    assert missing in _engine_message(api_client, namespace, "late")  # still ticking, still told
+
+    hash_before = _template_annotations(api_client, namespace, "late-worker")[SECRETS_HASH]
+    k8s_client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace,
+        k8s_client.V1Secret(
+            metadata=k8s_client.V1ObjectMeta(name="late-credentials"),
+            string_data={"username": "flowable", "password": "secret"},
+        ),
+    )
+    created = time.monotonic()
+    # Seen within the cache's refresh time, then measured at the next tick (1 s).
+    poll_until(
+        lambda: (
+            condition(read_pool(api_client, namespace, "late"), "EngineReachable").get("status")
+            == "True"
+        ),
+        timeout=REFRESH_SECONDS + 15,
+    )
+    assert time.monotonic() - created <= REFRESH_SECONDS + 1 + 5  # the bound, a margin to see it
+    # The pods could not start without it: its creation changes the template, and they roll.
+    poll_until(
+        lambda: (
+            _template_annotations(api_client, namespace, "late-worker").get(SECRETS_HASH)
+            != hash_before
+        ),
+        timeout=15,
+    )
+
+
+async def test_a_found_secret_is_read_from_the_cache_not_at_every_tick(
+    operator: OperatorProcess,
+    emulator: FlowableEmulator,
+    api_client: Any,
+    namespace: str,
+    cluster: LocalCluster,
+) -> None:
+    spec = emulated_pool(emulator, "kept:1:1", 0, {"maxReplicas": 3, "pollingInterval": "1s"})
+    spec["engine"]["authSecretRef"] = {"name": "kept-credentials"}
+    k8s_client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace,
+        k8s_client.V1Secret(
+            metadata=k8s_client.V1ObjectMeta(name="kept-credentials"),
+            string_data={"username": "flowable", "password": "secret"},
+        ),
+    )
+    create_pool(api_client, namespace, "kept", spec)
+    poll_until(
+        lambda: condition(read_pool(api_client, namespace, "kept"), "Ready").get("reason")
+        == "Idle",
+        timeout=60,
+    )
+    probes = len(emulator.requests(endpoint="listJobs"))
+    before = _secret_reads(cluster)
+    await asyncio.sleep(INTERVALS)
+    reads = _secret_reads(cluster) - before
+    assert len(emulator.requests(endpoint="listJobs")) - probes >= INTERVALS // 2, "no ticks"
+    # Read again every 30 s (secret_cache.REFRESH_SECONDS): at most one in 20 s. At every tick,
+    # for the probe and for the pod template, it was about 40.
+    assert reads <= 2, f"{reads} GETs of Secrets over {INTERVALS} ticks of one pool"
