@@ -16,7 +16,8 @@ Secrets pools name, and no others), so it reads them by name and keeps the answe
 
 - **Found**: kept and read again once it is `refresh_seconds` (30 s) old. A changed Secret (a
   rotated password, a fixed one) reaches the pools within 30 s, plus their next tick; kubelet
-  gives a Secret mounted as a volume about the same delay (its sync period plus its cache TTL).
+  takes longer to update a Secret mounted as a volume (its sync period, a minute, plus its
+  cache's delay), and a Secret in an environment variable never changes in a running pod.
 - **Missing (404) or not allowed (403)**: remembered too, and read again after a back-off that
   starts at `first_retry_seconds` (5 s, so a Secret created a moment after its pool, as apply
   order or a secrets controller make it, is seen at once) and doubles up to `refresh_seconds`.
