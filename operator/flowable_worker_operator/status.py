@@ -173,7 +173,14 @@ def keep_heartbeats(
     object's status (kopf's progress) is not ours to weigh.
     """
     present = [at for at in HEARTBEATS if _heartbeat(status, at) is not None]
-    if _without(status, present) != _without({k: previous.get(k) for k in status}, present):
+    skip: dict[str, Any] = {}
+    for at in present:
+        node = skip
+        for section in at[:-1]:
+            node = node.setdefault(section, {})
+        node[at[-1]] = True
+    stored = {k: previous.get(k) for k in status}
+    if not _same_as_stored(status, stored, skip):
         return dict(status)
     for at in present:
         before = _heartbeat(previous, at)
@@ -202,22 +209,30 @@ def _heartbeat(status: Mapping[str, Any], at: tuple[str, ...]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _without(status: Mapping[str, Any], heartbeats: Sequence[tuple[str, ...]]) -> Any:
-    stripped = _without_nulls(status)
-    for *sections, key in heartbeats:
-        inner = stripped
-        for section in sections:
-            inner = inner.get(section) if isinstance(inner, dict) else None
-        if isinstance(inner, dict):
-            inner.pop(key, None)
-    return stripped
+def _same_as_stored(written: Any, stored: Any, skip: Mapping[str, Any] | None = None) -> bool:
+    """Whether `written` equals `stored` as the API server keeps it: a None in `written` is an
+    absent field (a status patch's null removes it), a None in `stored` too, lists and tuples
+    alike. `skip`: keys not compared, as a tree (`{"probe": {"lastSuccessTime": True}}`).
 
-
-def _without_nulls(value: Any) -> Any:
-    """`value` as the API server stores it: a status patch's null removes the field, so the
-    object read back has no key where the status we wrote had None."""
-    if isinstance(value, Mapping):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_without_nulls(v) for v in value]
-    return value
+    One walk with no copies: this runs for every pool at every tick."""
+    if isinstance(written, Mapping):
+        if not isinstance(stored, Mapping):
+            return False
+        for key, value in written.items():
+            inner = skip.get(key) if skip is not None else None
+            if inner is True:
+                continue
+            if not _same_as_stored(value, stored.get(key), inner):
+                return False
+        skipped = () if skip is None else [key for key, inner in skip.items() if inner is True]
+        return not any(
+            value is not None and key not in written and key not in skipped
+            for key, value in stored.items()
+        )
+    if isinstance(written, list | tuple):
+        if not isinstance(stored, list | tuple) or len(written) != len(stored):
+            return False
+        return all(_same_as_stored(w, s) for w, s in zip(written, stored, strict=True))
+    if written is None or stored is None:
+        return written is stored
+    return bool(written == stored)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowable_worker_operator.status import (
     CONDITION_TYPES,
+    HEARTBEAT_REFRESH,
+    HEARTBEATS,
     condition_status,
     find_condition,
     format_time,
@@ -210,3 +217,114 @@ def test_keeping_heartbeats_leaves_the_fresh_status_as_it_was() -> None:
     kept = keep_heartbeats(fresh, written, now=now)
     assert kept == written
     assert fresh == before
+
+
+# --- keep_heartbeats' comparison, against the one it replaced (null-stripped copies compared) --
+
+
+def _stripped(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _stripped(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_stripped(v) for v in value]
+    return value
+
+
+def _reference_same(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
+    """The comparison as it was: both sides stripped of nulls and of the present heartbeats."""
+    present = [at for at in HEARTBEATS if _heartbeat_of(status, at) is not None]
+
+    def without(value: Mapping[str, Any]) -> Any:
+        stripped = _stripped(value)
+        for *sections, key in present:
+            inner = stripped
+            for section in sections:
+                inner = inner.get(section) if isinstance(inner, dict) else None
+            if isinstance(inner, dict):
+                inner.pop(key, None)
+        return stripped
+
+    return bool(without(status) == without({k: previous.get(k) for k in status}))
+
+
+def _heartbeat_of(status: Mapping[str, Any], at: tuple[str, ...]) -> str | None:
+    value: Any = status
+    for key in at:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(["a", "b"]))
+_times = st.one_of(st.none(), st.sampled_from(["2026-11-28T10:00:00Z", "2026-11-28T10:00:15Z"]))
+_value = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["x", "y", "status"]), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _statuses(draw: st.DrawFn) -> dict[str, Any]:
+    status: dict[str, Any] = draw(
+        st.dictionaries(st.sampled_from(["replicas", "conditions", "selector"]), _value)
+    )
+    for section, key in (("probe", "lastSuccessTime"), ("backlog", "observedTime")):
+        if draw(st.booleans()):
+            inner = draw(st.dictionaries(st.sampled_from(["unlocked", "lastError"]), _value))
+            inner[key] = draw(_times)
+            status[section] = inner
+    if draw(st.booleans()):
+        status["lastActiveTime"] = draw(_times)
+    return status
+
+
+def _reference_keep(
+    status: Mapping[str, Any], previous: Mapping[str, Any], now: datetime
+) -> dict[str, Any]:
+    """keep_heartbeats as it was before its comparison was rewritten."""
+    if not _reference_same(status, previous):
+        return dict(status)
+    present = [at for at in HEARTBEATS if _heartbeat_of(status, at) is not None]
+    for at in present:
+        before = _heartbeat_of(previous, at)
+        if before == _heartbeat_of(status, at):
+            continue
+        if before is None or now - (parse_time(before) or datetime.min.replace(tzinfo=UTC)) >= (
+            HEARTBEAT_REFRESH
+        ):
+            return dict(status)
+    kept = copy.deepcopy(dict(status))
+    for *sections, key in present:
+        inner = kept
+        for section in sections:
+            inner = inner[section]
+        inner[key] = _heartbeat_of(previous, (*sections, key))
+    return kept
+
+
+@given(status=_statuses(), previous=_statuses(), extra=st.booleans(), late=st.booleans())
+def test_keeping_heartbeats_decides_as_the_null_stripping_comparison_did(
+    status: dict[str, Any], previous: dict[str, Any], extra: bool, late: bool
+) -> None:
+    from flowable_worker_operator.status import keep_heartbeats
+
+    if extra:
+        previous["kopf"] = {"progress": {}}  # someone else's field: never weighed
+    now = datetime(2026, 11, 28, 10, 0, 20, tzinfo=UTC) + (
+        HEARTBEAT_REFRESH if late else timedelta()
+    )
+    assert keep_heartbeats(status, previous, now=now) == _reference_keep(status, previous, now)
+
+
+def test_keeping_heartbeats_sees_a_change_beside_an_unmoved_heartbeat() -> None:
+    from flowable_worker_operator.status import keep_heartbeats
+
+    now = datetime(2026, 11, 28, 10, 0, 20, tzinfo=UTC)
+    previous = {"probe": {"lastSuccessTime": "2026-11-28T10:00:00Z", "lastError": "x"}}
+    fresh = {"probe": {"lastSuccessTime": "2026-11-28T10:00:15Z", "lastError": None}}
+    assert keep_heartbeats(fresh, previous, now=now) == fresh  # the error went: written
+    same = {"probe": {"lastSuccessTime": "2026-11-28T10:00:15Z", "lastError": "x"}}
+    assert keep_heartbeats(same, previous, now=now) == previous
