@@ -18,7 +18,9 @@ One `BacklogProber` serves the whole operator process, because pools share engin
 `FlowableClient` (external-job API) and one `httpx.AsyncClient` (process and CMMN APIs) per
 `Engine`, and answers identical questions (same engine, selector and lock state) asked within
 `max_age` seconds with one request (`shared_answers`): concurrent askers await the same request in
-flight, later ones reuse its answer. The pools asking one question tick in the same instant (their
+flight, later ones reuse its answer. A whole question (engine, topic, selectors) is shared the same
+way, so that of the pools asking it together one discovers and counts, and the others wait for
+its result. The pools asking one question tick in the same instant (their
 daemons keep to a phase of the interval shared by the topic: `shared_answers.phase_delay`), so a
 hundred pools on one engine polling every 15 s cost the engine one query per distinct question per
 interval, not one per pool, while every answer stays at most `max_age` old.
@@ -304,6 +306,9 @@ class BacklogProber:
         self._answers: SharedAnswers[tuple[Engine, Selector, LockState], int] = SharedAnswers(
             max_age=max_age, clock=clock, on_shared=metrics.SHARED_ANSWERS.inc
         )
+        self._questions: SharedAnswers[tuple[Engine, str, tuple[Selector, ...]], ProbeResult] = (
+            SharedAnswers(max_age=max_age, clock=clock)
+        )
         self._closed = False
 
     async def backlog(
@@ -314,7 +319,29 @@ class BacklogProber:
         `selectors` None or empty: discover them from the deployed models (the resource's
         `backlog.selectors: []` means the same; an empty explicit list would only ever read
         zero, which is never what a pool means). Raises `ProbeError`; never answers a guess.
+
+        Pools asking the same question (engine, topic, selectors) within `max_age` share one
+        whole measurement, not only its counts: the pools of a topic tick in the same instant,
+        and the others then skip the discovery look-up and the per-selector bookkeeping too.
+        `flowable_pool_shared_answers_total` still counts each of their count questions.
         """
+        measured = False
+
+        async def measure() -> ProbeResult:
+            nonlocal measured
+            measured = True
+            return await self._measure(engine, topic, selectors)
+
+        question = (engine, topic, tuple(selectors or ()))
+        result = await self._questions.get(question, measure)
+        if not measured:
+            metrics.SHARED_ANSWERS.inc(len(_LOCK_STATES) * len(result.selectors))
+        return result
+
+    async def _measure(
+        self, engine: Engine, topic: str, selectors: Sequence[Selector] | None
+    ) -> ProbeResult:
+        """`backlog`'s answer, measured (each count still shared with other questions')."""
         connection = self._connection(engine)
         problems: tuple[str, ...] = ()
         notes: list[Note] = []
@@ -439,6 +466,7 @@ class BacklogProber:
     async def aclose(self) -> None:
         """Cancel requests in flight and close every connection; the prober is unusable after."""
         self._closed = True
+        self._questions.cancel_all()
         self._answers.cancel_all()
         connections, self._connections = list(self._connections.values()), {}
         for connection in connections:

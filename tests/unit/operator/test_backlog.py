@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import httpx
@@ -247,6 +247,31 @@ async def test_concurrent_pools_asking_the_same_question_cause_one_request_each(
     assert {r.backlog for r in results} == {Backlog(unlocked=4, locked=0)}
     assert jobs_of(emulator, definition) == 2  # unlocked + locked, for all twenty pools
     assert sample("flowable_pool_shared_answers_total") - shared_before == 38
+
+
+async def test_pools_asking_one_question_together_share_the_whole_measurement(
+    emulator: FlowableEmulator,
+    engine: Engine,
+    prober: BacklogProber,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topic, definition = uid(), f"p:1:{uid()}"
+    emulator.create_job(topic, definition_id=definition)
+    selector = [Selector("externalTask", process_definition_id=definition)]
+    measured: list[str] = []
+    real = BacklogProber._measure
+
+    async def measure(self: BacklogProber, *args: Any) -> ProbeResult:
+        measured.append(args[1])
+        return await real(self, *args)
+
+    monkeypatch.setattr(BacklogProber, "_measure", measure)
+    results = await asyncio.gather(*(prober.backlog(engine, topic, selector) for _ in range(5)))
+    assert len({id(r) for r in results}) == 1  # one measurement, five pools
+    assert results[0].backlog == Backlog(unlocked=1, locked=0)
+    await prober.backlog(engine, "another-topic", selector)  # another question: measured
+    assert measured == [topic, "another-topic"]
+    assert jobs_of(emulator, definition) == 2  # and its counts were still shared
 
 
 async def test_an_answer_is_reused_within_max_age_and_asked_again_after(
