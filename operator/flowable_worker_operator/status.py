@@ -222,7 +222,10 @@ def _same_as_stored(written: Any, stored: Any, skip: Mapping[str, Any] | None = 
             inner = skip.get(key) if skip is not None else None
             if inner is True:
                 continue
-            if not _same_as_stored(value, stored.get(key), inner):
+            before = stored.get(key)
+            # Plain equality first (at C speed; equal values are equal with or without nulls and
+            # skipped keys): an idle pool's conditions are, and then need no walk.
+            if value != before and not _same_as_stored(value, before, inner):
                 return False
         skipped = () if skip is None else [key for key, inner in skip.items() if inner is True]
         return not any(
@@ -232,7 +235,7 @@ def _same_as_stored(written: Any, stored: Any, skip: Mapping[str, Any] | None = 
     if isinstance(written, list | tuple):
         if not isinstance(stored, list | tuple) or len(written) != len(stored):
             return False
-        return all(_same_as_stored(w, s) for w, s in zip(written, stored, strict=True))
+        return all(w == s or _same_as_stored(w, s) for w, s in zip(written, stored, strict=True))
     if written is None or stored is None:
         return written is stored
     return bool(written == stored)
