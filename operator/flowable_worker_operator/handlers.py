@@ -11,6 +11,13 @@ a wake-up comes at once, the next at the phase.
 With `--shards` every replica runs a daemon for every pool, but only the replica holding the
 pool's shard ticks it; the others wait, writing nothing, until the shard moves (`shards`).
 
+Why a daemon per pool and not one scheduler for all: the daemon is what gives each pool kopf's
+finalizer and a clean stop (on the pool's deletion, the operator's shutdown or a lost Lease)
+without any bookkeeping in the object; an `on.delete` handler would make kopf write its
+last-handled-configuration annotation on every pool at each spec change. What a daemon costs per
+tick is only its wait between ticks, so that is kept to one timer (`_nap`); at 1000 pools the
+daemons' own machinery was a few percent of the operator's CPU, the wait most of it.
+
 No handler here stores progress in the object (no `on.create`/`on.update` bookkeeping): the state
 that matters is the pool's status, written by the tick, and the in-memory scaling history kept in
 the pool's kopf memo.
@@ -158,6 +165,10 @@ async def _scale_pool(
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     written: dict[str, Any] | None = None
     shard = runtime.shard(namespace, name)
+    # The daemon's stop wakes it too: watched once for the daemon's life, so that a tick's wait
+    # is one timer on `wake` (`_nap`), not tasks of its own at every tick.
+    stopping = asyncio.ensure_future(stopped.wait())
+    stopping.add_done_callback(lambda _: wake.set())
     try:
         while not stopped:
             wake.clear()
@@ -197,8 +208,9 @@ async def _scale_pool(
                 pause = ERROR_BACKOFF
             finally:
                 runtime.ticking[shard] -= 1
-            await _sleep(pause, wake, stopped)
+            await _nap(pause, wake)
     finally:
+        stopping.cancel()
         # Also when kopf cancels the daemon mid-tick: the pool's overlap must not outlive it.
         runtime.reconciler.forget(namespace, name)
         metrics.forget_pool(namespace, name)
@@ -237,6 +249,21 @@ def _record(namespace: str, name: str, outcome: Outcome) -> None:
 def _post(body: kopf.Body, outcome: Outcome) -> None:
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+async def _nap(pause: timedelta, wake: asyncio.Event) -> None:
+    """Wait until the next tick or until `wake` is set (a change of the pool, the daemon's stop),
+    whichever comes first: one timer that sets `wake`, and the one future `wake.wait()` makes.
+    This runs at every tick of every pool; `_sleep`, which also waits for the shards to move,
+    makes two tasks and a waiter, and serves the rare wait of a pool this replica does not tick.
+    """
+    if wake.is_set():
+        return
+    timer = asyncio.get_running_loop().call_later(pause.total_seconds(), wake.set)
+    try:
+        await wake.wait()
+    finally:
+        timer.cancel()
 
 
 def _shard_change(runtime: Runtime) -> Awaitable[None] | None:

@@ -18,6 +18,7 @@ the answers stay fresh, and different questions keep different phases, spread ov
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Hashable
@@ -40,9 +41,14 @@ def phase_delay(period: float, key: str, now: float) -> float:
     is returned as it is."""
     if period <= 0:
         return period
-    offset = zlib.crc32(key.encode()) / 2**32 * PHASE_SPAN
-    delay = (offset - now) % period
+    delay = (_offset(key) - now) % period
     return delay if delay > 0 else period
+
+
+@functools.lru_cache(maxsize=65536)
+def _offset(key: str) -> float:
+    """`key`'s phase in `PHASE_SPAN` (remembered: every tick of every pool asks it)."""
+    return zlib.crc32(key.encode()) / 2**32 * PHASE_SPAN
 
 
 K = TypeVar("K", bound=Hashable)

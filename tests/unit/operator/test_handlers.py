@@ -294,3 +294,51 @@ def test_pools_on_one_topic_of_one_engine_tick_in_the_same_instant(
     apart = (mail - first) % 15
     assert min(apart, 15 - apart) > 1e-3
     assert timedelta(0) < handlers._in_phase(interval, _body()) <= interval
+
+
+async def test_a_daemon_asleep_for_a_long_interval_stops_at_once_or_wakes_on_a_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kopf, "event", lambda *_a, **_k: None)
+    stopped = Stopped()
+    ticks: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    class Slow:
+        async def tick(self, *_a: Any, **_k: Any) -> Outcome:
+            ticks.append(loop.time())
+            return Outcome(status={}, events=(), next_tick=timedelta(seconds=30))
+
+        def forget(self, *_a: Any) -> None:
+            pass
+
+    wake = asyncio.Event()
+    runtime = handlers.Runtime(workload=Workload([]), prober=None, reconciler=Slow())  # type: ignore[arg-type]
+    memo = kopf.Memo(runtime=runtime, wake=wake)
+    daemon = asyncio.ensure_future(
+        handlers._scale_pool(
+            body=_body(), memo=memo, stopped=stopped, pool_claims={}, hpa_claims={}
+        )
+    )
+    await asyncio.sleep(0.05)
+    await handlers._wake_on_change(body=_body(2), memo=memo)  # a new generation: ticks now
+    await asyncio.sleep(0.05)
+    assert len(ticks) == 2
+    started = loop.time()
+    stopped.flag.set()
+    await asyncio.wait_for(daemon, timeout=5)
+    assert loop.time() - started < 1  # not at the end of its 30 s wait
+
+
+async def test_the_tick_wait_ends_at_its_time_or_at_a_wake_up() -> None:
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await handlers._nap(timedelta(milliseconds=20), wake)
+    assert 0.015 < loop.time() - started < 2
+    assert wake.is_set()  # the daemon clears it before its next tick
+    wake.clear()
+    loop.call_later(0.01, wake.set)
+    started = loop.time()
+    await handlers._nap(timedelta(seconds=30), wake)
+    assert loop.time() - started < 5
