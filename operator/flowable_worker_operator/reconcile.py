@@ -60,10 +60,12 @@ from flowable_worker_operator.status import (
     PAUSED,
     READY,
     SHARED_BACKLOG,
+    ConditionUpdate,
     format_time,
     keep_heartbeats,
     parse_time,
     set_condition,
+    set_conditions,
 )
 from flowable_worker_operator.targets import (
     NotControlledError,
@@ -408,19 +410,9 @@ class Reconciler:
             if f"{reason}:{key}" not in state.warned:
                 state.warned.add(f"{reason}:{key}")
                 events.append(Event("Warning", reason, message))
-        conditions = _conditions(
-            conditions,
-            pool=pool,
-            spec=spec,
-            decision=decision,
-            observed=observed,
-            problems=(),
-            generation=generation,
-            now=now,
-        )
-        conditions = _topic_conditions(
-            conditions, blocker=blocker, shared=shared, generation=generation, now=now
-        )
+        updates = _conditions(pool=pool, spec=spec, decision=decision, observed=observed)
+        updates += _topic_conditions(blocker=blocker, shared=shared)
+        conditions = set_conditions(conditions, updates, generation=generation, now=now)
         status: dict[str, Any] = {
             "observedGeneration": generation,
             "replicas": replicas,
@@ -650,62 +642,51 @@ def _unexpected_message(exc: BaseException) -> str:
 
 
 def _conditions(
-    conditions: list[dict[str, Any]],
     *,
     pool: Pool,
     spec: ScalingSpec,
     decision: Decision,
     observed: Backlog | ProbeFailed,
-    problems: Sequence[str],
-    generation: int,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """The five conditions after a tick that reached a decision."""
-
-    def put(type_: str, status: bool | None, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(
-            conditions,
-            type=type_,
-            status=status,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
-
+) -> list[ConditionUpdate]:
+    """The five conditions after a tick that reached a decision (`status.set_conditions`)."""
+    updates: list[ConditionUpdate] = []
     if isinstance(observed, Backlog):
-        put(ENGINE_REACHABLE, True, "ProbeSucceeded", "the backlog was measured")
+        updates.append((ENGINE_REACHABLE, True, "ProbeSucceeded", "the backlog was measured"))
         active = observed.unlocked > spec.activation_backlog or observed.locked > 0
-        put(
-            ACTIVE,
-            active,
-            "JobsOutstanding" if active else "Idle",
-            f"{observed.unlocked} unlocked and {observed.locked} locked jobs",
+        updates.append(
+            (
+                ACTIVE,
+                active,
+                "JobsOutstanding" if active else "Idle",
+                f"{observed.unlocked} unlocked and {observed.locked} locked jobs",
+            )
         )
     else:
-        put(ENGINE_REACHABLE, False, "ProbeFailed", observed.error)
-        put(ACTIVE, None, "ProbeFailed", "the backlog is unknown")
-    put(
-        FALLBACK,
-        decision.reason is Reason.FALLBACK,
-        "FallbackApplied" if decision.reason is Reason.FALLBACK else "ProbeHealthy",
-        decision.message if decision.reason is Reason.FALLBACK else "no fallback in effect",
+        updates.append((ENGINE_REACHABLE, False, "ProbeFailed", observed.error))
+        updates.append((ACTIVE, None, "ProbeFailed", "the backlog is unknown"))
+    fallback = decision.reason is Reason.FALLBACK
+    updates.append(
+        (
+            FALLBACK,
+            fallback,
+            "FallbackApplied" if fallback else "ProbeHealthy",
+            decision.message if fallback else "no fallback in effect",
+        )
     )
-    put(
-        PAUSED,
-        pool.paused,
-        "Paused" if pool.paused else "NotPaused",
-        decision.message if pool.paused else "scaling is active",
+    updates.append(
+        (
+            PAUSED,
+            pool.paused,
+            "Paused" if pool.paused else "NotPaused",
+            decision.message if pool.paused else "scaling is active",
+        )
     )
-    if problems:
-        put(READY, False, "TopicNotResolved", _listed(problems))
-    elif isinstance(observed, ProbeFailed):
+    if isinstance(observed, ProbeFailed):
         # Holding (or the fallback) keeps pods running, but the pool is blind: not Ready.
-        put(READY, False, "BacklogUnknown", decision.message)
+        updates.append((READY, False, "BacklogUnknown", decision.message))
     else:
-        put(READY, True, str(decision.reason), decision.message)
-    return conditions
+        updates.append((READY, True, str(decision.reason), decision.message))
+    return updates
 
 
 def _backlog_status(
@@ -809,25 +790,22 @@ def _blocker(pool: Pool, result: ProbeResult | None) -> tuple[str, str] | None:
 
 
 def _topic_conditions(
-    conditions: list[dict[str, Any]],
-    *,
-    blocker: tuple[str, str] | None,
-    shared: Sequence[str],
-    generation: int,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Ready=False when nothing was found to count, and SharedBacklog, after `_conditions`."""
+    *, blocker: tuple[str, str] | None, shared: Sequence[str]
+) -> list[ConditionUpdate]:
+    """Ready=False when nothing was found to count, and SharedBacklog, after `_conditions`
+    (a later update of a type wins: `status.set_conditions`)."""
+    updates: list[ConditionUpdate] = []
     if blocker is not None:
-        conditions = _not_ready(conditions, *blocker, generation=generation, now=now)
-    return set_condition(
-        conditions,
-        type=SHARED_BACKLOG,
-        status=bool(shared),
-        reason="OtherPoolsCountTheseJobs" if shared else "NotShared",
-        message=shared_message(shared) if shared else "no other pool counts these jobs",
-        generation=generation,
-        now=now,
+        updates.append((READY, False, *blocker))
+    updates.append(
+        (
+            SHARED_BACKLOG,
+            bool(shared),
+            "OtherPoolsCountTheseJobs" if shared else "NotShared",
+            shared_message(shared) if shared else "no other pool counts these jobs",
+        )
     )
+    return updates
 
 
 def _listed(problems: Sequence[str]) -> str:

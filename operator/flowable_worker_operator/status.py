@@ -9,13 +9,14 @@ a diff shows what changed rather than a reshuffle.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
     "ACTIVE",
     "CONDITION_TYPES",
+    "ConditionUpdate",
     "ENGINE_REACHABLE",
     "FALLBACK",
     "PAUSED",
@@ -27,6 +28,7 @@ __all__ = [
     "keep_heartbeats",
     "parse_time",
     "set_condition",
+    "set_conditions",
 ]
 
 READY = "Ready"
@@ -50,7 +52,7 @@ MESSAGE_LIMIT = 1024
 an engine with hundreds of models, an error's text), the status write stays far below the
 CRD's 32768-character limit, so it can never be refused for its size."""
 
-_STATUS_TEXT = {True: "True", False: "False", None: "Unknown"}
+_STATUS_TEXT: dict[bool | None, str] = {True: "True", False: "False", None: "Unknown"}
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 _TEXT_STATUS = {text: value for value, text in _STATUS_TEXT.items()}
 
@@ -79,6 +81,10 @@ def parse_time(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+ConditionUpdate = tuple[str, bool | None, str, str]
+"""A condition to set: (type, status, reason, message); status None means Unknown."""
+
+
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     *,
@@ -95,28 +101,55 @@ def set_condition(
     sorted by `CONDITION_TYPES`; a condition of another type (written by someone else, or by a
     newer operator) is kept, after ours, by name.
     """
-    text = _STATUS_TEXT[status]
-    previous = find_condition(conditions, type)
-    if (
-        previous is not None
-        and previous.get("status") == text
-        and previous.get("lastTransitionTime")
-    ):
-        transition = str(previous["lastTransitionTime"])
-    else:
-        transition = format_time(now)
-    updated: dict[str, Any] = {
-        "type": type,
-        "status": text,
-        "observedGeneration": generation,
-        "lastTransitionTime": transition,
-        "reason": reason,
-        "message": message
-        if len(message) <= MESSAGE_LIMIT
-        else f"{message[: MESSAGE_LIMIT - 15]}... (truncated)",
-    }
-    others = [dict(c) for c in conditions if c.get("type") != type]
-    return sorted([*others, updated], key=_order)
+    return set_conditions(
+        conditions, [(type, status, reason, message)], generation=generation, now=now
+    )
+
+
+def set_conditions(
+    conditions: Sequence[Mapping[str, Any]],
+    updates: Iterable[ConditionUpdate],
+    *,
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """`conditions` with every update applied at once, each as `set_condition` sets one.
+
+    A type updated twice takes its last update, and its `lastTransitionTime` is judged against
+    the condition in `conditions` (the one a reader has seen), never against an update made a
+    moment before: Ready set True and then False by a later check of the same tick is a Ready
+    that stayed False, not one that changed twice. One copy and one sort for a tick's conditions,
+    where one `set_condition` per type copied and sorted them all each time.
+    """
+    latest: dict[str, tuple[bool | None, str, str]] = {}
+    for kind, status, reason, message in updates:
+        latest[kind] = (status, reason, message)
+    updated = [dict(c) for c in conditions if c.get("type") not in latest]
+    moved: str | None = None
+    for kind, (status, reason, message) in latest.items():
+        text = _STATUS_TEXT[status]
+        previous = find_condition(conditions, kind)
+        if (
+            previous is not None
+            and previous.get("status") == text
+            and previous.get("lastTransitionTime")
+        ):
+            transition = str(previous["lastTransitionTime"])
+        else:
+            transition = moved = moved or format_time(now)
+        updated.append(
+            {
+                "type": kind,
+                "status": text,
+                "observedGeneration": generation,
+                "lastTransitionTime": transition,
+                "reason": reason,
+                "message": message
+                if len(message) <= MESSAGE_LIMIT
+                else f"{message[: MESSAGE_LIMIT - 15]}... (truncated)",
+            }
+        )
+    return sorted(updated, key=_order)
 
 
 def find_condition(

@@ -443,3 +443,16 @@ async def test_an_engine_that_stays_down_stops_moving_the_status_once_the_count_
         status = outcome.status
     assert status["probe"]["consecutiveFailures"] == counted
     assert written == [True] * (counted + 1) + [False] * 4
+
+
+async def test_a_pool_whose_topic_is_not_found_writes_nothing_new_at_its_next_tick() -> None:
+    """Ready is set True by the decision and False by the blocker in one tick: that is a Ready
+    that stayed False, so its lastTransitionTime stays and the status stays as written."""
+    workload, prober = FakeWorkload(replicas=1), FakeProber(topic_found=False)
+    state, pool = PoolState(), body()
+    first = await tick(workload, prober, pool, state)
+    pool["status"] = {k: v for k, v in first.status.items() if v is not None}
+    later = await tick(workload, prober, pool, state, NOW + timedelta(seconds=15))
+    assert condition(later, "Ready")["reason"] == "TopicNotFound"
+    assert condition(later, "Ready")["lastTransitionTime"] == "2026-11-28T10:00:00Z"
+    assert {k: v for k, v in later.status.items() if v is not None} == pool["status"]

@@ -328,3 +328,46 @@ def test_keeping_heartbeats_sees_a_change_beside_an_unmoved_heartbeat() -> None:
     assert keep_heartbeats(fresh, previous, now=now) == fresh  # the error went: written
     same = {"probe": {"lastSuccessTime": "2026-11-28T10:00:15Z", "lastError": "x"}}
     assert keep_heartbeats(same, previous, now=now) == previous
+
+
+_kinds = st.sampled_from([*CONDITION_TYPES, "SomeoneElses"])
+_condition = st.fixed_dictionaries(
+    {
+        "type": _kinds,
+        "status": st.sampled_from(["True", "False", "Unknown"]),
+        "lastTransitionTime": st.sampled_from(["2026-11-28T09:00:00Z", ""]),
+        "reason": st.just("Before"),
+    }
+)
+_update = st.tuples(_kinds, st.sampled_from([True, False, None]), st.just("R"), st.just("m"))
+
+
+@given(
+    conditions=st.lists(_condition, max_size=5),
+    updates=st.lists(_update, max_size=6, unique_by=lambda u: u[0]),
+)
+def test_updates_of_distinct_types_at_once_are_those_one_after_another(
+    conditions: list[dict[str, Any]], updates: list[tuple[str, bool | None, str, str]]
+) -> None:
+    from flowable_worker_operator.status import set_conditions
+
+    one_by_one: list[dict[str, Any]] = list(conditions)
+    for kind, status, reason, message in updates:
+        one_by_one = set_condition(
+            one_by_one, type=kind, status=status, reason=reason, message=message,
+            generation=2, now=T1,
+        )  # fmt: skip
+    at_once = set_conditions(conditions, updates, generation=2, now=T1)
+    if updates:
+        assert at_once == one_by_one
+
+
+def test_a_type_set_twice_in_one_go_is_judged_against_what_was_stored() -> None:
+    from flowable_worker_operator.status import set_conditions
+
+    stored = set_condition([], type="Ready", status=False, reason="A", message="", generation=1,
+                           now=T0)  # fmt: skip
+    updates = [("Ready", True, "Idle", ""), ("Ready", False, "TopicNotFound", "")]
+    (ready,) = set_conditions(stored, updates, generation=1, now=T1)
+    assert (ready["status"], ready["reason"]) == ("False", "TopicNotFound")
+    assert ready["lastTransitionTime"] == stored[0]["lastTransitionTime"]
