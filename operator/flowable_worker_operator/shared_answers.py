@@ -2,7 +2,9 @@
 `phase_delay`: make askers of one question ask at the same time.
 
 Generic on purpose (any hashable question, any answer): the backlog prober uses it so that pools
-asking an engine the same count share one request, but nothing here knows about engines or pools.
+asking an engine the same count (or the same whole question) share one request, and the reconciler
+so that pools naming the same engine share one resolution of it, but nothing here knows about
+engines or pools.
 
 Sharing for a short while only works if the askers ask together. Pools on one topic that poll
 every 15 s from whenever each was created ask at random phases of the interval: with a 1 s
