@@ -16,12 +16,12 @@ from typing import Any
 __all__ = [
     "ACTIVE",
     "CONDITION_TYPES",
-    "ConditionUpdate",
     "ENGINE_REACHABLE",
     "FALLBACK",
     "PAUSED",
     "READY",
     "SHARED_BACKLOG",
+    "ConditionUpdate",
     "condition_status",
     "find_condition",
     "format_time",
