@@ -13,7 +13,10 @@ case-definitions`), fetches each definition's XML once, and finds its external-w
 
 A definition never changes once deployed, so its parsed tasks are cached per definition id for as
 long as the definition is listed; the list itself is re-read at most once per interval, so new
-deployments appear within one interval.
+deployments appear within one interval. One exception makes the usual order of work fast: a topic
+the listing does not know (a pool created right after its model was deployed) re-lists at once
+if the listing is at least `MISS_RELIST_SECONDS` old, once per topic until it is found, so a
+topic that stays unknown (a typo) costs one extra listing, not one per tick.
 
 Every deployed version of a model is a definition of its own, so a topic's uses grow with the
 model's history. `find` therefore also says which element ids are *exclusive* to the topic: every
@@ -58,6 +61,12 @@ from flowable_worker_operator import metrics
 from flowable_worker_operator.responses import ResponseRefused, describe
 
 log = logging.getLogger(__name__)
+
+MISS_RELIST_SECONDS = 5.0
+"""How old a listing must be before a topic it does not know re-lists at once. Measured: a pool
+created right after its model's deployment reported `TopicNotFound` for up to 50 s, the rest of
+the 60 s discovery interval; a listing a few seconds old has seen any deployment made before the
+pool, so re-listing sooner would only repeat it."""
 
 Scope = Literal["bpmn", "cmmn"]
 
@@ -355,6 +364,9 @@ class TopicDiscovery:
         self._version = 0
         self._found: dict[str, TopicMatch] = {}
         self._found_version = -1
+        # Topics still missing after a listing re-read for them: they wait for the regular
+        # interval until found (then they leave, so a later miss may re-list early again).
+        self._relisted_for: set[str] = set()
         self._missing_apis: set[Scope] = set()  # noted once in the log, asked again each time
 
     @property
@@ -370,6 +382,19 @@ class TopicDiscovery:
         The match also names the uses' element ids that are exclusive to the topic (`TopicMatch`).
         """
         await self._refresh_if_due()
+        found = self._matched(topic)
+        if found.uses:
+            self._relisted_for.discard(topic)
+        elif topic not in self._relisted_for:
+            before = self._version
+            await self._refresh_if_due(older_than=MISS_RELIST_SECONDS)
+            if self._version != before:  # listed again since the miss: the topic's one early look
+                self._relisted_for.add(topic)
+                found = self._matched(topic)
+        return found
+
+    def _matched(self, topic: str) -> TopicMatch:
+        """`topic`'s match in the current listing, worked out once per listing."""
         if self._found_version != self._version:
             self._found, self._found_version = {}, self._version
         found = self._found.get(topic)
@@ -457,11 +482,15 @@ class TopicDiscovery:
         self._cache = {}
         self._version += 1
         self._listed_at = None
+        self._relisted_for.clear()
 
-    async def _refresh_if_due(self) -> None:
+    async def _refresh_if_due(self, *, older_than: float | None = None) -> None:
+        """List again if the last listing is older than the interval (or `older_than`); callers
+        waiting on the lock meanwhile find it fresh and share it."""
+        limit = self._interval if older_than is None else min(older_than, self._interval)
         async with self._refresh_lock:
             now = self._clock()
-            if self._listed_at is not None and now - self._listed_at < self._interval:
+            if self._listed_at is not None and now - self._listed_at < limit:
                 return
             self._version += 1
             listed = [row for listing in self._listings for row in await self._list(listing)]

@@ -18,6 +18,7 @@ import pytest
 
 from flowable_worker_operator import metrics
 from flowable_worker_operator.discovery import (
+    MISS_RELIST_SECONDS,
     DiscoveryError,
     ExternalTask,
     ParsedModel,
@@ -314,6 +315,63 @@ async def test_each_model_is_fetched_once_and_the_list_once_per_interval(
     assert repository.count("p%3A1%3Aa/resourcedata") == 1  # cached for good
     assert repository.count("p%3A2%3Ab/resourcedata") == 1
     assert len(match.uses) == 2
+
+
+async def test_a_topic_deployed_after_the_listing_is_found_at_once_not_an_interval_later(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    """A pool created right after its model's deployment: the operator's listing predates it."""
+    add_process(repository, "other:1:a", external("t", "other"))
+    found = discovery(http, clock)
+    assert (await found.find("other")).uses  # the listing every pool shares, made at 1000
+
+    clock.now += MISS_RELIST_SECONDS
+    add_process(repository, "inv:1:b", external("check", "invoices"))
+    match = await found.find("invoices")
+
+    assert match.uses == (TopicUse("bpmn", "inv:1:b", "check"),)
+    assert repository.count("process-definitions?") == 2
+
+
+async def test_a_topic_that_stays_unknown_costs_one_early_listing_not_one_per_tick(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "other:1:a", external("t", "other"))
+    found = discovery(http, clock)
+    await found.find("other")
+
+    for _ in range(10):  # a pool with a typo, ticking every 5 s for 50 s
+        clock.now += 5
+        assert (await found.find("invioces")).uses == ()
+
+    assert repository.count("process-definitions?") == 2  # the first, and one early re-list
+    clock.now += 15  # 60 s after the early re-list (at 1005): listed as usual
+    await found.find("invioces")
+    assert repository.count("process-definitions?") == 3
+
+
+async def test_a_fresh_listing_is_not_repeated_for_a_missing_topic(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    found = discovery(http, clock)
+    await found.find("invoices")
+    clock.now += MISS_RELIST_SECONDS - 1
+    await found.find("invoices")
+    assert repository.count("process-definitions?") == 1
+
+
+async def test_a_topic_found_then_undeployed_may_re_list_early_again(
+    repository: FakeRepository, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    add_process(repository, "inv:1:a", external("check", "invoices"))
+    found = discovery(http, clock)
+    assert (await found.find("invoices")).uses
+    del repository.processes["inv:1:a"]
+    clock.now += 61
+    assert (await found.find("invoices")).uses == ()  # the regular listing
+    clock.now += MISS_RELIST_SECONDS
+    add_process(repository, "inv:2:b", external("check", "invoices"))
+    assert (await found.find("invoices")).uses == (TopicUse("bpmn", "inv:2:b", "check"),)
 
 
 async def test_a_topic_is_matched_once_per_listing_and_again_after_a_new_one(
