@@ -25,11 +25,13 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from flowable_worker._version import __version__
-from flowable_worker_operator.scaling import Backlog, Decision, Reason
+from flowable_worker_operator.scaling import Backlog, Decision
 from flowable_worker_operator.status import CONDITION_TYPES
 
 PREFIX = "flowable_pool_"
@@ -126,71 +128,131 @@ def _finish(kind: ProbeKind, started: float, result: Literal["ok", "error"]) -> 
 # --- per pool ---------------------------------------------------------------------------------
 # Labelled by namespace and pool: one series per pool, as KEDA labels per ScaledObject. A pool's
 # series are removed when its daemon stops, so deleted pools do not linger on /metrics.
+#
+# The series every tick sets (backlog, replicas, bounds, probe failures, decisions, conditions)
+# are not prometheus_client children but one record per pool, rendered when /metrics is read
+# (`_PoolSeries`): a child is an object with its own locks, and a pool had about thirty of them
+# (eighteen for its conditions alone), ~7 KB per pool and a `labels()` look-up for each at every
+# tick. The rare ones (scale changes, tick errors) stay ordinary labelled counters.
 
 _POOL_LABELS = ("namespace", "pool")
+_CONDITION_STATUSES = ("True", "False", "Unknown")
 
-POOL_BACKLOG = Gauge(
-    PREFIX + "backlog_jobs",
-    "Jobs of the pool's topic at the last successful probe: state=unlocked (waiting) or locked "
-    "(in flight)",
-    [*_POOL_LABELS, "state"],
-    registry=REGISTRY,
+
+@dataclass
+class _Pool:
+    """What the last ticks published for one pool; None: never published (no series)."""
+
+    backlog: Backlog | None = None
+    replicas: int | None = None
+    desired_replicas: int | None = None
+    workload_replicas: int | None = None
+    replica_bounds: tuple[int, int] | None = None
+    probe_failures: int | None = None
+    conditions: dict[str, str] = field(default_factory=dict)
+    """Condition type -> its status (True, False, Unknown), for the operator's own types."""
+    decisions: dict[str, list[float]] = field(default_factory=dict)
+    """Reason -> [decisions so far, when the series was created]."""
+
+
+_Gauges = tuple[tuple[str, str, tuple[str, ...]], ...]
+
+_GAUGES: _Gauges = (
+    (
+        "backlog_jobs",
+        "Jobs of the pool's topic at the last successful probe: state=unlocked (waiting) or "
+        "locked (in flight)",
+        ("state",),
+    ),
+    ("replicas", "Replicas of the pool's workload after the last tick", ()),
+    ("desired_replicas", "Replicas the last decision asked for", ()),
+    (
+        "workload_replicas",
+        "Replicas the pool's workload reports in its /scale status (pods that exist, ready or not)",
+        (),
+    ),
+    ("min_replicas", "The pool's spec.scaling.minReplicas", ()),
+    ("max_replicas", "The pool's spec.scaling.maxReplicas", ()),
+    (
+        "probe_consecutive_failures",
+        "Backlog probes failed in a row (0 after a success); the fallback starts at its threshold",
+        (),
+    ),
+    (
+        "condition",
+        "The pool's status conditions after the last tick, as kube-state-metrics shows a pod's: 1 "
+        "on the series of the condition's status (True, False, Unknown), 0 on the other two",
+        ("condition", "status"),
+    ),
 )
-POOL_REPLICAS = Gauge(
-    PREFIX + "replicas",
-    "Replicas of the pool's workload after the last tick",
-    _POOL_LABELS,
-    registry=REGISTRY,
-)
-POOL_DESIRED_REPLICAS = Gauge(
-    PREFIX + "desired_replicas",
-    "Replicas the last decision asked for",
-    _POOL_LABELS,
-    registry=REGISTRY,
-)
-POOL_WORKLOAD_REPLICAS = Gauge(
-    PREFIX + "workload_replicas",
-    "Replicas the pool's workload reports in its /scale status (pods that exist, ready or not)",
-    _POOL_LABELS,
-    registry=REGISTRY,
-)
-POOL_MIN_REPLICAS = Gauge(
-    PREFIX + "min_replicas",
-    "The pool's spec.scaling.minReplicas",
-    _POOL_LABELS,
-    registry=REGISTRY,
-)
-POOL_MAX_REPLICAS = Gauge(
-    PREFIX + "max_replicas",
-    "The pool's spec.scaling.maxReplicas",
-    _POOL_LABELS,
-    registry=REGISTRY,
-)
-POOL_PROBE_FAILURES = Gauge(
-    PREFIX + "probe_consecutive_failures",
-    "Backlog probes failed in a row (0 after a success); the fallback starts at its threshold",
-    _POOL_LABELS,
-    registry=REGISTRY,
-)
-POOL_DECISIONS = Counter(
-    PREFIX + "decisions",
+_DECISIONS_HELP = (
     "Scaling decisions by reason (ScaleUp, ScaleDown, Stable, Idle, Activated, CooledDown, "
-    "Fallback, Paused, ProbeFailedHolding)",
-    [*_POOL_LABELS, "reason"],
-    registry=REGISTRY,
+    "Fallback, Paused, ProbeFailedHolding)"
 )
+
+
+class _PoolSeries(Collector):
+    """The per-pool series every tick sets, as families built from `_pools` when collected.
+
+    Collected on the event loop (the /metrics handler), where `record_tick` runs too."""
+
+    def __init__(self) -> None:
+        self.pools: dict[tuple[str, str], _Pool] = {}
+
+    def describe(self) -> list[Metric]:
+        return self._families(include_pools=False)
+
+    def collect(self) -> list[Metric]:
+        return self._families(include_pools=True)
+
+    def _families(self, *, include_pools: bool) -> list[Metric]:
+        gauges = {
+            name: GaugeMetricFamily(PREFIX + name, text, labels=[*_POOL_LABELS, *extra])
+            for name, text, extra in _GAUGES
+        }
+        decisions = CounterMetricFamily(
+            PREFIX + "decisions", _DECISIONS_HELP, labels=[*_POOL_LABELS, "reason"]
+        )
+        if include_pools:
+            for (namespace, name), pool in self.pools.items():
+                _add(gauges, decisions, (namespace, name), pool)
+        return [*gauges.values(), decisions]
+
+
+def _add(
+    gauges: dict[str, GaugeMetricFamily],
+    decisions: CounterMetricFamily,
+    labels: tuple[str, str],
+    pool: _Pool,
+) -> None:
+    if pool.backlog is not None:
+        gauges["backlog_jobs"].add_metric([*labels, "unlocked"], pool.backlog.unlocked)
+        gauges["backlog_jobs"].add_metric([*labels, "locked"], pool.backlog.locked)
+    for name, value in (
+        ("replicas", pool.replicas),
+        ("desired_replicas", pool.desired_replicas),
+        ("workload_replicas", pool.workload_replicas),
+        ("probe_consecutive_failures", pool.probe_failures),
+    ):
+        if value is not None:
+            gauges[name].add_metric(labels, value)
+    if pool.replica_bounds is not None:
+        gauges["min_replicas"].add_metric(labels, pool.replica_bounds[0])
+        gauges["max_replicas"].add_metric(labels, pool.replica_bounds[1])
+    for kind, current in pool.conditions.items():
+        for text in _CONDITION_STATUSES:
+            gauges["condition"].add_metric([*labels, kind, text], 1 if text == current else 0)
+    for reason, (count, created) in pool.decisions.items():
+        decisions.add_metric([*labels, reason], count, created=created)
+
+
+_POOL_SERIES = _PoolSeries()
+REGISTRY.register(_POOL_SERIES)
+
 POOL_SCALE_CHANGES = Counter(
     PREFIX + "scale_changes",
     "Replica changes the operator applied, by direction (up, down)",
     [*_POOL_LABELS, "direction"],
-    registry=REGISTRY,
-)
-_CONDITION_STATUSES = ("True", "False", "Unknown")
-POOL_CONDITION = Gauge(
-    PREFIX + "condition",
-    "The pool's status conditions after the last tick, as kube-state-metrics shows a pod's: 1 on "
-    "the series of the condition's status (True, False, Unknown), 0 on the other two",
-    [*_POOL_LABELS, "condition", "status"],
     registry=REGISTRY,
 )
 TICK_ERRORS = Counter(
@@ -199,23 +261,6 @@ TICK_ERRORS = Counter(
     _POOL_LABELS,
     registry=REGISTRY,
 )
-
-
-@dataclass
-class _Published:
-    """What `record_tick` last set for one pool, and the pool's counter children.
-
-    An idle pool's tick changes none of its gauges: comparing one tuple is much cheaper than
-    the twenty-odd `labels()` look-ups (each a lock, a label check and a dict search) that
-    setting them again would cost, at every tick of every pool. The counters are counted at
-    every tick, through children looked up once."""
-
-    values: tuple[Any, ...] | None = None
-    decisions: dict[str, Any] = field(default_factory=dict)
-    """Reason -> the pool's `flowable_pool_decisions_total` child."""
-
-
-_published: dict[tuple[str, str], _Published] = {}
 
 
 def record_tick(
@@ -233,95 +278,45 @@ def record_tick(
 ) -> None:
     """Publish one tick's result for the pool; None leaves that series as it was.
 
-    A gauge is set only when a value differs from what the pool's last tick published
-    (`forget_pool` forgets that, so a pool coming back is published in full)."""
-    labels = {"namespace": namespace, "pool": pool}
-    published = _published.get((namespace, pool))
-    if published is None:
-        published = _published[namespace, pool] = _Published()
-    if decision is not None:
-        reason = str(decision.reason)
-        counted = published.decisions.get(reason)
-        if counted is None:
-            counted = published.decisions[reason] = POOL_DECISIONS.labels(**labels, reason=reason)
-        counted.inc()
-    if change:
-        direction = "up" if change > 0 else "down"
-        POOL_SCALE_CHANGES.labels(**labels, direction=direction).inc()
-    shown = _shown_conditions(conditions)
-    values = (
-        backlog,
-        replicas,
-        workload_replicas,
-        replica_bounds,
-        None if decision is None else decision.desired_replicas,
-        probe_failures,
-        shown,
-    )
-    if values == published.values:
-        return
+    Conditions: one series per (condition, status) of the operator's own conditions, so that
+    `flowable_pool_condition{condition="Ready",status="False"} == 1` selects pools that are not
+    Ready; a status outside True/False/Unknown reads Unknown. A condition of another type
+    (someone else's) is left out: its name is not ours to bound."""
+    record = _POOL_SERIES.pools.get((namespace, pool))
+    if record is None:
+        record = _POOL_SERIES.pools[namespace, pool] = _Pool()
     if backlog is not None:
-        POOL_BACKLOG.labels(**labels, state="unlocked").set(backlog.unlocked)
-        POOL_BACKLOG.labels(**labels, state="locked").set(backlog.locked)
+        record.backlog = backlog
     if replicas is not None:
-        POOL_REPLICAS.labels(**labels).set(replicas)
+        record.replicas = replicas
     if workload_replicas is not None:
-        POOL_WORKLOAD_REPLICAS.labels(**labels).set(workload_replicas)
+        record.workload_replicas = workload_replicas
     if replica_bounds is not None:
-        POOL_MIN_REPLICAS.labels(**labels).set(replica_bounds[0])
-        POOL_MAX_REPLICAS.labels(**labels).set(replica_bounds[1])
+        record.replica_bounds = replica_bounds
     if decision is not None:
-        POOL_DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
-    POOL_PROBE_FAILURES.labels(**labels).set(probe_failures)
-    _record_conditions(labels, shown)
-    published.values = values
-
-
-def _shown_conditions(conditions: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """(type, status) of the operator's own conditions, a status outside True/False/Unknown read
-    as Unknown. A condition of another type (someone else's) is left out: its series could never
-    be forgotten with the pool, and its name is not ours to bound."""
-    shown = []
+        record.desired_replicas = decision.desired_replicas
+        reason = str(decision.reason)
+        counted = record.decisions.get(reason)
+        if counted is None:
+            record.decisions[reason] = [1.0, time.time()]
+        else:
+            counted[0] += 1
+    record.probe_failures = probe_failures
     for condition in conditions:
         kind = condition.get("type")
-        if kind not in CONDITION_TYPES:
-            continue
-        current = condition.get("status")
-        shown.append((str(kind), current if current in _CONDITION_STATUSES else "Unknown"))
-    return tuple(shown)
-
-
-def _record_conditions(labels: dict[str, str], shown: Iterable[tuple[str, str]]) -> None:
-    """One series per (condition, status), so that
-    `flowable_pool_condition{condition="Ready",status="False"} == 1` selects pools that are not
-    Ready."""
-    for kind, current in shown:
-        for text in _CONDITION_STATUSES:
-            POOL_CONDITION.labels(**labels, condition=kind, status=text).set(
-                1 if text == current else 0
-            )
+        if kind in CONDITION_TYPES:
+            current = condition.get("status")
+            record.conditions[str(kind)] = current if current in _CONDITION_STATUSES else "Unknown"
+    if change:
+        direction = "up" if change > 0 else "down"
+        POOL_SCALE_CHANGES.labels(namespace=namespace, pool=pool, direction=direction).inc()
 
 
 def forget_pool(namespace: str, pool: str) -> None:
-    """Drop a deleted pool's series (and what `record_tick` remembers of it)."""
-    _published.pop((namespace, pool), None)
-    series: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
-        (POOL_REPLICAS, ()),
-        (POOL_DESIRED_REPLICAS, ()),
-        (POOL_PROBE_FAILURES, ()),
-        (POOL_WORKLOAD_REPLICAS, ()),
-        (POOL_MIN_REPLICAS, ()),
-        (POOL_MAX_REPLICAS, ()),
-        (TICK_ERRORS, ()),
-    ]
-    series += [(POOL_BACKLOG, (state,)) for state in ("unlocked", "locked")]
-    series += [(POOL_DECISIONS, (str(reason),)) for reason in Reason]
+    """Drop a deleted pool's series."""
+    _POOL_SERIES.pools.pop((namespace, pool), None)
+    series: list[tuple[Counter, tuple[str, ...]]] = [(TICK_ERRORS, ())]
     series += [(POOL_SCALE_CHANGES, (direction,)) for direction in ("up", "down")]
-    series += [
-        (POOL_CONDITION, (condition, text))
-        for condition in CONDITION_TYPES
-        for text in _CONDITION_STATUSES
-    ]
     for metric, extra in series:
         with suppress(KeyError):
             metric.remove(namespace, pool, *extra)

@@ -110,7 +110,7 @@ def _pool_value(name: str, **labels: str) -> float | None:
     return _value(metrics.REGISTRY, name, namespace=NAMESPACE, pool=POOL, **labels)
 
 
-def test_every_tick_counts_its_decision_though_an_unchanged_one_sets_no_gauge() -> None:
+def test_every_tick_counts_its_decision_and_the_gauges_show_the_last_values() -> None:
     try:
         for _ in range(3):
             _full_tick(unlocked=4, replicas=1)
