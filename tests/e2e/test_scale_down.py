@@ -1,4 +1,5 @@
-"""Scaling down while a worker holds a job: the busy pod stays, the idle ones go.
+"""Scaling down while a worker holds a job: the busy pod stays, the idle ones go; and once no job
+waits or runs, the idle replicas go at once, whatever the scale-down window.
 
 The operator lists the locked jobs' owners (each worker's id is its pod name), marks every pod
 with `controller.kubernetes.io/pod-deletion-cost` = the jobs it holds, then lowers the replicas;
@@ -23,6 +24,7 @@ from tests.support.real_flowable import RealFlowable
 from tests.support.waiting import poll_until as wait_for
 
 from .conftest import (
+    ReplicaWatch,
     create_pool,
     deployment_replicas,
     events_for,
@@ -99,6 +101,63 @@ async def test_scale_down_keeps_the_pod_that_holds_a_job(
     status = read_pool(api_client, namespace, "ledger")["status"]
     assert status["replicas"] == 1
     assert "ScaleDown" in [reason for _t, reason, _m in events_for(api_client, namespace, "ledger")]
+
+
+async def test_idle_replicas_are_released_at_once_and_the_last_goes_after_the_cooldown(
+    operator: OperatorProcess,
+    podrunner: PodRunner,
+    real_flowable: RealFlowable,
+    api_client: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Three jobs at one per replica: 0 -> 3. When they are done, `releaseIdleAfter` (3 s) takes
+    the pool to 1 long before the default 60 s scale-down window would let it go, the last
+    replica stays warm, and the cooldown (25 s) takes it to 0. With HPA's semantics the pool
+    would hold 3 until the cooldown and go 3 -> 0."""
+    topic = f"e2e-{uuid.uuid4().hex[:8]}"
+    handled = tmp_path / "handled.log"
+    jobs = await real_flowable.create_jobs(topic, 3, variables={"seconds": 2})
+    watch = ReplicaWatch(api_client, namespace, "idle-worker")
+    try:
+        create_pool(
+            api_client,
+            namespace,
+            "idle",
+            {
+                "engine": {"url": real_flowable.base_url},
+                "topic": topic,
+                "worker": process_worker("tests.e2e.handlers:work_as_told", handled, concurrency=1),
+                "scaling": {
+                    "maxReplicas": 3,
+                    "pollingInterval": "1s",
+                    "cooldownPeriod": "25s",
+                    "releaseIdleAfter": "3s",
+                },
+            },
+        )
+        wait_for(lambda: deployment_replicas(api_client, namespace, "idle-worker") == 3, timeout=60)
+
+        def all_done() -> bool:
+            return sum(1 for line in _lines(handled) if line.endswith(" done")) == len(jobs)
+
+        wait_for(all_done, timeout=90)
+        done_at = asyncio.get_running_loop().time()
+        wait_for(lambda: deployment_replicas(api_client, namespace, "idle-worker") == 1, timeout=20)
+        released_after = asyncio.get_running_loop().time() - done_at
+        wait_for(lambda: deployment_replicas(api_client, namespace, "idle-worker") == 0, timeout=60)
+        zero_after = asyncio.get_running_loop().time() - done_at
+        await asyncio.sleep(0.5)  # the watch samples every 0.2 s: let it see the 0 too
+    finally:
+        seen = watch.stop()
+
+    assert released_after < 15, f"released {released_after:.1f}s after the work (window: 60 s)"
+    assert zero_after >= 20, f"the last replica went {zero_after:.1f}s after the work"
+    assert seen[-3:] == [3, 1, 0], seen
+    messages = [
+        m for _t, reason, m in events_for(api_client, namespace, "idle") if reason == "ScaleDown"
+    ]
+    assert any("releasing idle replicas 3 -> 1" in m for m in messages), messages
 
 
 def _lines(path: Path) -> list[str]:
