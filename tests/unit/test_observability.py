@@ -102,10 +102,21 @@ def _label_names(objects: Iterator[object]) -> dict[str, tuple[str, ...]]:
     }
 
 
+def _family_label_names(registry: CollectorRegistry) -> dict[str, tuple[str, ...]]:
+    # A custom collector's families (`GaugeMetricFamily` and kin, built at collect time) carry
+    # their label names themselves; again no public accessor.
+    return {
+        family.name: tuple(family._labelnames)
+        for family in registry.collect()
+        if getattr(family, "_labelnames", None)
+    }
+
+
 def _registered() -> dict[str, Registered]:
     worker = WorkerMetrics()
     labels = _label_names(iter(vars(operator_metrics).values()))
     labels |= _label_names(iter(vars(worker).values()))
+    labels |= _family_label_names(operator_metrics.REGISTRY)
     result: dict[str, Registered] = {}
     for registry in (operator_metrics.REGISTRY, worker.registry):
         for family, kind in _families(registry).items():
