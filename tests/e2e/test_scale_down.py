@@ -147,13 +147,14 @@ async def test_idle_replicas_are_released_at_once_and_the_last_goes_after_the_co
         released_after = asyncio.get_running_loop().time() - done_at
         wait_for(lambda: deployment_replicas(api_client, namespace, "idle-worker") == 0, timeout=60)
         zero_after = asyncio.get_running_loop().time() - done_at
-        await asyncio.sleep(0.5)  # the watch samples every 0.2 s: let it see the 0 too
     finally:
         seen = watch.stop()
 
     assert released_after < 15, f"released {released_after:.1f}s after the work (window: 60 s)"
     assert zero_after >= 20, f"the last replica went {zero_after:.1f}s after the work"
-    assert seen[-3:] == [3, 1, 0], seen
+    # 3 -> 1, not 3 -> 0 (the 0 itself was waited for above; the watch samples every 0.2 s
+    # with a LIST, which a loaded machine may slow past the last change).
+    assert [n for n in seen if n][-2:] == [3, 1], seen
     messages = [
         m for _t, reason, m in events_for(api_client, namespace, "idle") if reason == "ScaleDown"
     ]
