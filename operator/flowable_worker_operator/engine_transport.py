@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import ssl
 import time
 import urllib.request
@@ -37,6 +36,7 @@ from typing import TypeVar
 import httpx
 
 from flowable_worker import ClientSettings
+from flowable_worker.transport import check_headers, request_bytes
 
 __all__ = ["IDLE_EXPIRY_SECONDS", "StreamingTransport", "engine_transport"]
 
@@ -48,8 +48,6 @@ one of those fails."""
 _MAX_HEAD_BYTES = 64 * 1024
 _READ_BYTES = 64 * 1024
 _CRLF = b"\r\n"
-# Control characters other than horizontal tab (allowed inside a field value by RFC 9110).
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 Origin = tuple[bytes, bytes, int]
 _T = TypeVar("_T")
@@ -108,7 +106,7 @@ class StreamingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise httpx.ConnectError("transport closed", request=request)
-        _check_headers(request)
+        check_headers(request)
         timeouts = request.extensions.get("timeout", {})
         slots = self._semaphore()
         try:
@@ -150,7 +148,7 @@ class StreamingTransport(httpx.AsyncBaseTransport):
             body = await request.aread()
             try:
                 async with asyncio.timeout(timeouts.get("write")):
-                    connection.writer.write(_request_bytes(request, body))
+                    connection.writer.write(request_bytes(request, body))
                     await connection.writer.drain()
             except TimeoutError:
                 raise httpx.WriteTimeout("timed out writing", request=request) from None
@@ -375,34 +373,6 @@ async def _read_head(
             raise ValueError(f"bad header line {line[:80]!r}")
         headers.append((name, value.strip()))
     return status, parts[2] if len(parts) > 2 else b"", headers, parts[0] == b"HTTP/1.0"
-
-
-def _check_headers(request: httpx.Request) -> None:
-    """Refuse a header whose name or value holds a control character, naming the header only:
-    written raw, a newline (a credential read with its trailing newline) would end the header
-    block early and turn the rest of the request into something else."""
-    for name, value in request.headers.raw:
-        if _CONTROL.search(value) or _CONTROL.search(name):
-            shown = name.decode("ascii", errors="replace")
-            raise httpx.LocalProtocolError(
-                f"header {shown!r} contains a control character (value not shown); not sent",
-                request=request,
-            )
-
-
-def _request_bytes(request: httpx.Request, body: bytes) -> bytes:
-    lines = [request.method.encode("ascii") + b" " + request.url.raw_path + b" HTTP/1.1"]
-    has_length = False
-    for name, value in request.headers.raw:
-        lowered = name.lower()
-        if lowered == b"content-length":
-            has_length = True
-        elif lowered == b"transfer-encoding":
-            continue  # the body is sent whole, with a length
-        lines.append(name + b": " + value)
-    if body and not has_length:
-        lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
-    return _CRLF.join(lines) + _CRLF + _CRLF + body
 
 
 def engine_transport(settings: ClientSettings) -> StreamingTransport | None:

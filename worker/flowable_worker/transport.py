@@ -79,7 +79,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise httpx.ConnectError("transport closed", request=request)
-        _check_headers(request)
+        check_headers(request)
         timeouts = request.extensions.get("timeout", {})
         slots = self._semaphore()
         try:
@@ -111,7 +111,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             try:
                 async with asyncio.timeout(timeouts.get("write")):
-                    connection.writer.write(_request_bytes(request, body))
+                    connection.writer.write(request_bytes(request, body))
                     await connection.writer.drain()
             except TimeoutError:
                 raise httpx.WriteTimeout("timed out writing", request=request) from None
@@ -178,8 +178,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
             origin.idle.clear()
 
 
-def _check_headers(request: httpx.Request) -> None:
-    """Refuse a header whose name or value holds a control character, naming the header only."""
+def check_headers(request: httpx.Request) -> None:
+    """Refuse a header whose name or value holds a control character, naming the header only.
+
+    Shared with the operator's streaming transport (`engine_transport`), which writes requests
+    the same way and differs only in how it reads answers."""
     for name, value in request.headers.raw:
         if _CONTROL.search(value) or _CONTROL.search(name):
             shown = name.decode("ascii", errors="replace")
@@ -189,7 +192,7 @@ def _check_headers(request: httpx.Request) -> None:
             )
 
 
-def _request_bytes(request: httpx.Request, body: bytes) -> bytes:
+def request_bytes(request: httpx.Request, body: bytes) -> bytes:
     target = request.url.raw_path
     lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
     has_length = False
