@@ -138,6 +138,9 @@ class ClusterWorkload:
     async def set_replicas(self, pool: Pool, replicas: int) -> None:
         await asyncio.to_thread(targets.set_replicas, self._api_client, pool, replicas)
 
+    async def live_pods(self, pool: Pool, selector: str) -> frozenset[str]:
+        return await asyncio.to_thread(targets.live_pods, self._core, pool.namespace, selector)
+
     async def set_deletion_costs(
         self, pool: Pool, selector: str, locks_by_pod: Mapping[str, int]
     ) -> int:

@@ -52,6 +52,7 @@ __all__ = [
     "WorkloadRefusedError",
     "ensure_deployment",
     "ensure_pod_disruption_budget",
+    "live_pods",
     "read_scale",
     "set_deletion_costs",
     "set_replicas",
@@ -295,9 +296,7 @@ def ensure_pod_disruption_budget(policy_api: Any, pool: Pool) -> BudgetAction:
     wanted = build_pod_disruption_budget(pool)
 
     def read() -> Any:
-        return policy_api.read_namespaced_pod_disruption_budget(
-            name=name, namespace=pool.namespace
-        )
+        return policy_api.read_namespaced_pod_disruption_budget(name=name, namespace=pool.namespace)
 
     if wanted is None:
         try:
@@ -309,9 +308,7 @@ def ensure_pod_disruption_budget(policy_api: Any, pool: Pool) -> BudgetAction:
         if live is None or not _is_controlled(pool, live):
             return "unchanged"
         try:
-            policy_api.delete_namespaced_pod_disruption_budget(
-                name=name, namespace=pool.namespace
-            )
+            policy_api.delete_namespaced_pod_disruption_budget(name=name, namespace=pool.namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -504,6 +501,18 @@ def _call(target: ScaleTarget, request: Any) -> Any:
 # --- pod-deletion-cost (I/O) ------------------------------------------------------------------
 
 
+def live_pods(core_api: Any, namespace: str, selector: str) -> frozenset[str]:
+    """The names of the pods matching `selector` that are not terminating.
+
+    A worker's `workerId` is its pod name, so these are the names a job's `lockOwner` can take
+    for a replica that still counts: the operator releases replicas that hold no job only when
+    every lock owner is one of them (a lock held under another name, or by a pod already gone,
+    says nothing about which replicas are idle).
+    """
+    pods = core_api.list_namespaced_pod(namespace=namespace, label_selector=selector).items
+    return frozenset(pod.metadata.name for pod in pods if pod.metadata.deletion_timestamp is None)
+
+
 def set_deletion_costs(
     core_api: Any, namespace: str, selector: str, locks_by_pod: Mapping[str, int]
 ) -> int:
@@ -535,4 +544,3 @@ def set_deletion_costs(
             raise
         patched += 1
     return patched
-

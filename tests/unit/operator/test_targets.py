@@ -28,6 +28,7 @@ from flowable_worker_operator.targets import (
     Scale,
     ensure_deployment,
     read_scale,
+    live_pods,
     set_deletion_costs,
 )
 
@@ -261,14 +262,15 @@ def test_client_certificate_secret_is_mounted_read_only_and_named_in_the_env() -
         {"key": "tls.key", "path": "tls.key"},
     ]
     (mount,) = [m for m in container(manifest)["volumeMounts"] if m["name"] == volume["name"]]
-    assert mount == {
-        "name": volume["name"], "mountPath": CLIENT_CERT_MOUNT_PATH, "readOnly": True
-    }
+    assert mount == {"name": volume["name"], "mountPath": CLIENT_CERT_MOUNT_PATH, "readOnly": True}
     assert env(manifest)["FLOWABLE_CLIENT_CERT"] == f"{CLIENT_CERT_MOUNT_PATH}/tls.crt"
     assert env(manifest)["FLOWABLE_CLIENT_KEY"] == f"{CLIENT_CERT_MOUNT_PATH}/tls.key"
     # Files, never env values: the key must not show in the pod spec.
-    assert not any("valueFrom" in e for e in container(manifest)["env"]
-                   if e["name"].startswith("FLOWABLE_CLIENT"))
+    assert not any(
+        "valueFrom" in e
+        for e in container(manifest)["env"]
+        if e["name"].startswith("FLOWABLE_CLIENT")
+    )
 
 
 def test_one_secret_entry_holding_certificate_and_key_is_mounted_once() -> None:
@@ -596,11 +598,18 @@ class _Obj:
 class FakeCore:
     def __init__(self, pods: dict[str, dict[str, str]]) -> None:
         self.pods = pods
+        self.terminating: set[str] = set()
         self.patched: list[tuple[str, dict[str, Any]]] = []
 
     def list_namespaced_pod(self, *, namespace: str, label_selector: str) -> Any:
         items = [
-            _Obj(metadata=_Obj(name=name, annotations=ann, deletion_timestamp=None))
+            _Obj(
+                metadata=_Obj(
+                    name=name,
+                    annotations=ann,
+                    deletion_timestamp="now" if name in self.terminating else None,
+                )
+            )
             for name, ann in self.pods.items()
         ]
         return _Obj(items=items)
@@ -624,6 +633,12 @@ def test_deletion_costs_patch_only_pods_whose_value_changes() -> None:
         "b": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "0"}}},
         "c": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "0"}}},
     }
+
+
+def test_live_pods_leave_out_terminating_pods() -> None:
+    core = FakeCore({"a": {}, "b": {}})
+    core.terminating = {"b"}
+    assert live_pods(core, "ns", "x=y") == frozenset({"a"})
 
 
 # --- the owned Deployment read from the operator's cache ----------------------------------------
