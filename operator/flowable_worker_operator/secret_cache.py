@@ -126,6 +126,18 @@ class SecretCache:
             raise ApiException(status=entry.status, reason=entry.reason)
         return entry.secret
 
+    def read_cached(self, name: str, namespace: str) -> Any:
+        """`read_namespaced_secret` without a request: the Secret (or the 404 or 403 remembered,
+        raised the same way) while its entry is not due, None when a read would ask the API
+        server. Never blocks on a read in progress, so the event loop may call it: a tick whose
+        Secrets are all known computes their fingerprint without a thread hand-off."""
+        entry = self._current((namespace, name))
+        if entry is None:
+            return None
+        if entry.status is not None:
+            raise ApiException(status=entry.status, reason=entry.reason)
+        return entry.secret
+
     def refresh(self, namespace: str, names: Iterable[str]) -> None:
         """The next read of each of these Secrets asks the API server, and a missing one's
         back-off starts again (a pool naming them changed: its user is acting now)."""

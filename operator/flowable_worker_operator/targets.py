@@ -50,6 +50,7 @@ __all__ = [
     "TargetError",
     "TargetNotFoundError",
     "WorkloadRefusedError",
+    "cached_scale",
     "ensure_deployment",
     "ensure_pod_disruption_budget",
     "live_pods",
@@ -388,20 +389,32 @@ class Scale:
     selector: str
 
 
+def cached_scale(pool: Pool, cache: DeploymentCache) -> Scale | None:
+    """The pool's own Deployment's `/scale` from `cache` (its spec.replicas, status.replicas and
+    selector), or None when the cache cannot answer: a `scaleTargetRef`, a Deployment it does not
+    hold, or a selector it cannot format. Makes no request, so the event loop may call it."""
+    if pool.spec.scale_target_ref is not None:
+        return None
+    cached = cache.get(pool.namespace, deployment_name(pool))
+    if cached is None or cached.selector is None:
+        return None
+    return Scale(
+        replicas=cached.replicas,
+        current_replicas=cached.status_replicas,
+        selector=cached.selector,
+    )
+
+
 def read_scale(api_client: Any, pool: Pool, cache: DeploymentCache | None = None) -> Scale:
     """The pool's workload as its `/scale` subresource shows it; `TargetNotFoundError` if gone.
 
-    The pool's own Deployment is read from `cache` when it holds it (a Deployment's `/scale` is
-    its spec.replicas, status.replicas and selector); a `scaleTargetRef` always by GET."""
+    The pool's own Deployment is read from `cache` when it holds it (`cached_scale`); a
+    `scaleTargetRef` always by GET."""
+    if cache is not None:
+        cached = cached_scale(pool, cache)
+        if cached is not None:
+            return cached
     target = scale_target(pool)
-    if cache is not None and pool.spec.scale_target_ref is None:
-        cached = cache.get(target.namespace, target.name)
-        if cached is not None and cached.selector is not None:
-            return Scale(
-                replicas=cached.replicas,
-                current_replicas=cached.status_replicas,
-                selector=cached.selector,
-            )
     typed = _typed_scale_calls(api_client, target)
     if typed is not None:
         read, _patch = typed

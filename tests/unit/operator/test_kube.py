@@ -5,20 +5,29 @@ changes, and the status goes to the status subresource."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from flowable_worker_operator import kube, targets
-from flowable_worker_operator.deployment_cache import DeploymentCache
+from flowable_worker_operator.deployment_cache import CachedDeployment, DeploymentCache
 from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.kube import ClusterWorkload
+from flowable_worker_operator.manifests import POOL_LABEL, TEMPLATE_HASH_ANNOTATION
 from flowable_worker_operator.secret_cache import REFRESH_SECONDS, SecretCache
-from flowable_worker_operator.secrethash import SecretContent, secrets_hash
+from flowable_worker_operator.secrethash import (
+    SECRETS_HASH_ANNOTATION,
+    SecretContent,
+    secrets_hash,
+)
 from flowable_worker_operator.spec import GROUP, PLURAL, VERSION, Pool, parse_pool
 
 
@@ -51,9 +60,7 @@ class Core:
             raise ApiException(status=self.refuse[name], reason="refused")
         if name not in self.secrets:
             raise ApiException(status=404, reason="Not Found")
-        return SimpleNamespace(
-            data=self.secrets[name], metadata=SimpleNamespace(uid=f"uid-{name}")
-        )
+        return SimpleNamespace(data=self.secrets[name], metadata=SimpleNamespace(uid=f"uid-{name}"))
 
 
 class Custom:
@@ -77,8 +84,9 @@ def _workload(core: Core) -> ClusterWorkload:
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     calls: list[tuple[str, Any]] = []
 
-    def ensure_deployment(apps: Any, pool: Pool, **kwargs: Any) -> None:
+    def ensure_deployment(apps: Any, pool: Pool, **kwargs: Any) -> targets.DeploymentState:
         calls.append(("deployment", {"thread": threading.get_ident(), **kwargs}))
+        return targets.DeploymentState("invoices-worker", "unchanged", 0, 0, "h", "1")
 
     def ensure_pod_disruption_budget(policy: Any, pool: Pool) -> str:
         calls.append(("budget", pool.uid))
@@ -343,3 +351,296 @@ async def test_pools_naming_one_secret_share_its_reads(
         clock.now += 1
     # Was 50 pools x 2 reads x 16 ticks = 1600 (bench/operator_scale.py --bad-every 10).
     assert core.reads == ["billing/missing-credentials"] * 3  # at 0, 5 and 15 s
+
+
+# --- an unchanged pool's ensure and /scale: answered from the caches, on the event loop --------
+
+
+class Apps:
+    """The Deployment calls `targets.ensure_deployment` makes, against one stored Deployment
+    (`live`) whose every write goes into `watch` as the watch would bring it."""
+
+    def __init__(self, watch: Deployments) -> None:
+        self.live: dict[str, Any] | None = None
+        self.calls: list[str] = []
+        self.watch = watch
+        self._rv = 0
+
+    def read_namespaced_deployment(self, **kwargs: Any) -> Any:
+        self.calls.append("get")
+        if self.live is None:
+            raise ApiException(status=404)
+        return _Raw(self.live)
+
+    def create_namespaced_deployment(self, *, body: dict[str, Any], **kwargs: Any) -> Any:
+        self.calls.append("create")
+        return _Raw(self.store(body))
+
+    def replace_namespaced_deployment(self, *, body: dict[str, Any], **kwargs: Any) -> Any:
+        self.calls.append("replace")
+        assert self.live is not None
+        assert body["metadata"]["resourceVersion"] == self.live["metadata"]["resourceVersion"]
+        return _Raw(self.store(body))
+
+    def store(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep `body` as the server would (a new resourceVersion), and let the watch see it."""
+        self._rv += 1
+        stored: dict[str, Any] = json.loads(json.dumps(body))
+        stored["metadata"].update(resourceVersion=str(self._rv), uid="deployment-uid")
+        stored.setdefault("status", {})
+        self.live = stored
+        self.watch.put(stored)
+        return stored
+
+    def delete(self) -> None:
+        """Someone deletes the Deployment: the watch drops it."""
+        self.live = None
+        self.watch.forget("billing", "invoices-worker")
+
+    @property
+    def template(self) -> dict[str, Any]:
+        assert self.live is not None
+        template: dict[str, Any] = self.live["spec"]["template"]
+        return template
+
+
+class _Raw:
+    """A `_preload_content=False` answer."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self.data = json.dumps(body).encode()
+
+    def release_conn(self) -> None:
+        pass
+
+
+class Deployments:
+    """What `DeploymentCache` answers once listed: the last version put, by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], CachedDeployment] = {}
+
+    def get(self, namespace: str, name: str) -> CachedDeployment | None:
+        return self.entries.get((namespace, name))
+
+    def put(self, obj: Mapping[str, Any]) -> None:
+        entry = CachedDeployment.from_json(obj)
+        self.entries[(entry.namespace, entry.name)] = entry
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.entries.pop((namespace, name), None)
+
+
+class Policy:
+    def read_namespaced_pod_disruption_budget(self, **kwargs: Any) -> Any:
+        raise ApiException(status=404)
+
+
+@dataclass
+class Cluster:
+    """A `ClusterWorkload` over fakes of the API server, its Deployment watch and Secrets."""
+
+    workload: ClusterWorkload
+    apps: Apps
+    deployments: Deployments
+    core: Core
+    clock: Clock
+    ensured: list[str]  # pools `targets.ensure_deployment` was called for
+    threads: list[str]  # what `asyncio.to_thread` was asked to run
+
+    async def ensure(self, pool: Pool) -> None:
+        await self.workload.ensure(pool, initial_replicas=1)
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    deployments = Deployments()
+    apps = Apps(deployments)
+    core = Core({"creds": {"token": "dA=="}})
+    clock = Clock()
+    workload = ClusterWorkload(
+        SimpleNamespace(),
+        default_image="worker:1",
+        deployments=cast(DeploymentCache, deployments),
+        secrets=SecretCache(lambda name, ns: core.read_namespaced_secret(name, ns), clock=clock),
+    )
+    workload._apps = apps  # type: ignore[assignment]
+    workload._core = core  # type: ignore[assignment]
+    workload._policy = Policy()  # type: ignore[assignment]
+    made = Cluster(workload, apps, deployments, core, clock, [], [])
+    ensure_deployment = targets.ensure_deployment
+
+    def counted(*args: Any, **kwargs: Any) -> targets.DeploymentState:
+        made.ensured.append(args[1].name)
+        return ensure_deployment(*args, **kwargs)
+
+    to_thread = asyncio.to_thread
+
+    async def recorded(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+        made.threads.append(getattr(function, "__name__", repr(function)))
+        return await to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(targets, "ensure_deployment", counted)
+    monkeypatch.setattr(asyncio, "to_thread", recorded)
+    return made
+
+
+def _respecced(pool: Pool, generation: int, **worker: Any) -> Pool:
+    """`pool` as the user edited its `spec.worker` (the API server's new generation)."""
+    assert pool.spec.worker is not None
+    changed = pool.spec.worker.model_copy(update=worker)
+    spec = pool.spec.model_copy(update={"worker": changed})
+    return pool.model_copy(update={"generation": generation, "spec": spec})
+
+
+async def test_an_unchanged_pools_ensure_and_scale_make_no_request_and_no_thread_hand_off(
+    cluster: Cluster,
+) -> None:
+    pool = _pool()
+    await cluster.ensure(pool)  # creates it
+    assert cluster.apps.calls == ["get", "create"]
+    cluster.threads.clear()
+    for _ in range(20):  # 20 ticks within the Secret cache's refresh time
+        await cluster.ensure(pool)
+        scale = await cluster.workload.scale(pool)
+        cluster.clock.now += 1
+    assert scale == targets.Scale(replicas=1, current_replicas=0, selector=f"{POOL_LABEL}=invoices")
+    assert cluster.ensured == ["invoices"]  # was one build and comparison of it per tick
+    assert cluster.apps.calls == ["get", "create"]
+    assert cluster.core.reads == ["billing/creds"]
+    assert cluster.threads == []
+
+
+async def test_a_rotated_secret_reaches_the_pod_template_though_nothing_else_changed(
+    cluster: Cluster,
+) -> None:
+    pool = _pool()
+    await cluster.ensure(pool)
+    before = cluster.apps.template["metadata"]["annotations"][SECRETS_HASH_ANNOTATION]
+    cluster.core.secrets["creds"] = {"token": "dTI="}  # rotated
+    await cluster.ensure(pool)
+    assert cluster.apps.calls == ["get", "create"]  # not yet read again: the cache's 30 s
+    cluster.clock.now += REFRESH_SECONDS
+    await cluster.ensure(pool)
+    assert cluster.apps.calls == ["get", "create", "replace"]
+    after = cluster.apps.template["metadata"]["annotations"][SECRETS_HASH_ANNOTATION]
+    assert after != before
+    await cluster.ensure(pool)
+    assert cluster.ensured == ["invoices"] * 2  # and skipped again once made right
+
+
+async def test_a_secret_created_later_reaches_the_pod_template(cluster: Cluster) -> None:
+    cluster.core.secrets.clear()
+    pool = _pool()
+    await cluster.ensure(pool)
+    absent = cluster.apps.template["metadata"]["annotations"][SECRETS_HASH_ANNOTATION]
+    cluster.core.secrets["creds"] = {"token": "dA=="}
+    for _ in range(int(REFRESH_SECONDS)):
+        cluster.clock.now += 1
+        await cluster.ensure(pool)
+    assert cluster.apps.calls == ["get", "create", "replace"]
+    assert cluster.apps.template["metadata"]["annotations"][SECRETS_HASH_ANNOTATION] != absent
+
+
+async def test_a_deployment_edited_by_someone_else_is_compared_again_and_repaired(
+    cluster: Cluster,
+) -> None:
+    pool = _pool()
+    await cluster.ensure(pool)
+    live = cluster.apps.live
+    assert live is not None
+    edited = json.loads(json.dumps(live))
+    edited["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION] = "edited"
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone-else:9"
+    cluster.apps.store(edited)  # `kubectl apply` of another manifest; the watch brings it
+    await cluster.ensure(pool)
+    assert cluster.apps.calls == ["get", "create", "replace"]
+    assert cluster.apps.template["spec"]["containers"][0]["image"] == "worker:1"
+    await cluster.ensure(pool)
+    assert cluster.ensured == ["invoices"] * 2
+
+
+async def test_any_new_version_of_the_deployment_is_compared_again(cluster: Cluster) -> None:
+    """Even a change that needs no repair (`kubectl scale`, the controller's status): the
+    comparison runs once for that version, and writes nothing."""
+    pool = _pool()
+    await cluster.ensure(pool)
+    live = cluster.apps.live
+    assert live is not None
+    cluster.apps.store({**live, "spec": {**live["spec"], "replicas": 3}})
+    await cluster.ensure(pool)
+    await cluster.ensure(pool)
+    assert cluster.ensured == ["invoices"] * 2
+    assert cluster.apps.calls == ["get", "create"]
+    assert (await cluster.workload.scale(pool)).replicas == 3
+
+
+async def test_a_deployment_deleted_by_someone_else_is_made_again(cluster: Cluster) -> None:
+    pool = _pool()
+    await cluster.ensure(pool)
+    cluster.apps.delete()
+    await cluster.ensure(pool)
+    assert cluster.apps.calls == ["get", "create", "get", "create"]
+    await cluster.ensure(pool)
+    assert len(cluster.ensured) == 2
+
+
+async def test_a_spec_change_is_applied(cluster: Cluster) -> None:
+    pool = _pool()
+    await cluster.ensure(pool)
+    await cluster.ensure(_respecced(pool, 2, image="worker:2"))
+    assert cluster.apps.calls == ["get", "create", "replace"]
+    assert cluster.apps.template["spec"]["containers"][0]["image"] == "worker:2"
+
+
+async def test_a_spec_changed_under_the_same_generation_is_applied_too(cluster: Cluster) -> None:
+    """The API server moves the generation with every spec change; the spec is compared as well,
+    so a body without that bookkeeping (or a re-parse) cannot leave a change unapplied."""
+    pool = _pool()
+    await cluster.ensure(pool)
+    await cluster.ensure(_respecced(pool, 1, image="worker:2"))
+    assert cluster.apps.template["spec"]["containers"][0]["image"] == "worker:2"
+    await cluster.ensure(_pool())  # back, parsed anew: equal to the first, so compared again
+    assert cluster.apps.template["spec"]["containers"][0]["image"] == "worker:1"
+
+
+async def test_a_pool_recreated_under_the_same_name_is_compared_again(cluster: Cluster) -> None:
+    pool = _pool()
+    await cluster.ensure(pool)
+    with pytest.raises(targets.NotControlledError):  # the old pool's Deployment, not yet gone
+        await cluster.ensure(_pool("u2"))
+    with pytest.raises(targets.NotControlledError):  # a failure is not remembered as done
+        await cluster.ensure(_pool("u2"))
+    assert len(cluster.ensured) == 3
+
+
+async def test_without_a_deployment_watch_every_ensure_compares(
+    recorded: list[tuple[str, Any]],
+) -> None:
+    workload = _workload(Core({}))
+    for _ in range(3):
+        await workload.ensure(_pool(), initial_replicas=0)
+    assert sum(kind == "deployment" for kind, _ in recorded) == 3
+
+
+async def test_the_scale_of_a_scale_target_ref_is_read_in_a_thread(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_scale(api_client: Any, pool: Pool, cache: Any = None) -> targets.Scale:
+        return targets.Scale(replicas=4, current_replicas=4, selector="s")
+
+    monkeypatch.setattr(targets, "read_scale", read_scale)
+    referring = parse_pool(
+        {
+            "metadata": {"name": "invoices", "namespace": "billing", "uid": "u1", "generation": 1},
+            "spec": {
+                "engine": {"url": "http://flowable:8080"},
+                "topic": "t",
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "scaling": {"jobsPerReplica": 1},
+            },
+        }
+    )
+    assert (await cluster.workload.scale(referring)).replicas == 4
+    assert (await cluster.workload.scale(_pool())).replicas == 4  # not in the watch yet
+    assert cluster.threads == ["read_scale", "read_scale"]

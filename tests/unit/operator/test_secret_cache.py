@@ -206,3 +206,51 @@ def test_what_nobody_asks_for_is_forgotten() -> None:
 def test_a_first_retry_longer_than_the_refresh_time_is_refused() -> None:
     with pytest.raises(ValueError, match="first_retry_seconds"):
         SecretCache(Api().read_namespaced_secret, refresh_seconds=5, first_retry_seconds=10)
+
+
+def test_read_cached_answers_what_is_kept_and_none_when_due_without_asking() -> None:
+    api, clock = Api({"creds": {"v": "1"}}), Clock()
+    cache = _cache(api, clock)
+    assert cache.read_cached("creds", "billing") is None  # never read: a read would ask
+    assert _status(cache, "creds") == "1"
+    clock.now += REFRESH_SECONDS - 1
+    assert cache.read_cached("creds", "billing").data["v"] == "1"
+    clock.now += 1
+    assert cache.read_cached("creds", "billing") is None  # due
+    assert api.reads == [("billing", "creds")]
+
+
+def test_read_cached_raises_a_remembered_miss_as_the_api_does() -> None:
+    api, clock = Api(), Clock()
+    api.status["locked"] = 403
+    cache = _cache(api, clock)
+    assert _status(cache, "missing") == 404
+    assert _status(cache, "locked") == 403
+    for name, status in (("missing", 404), ("locked", 403)):
+        with pytest.raises(ApiException) as raised:
+            cache.read_cached(name, "billing")
+        assert raised.value.status == status
+    clock.now += FIRST_RETRY_SECONDS
+    assert cache.read_cached("missing", "billing") is None
+    assert len(api.reads) == 2
+
+
+def test_read_cached_does_not_wait_for_a_read_in_progress() -> None:
+    api, clock = Api({"creds": {"v": "1"}}), Clock()
+    started, release = threading.Event(), threading.Event()
+
+    def slow(name: str, namespace: str) -> Any:
+        started.set()
+        release.wait(5)
+        return api.read_namespaced_secret(name, namespace)
+
+    cache = SecretCache(slow, clock=clock)
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(cache.read_namespaced_secret, "creds", "billing")
+        assert started.wait(5)
+        began = time.monotonic()
+        assert cache.read_cached("creds", "billing") is None
+        assert time.monotonic() - began < 1
+        release.set()
+        assert reading.result(5).data["v"] == "1"
+    assert cache.read_cached("creds", "billing").data["v"] == "1"

@@ -26,9 +26,10 @@ from flowable_worker_operator.targets import (
     DELETION_COST_ANNOTATION,
     NotControlledError,
     Scale,
+    cached_scale,
     ensure_deployment,
-    read_scale,
     live_pods,
+    read_scale,
     set_deletion_costs,
 )
 
@@ -820,6 +821,37 @@ def test_read_scale_of_a_scale_target_ref_or_an_unseen_deployment_is_a_get(
     assert read_scale(object(), referring, cast(Any, cache)).replicas == 7
     assert read_scale(object(), make_pool(), cast(Any, Cache(ready=False))).replicas == 7
     assert gets == ["inv-worker", "inv-worker"]
+
+
+def test_cached_scale_answers_only_for_the_owned_deployment_the_cache_holds() -> None:
+    pool, cache = make_pool(), Cache()
+    assert cached_scale(pool, cast(Any, cache)) is None  # not seen: the caller GETs
+    held = Apps._stored(build(pool, replicas=3), "4")
+    held["status"] = {"replicas": 2}
+    cache.hold(held)
+    assert cached_scale(pool, cast(Any, cache)) == Scale(
+        replicas=3, current_replicas=2, selector=f"{POOL_LABEL}=inv"
+    )
+    expressions = Apps._stored(build(pool, replicas=3), "5")
+    expressions["spec"]["selector"] = {
+        "matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": ["inv"]}]
+    }
+    cache.hold(expressions)  # a selector the cache does not format as the API server would
+    assert cached_scale(pool, cast(Any, cache)) is None
+    referring = parse_pool(
+        {
+            "metadata": {"name": "inv", "namespace": "billing", "uid": "uid-1", "generation": 1},
+            "spec": {
+                "engine": {"url": "http://flowable:8080/flowable-rest"},
+                "topic": "invoices",
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "scaling": {"jobsPerReplica": 1},
+            },
+        }
+    )
+    cache.hold(held)
+    assert cached_scale(pool, cast(Any, cache)) is not None
+    assert cached_scale(referring, cast(Any, cache)) is None  # a scaleTargetRef: always a GET
 
 
 def _no_scale_get(api_client: Any, target: Any) -> Any:
