@@ -15,11 +15,12 @@ import pytest
 from kubernetes import client as k8s_client
 
 from flowable_worker_operator.deployment_cache import DeploymentCache, KubernetesDeployments
+from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.manifests import TEMPLATE_HASH_ANNOTATION
 from flowable_worker_operator.spec import Pool
 from flowable_worker_operator.targets import ensure_deployment, read_scale
 from localstack.cluster import LocalCluster
-from tests.cluster.test_targets import IMAGE, pool_crd, worker_pool
+from tests.cluster.test_targets import IMAGE, pool_crd, update_pool, worker_pool
 from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.cluster
@@ -128,3 +129,70 @@ def test_an_unchanged_pool_reads_its_deployment_and_scale_without_a_get(
         assert ensure(api_client, pool, cache) == "unchanged"
         assert read_scale(api_client, pool, cache).replicas == 1
     assert deployment_gets(cluster) - before == 0
+
+
+def _counted(cluster: LocalCluster) -> tuple[int, int]:
+    """(Deployment GETs, Deployment writes) the API server has served: its own counters."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    gets = writes = 0
+    for labels, value in _GETS.findall(text):
+        if 'resource="deployments"' not in labels:
+            continue
+        if 'verb="GET"' in labels:
+            gets += int(float(value))
+        elif any(f'verb="{verb}"' in labels for verb in ("POST", "PUT", "PATCH")):
+            writes += int(float(value))
+    return gets, writes
+
+
+async def test_the_workload_skips_an_unchanged_ensure_and_repairs_what_others_change(
+    api_client: Any, cluster: LocalCluster, namespace: str, pool_crd: None, cache: DeploymentCache
+) -> None:
+    """`kube.ClusterWorkload` as the operator runs it: once the Deployment is right, ticks cost
+    the API server nothing; an edit, a delete and a spec change are each acted on at the next
+    tick, because each changes what the skip compares. (That the skip also saves building the
+    Deployment to compare it is for the unit tests: a comparison from the cache costs no request
+    either.)"""
+    workload = ClusterWorkload(api_client, default_image=IMAGE, deployments=cache)
+    apps = k8s_client.AppsV1Api(api_client)
+    name = "inv-worker"
+    pool = worker_pool(api_client, namespace)
+    await workload.ensure(pool, initial_replicas=1)
+    seen_within(lambda: cache.get(namespace, name) is not None)
+
+    before = _counted(cluster)
+    for _ in range(20):
+        await workload.ensure(pool, initial_replicas=1)
+        assert (await workload.scale(pool)).replicas == 1
+    assert _counted(cluster) == before
+
+    # An edit of the template and of its hash: repaired at the next tick.
+    patch = json.dumps(
+        {
+            "metadata": {"annotations": {TEMPLATE_HASH_ANNOTATION: "edited"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "worker", "image": "x:9"}]}}},
+        }
+    )
+    cluster.kubectl("patch", f"deployment/{name}", "-n", namespace, "-p", patch)
+    seen_within(
+        lambda: (
+            (entry := cache.get(namespace, name)) is not None
+            and entry.annotations.get(TEMPLATE_HASH_ANNOTATION) == "edited"
+        )
+    )
+    await workload.ensure(pool, initial_replicas=1)
+    live: Any = apps.read_namespaced_deployment(name, namespace)
+    assert live.spec.template.spec.containers[0].image == IMAGE
+
+    # Deleted: made again at the next tick, once the watch says it is gone.
+    apps.delete_namespaced_deployment(name, namespace)
+    seen_within(lambda: cache.get(namespace, name) is None)
+    await workload.ensure(pool, initial_replicas=1)
+    assert apps.read_namespaced_deployment(name, namespace).metadata.uid != live.metadata.uid
+
+    # The user edits the pool: the new spec reaches the Deployment.
+    changed = update_pool(api_client, pool, {"handler": {"python": "m:f"}, "image": "other:2"})
+    assert changed.generation > pool.generation
+    await workload.ensure(changed, initial_replicas=1)
+    live = apps.read_namespaced_deployment(name, namespace)
+    assert live.spec.template.spec.containers[0].image == "other:2"
