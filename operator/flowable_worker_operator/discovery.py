@@ -14,10 +14,11 @@ case-definitions`), fetches each definition's XML once, and finds its external-w
 A definition never changes once deployed, so its parsed tasks are cached per definition id for as
 long as the definition is listed; the list itself is re-read at most once per interval, so new
 deployments appear within one interval. Each topic's answer is worked out once and kept until the
-set of definitions changes: a listing of the same ids (the usual one) keeps every answer. One exception makes the usual order of work fast: a topic
-the listing does not know (a pool created right after its model was deployed) re-lists at once
-if the listing is at least `MISS_RELIST_SECONDS` old, once per topic until it is found, so a
-topic that stays unknown (a typo) costs one extra listing, not one per tick.
+set of definitions changes: a listing of the same ids (the usual one) keeps every answer. One
+exception makes the usual order of work fast: a topic the listing does not know (a pool created
+right after its model was deployed) re-lists at once if the listing is at least
+`MISS_RELIST_SECONDS` old, once per topic until it is found, so a topic that stays unknown (a
+typo) costs one extra listing, not one per tick.
 
 Every deployed version of a model is a definition of its own, so a topic's uses grow with the
 model's history. `find` therefore also says which element ids are *exclusive* to the topic: every
