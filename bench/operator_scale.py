@@ -27,7 +27,8 @@ watch) of the change of its Deployment's `.spec.replicas`; rounds repeat until `
 changes are timed (p50, p99). Each job adds a replica (worker concurrency 1); instances are left in
 place, so a topic used again goes from k to k+1 replicas. `--profile FILE` runs py-spy on the
 operator for 30 s after the last stage (if py-spy is installed) and prints the functions with the
-most own time.
+most own time. `--tracemalloc FILE` traces the operator's Python allocations from its start and,
+after the last stage's window, dumps a snapshot there and prints who holds the memory.
 
 `--bad-every K` makes every K-th pool bad as users' pools go bad (alternately a spec the operator
 refuses and a missing engine Secret); the good pools' ticks are then measured beside them.
@@ -176,15 +177,30 @@ async def deploy_models(base_url: str, count: int) -> dict[str, str]:
 
 @contextlib.contextmanager
 def operator_process(
-    kubeconfig: Path, namespace: str, log_path: Path, source: Path | None
+    kubeconfig: Path,
+    namespace: str,
+    log_path: Path,
+    source: Path | None,
+    traced: Path | None = None,
 ) -> Iterator[OperatorProcess]:
     """The operator's console script on this namespace (its packages from `source` if given);
     SIGTERM (then SIGKILL) to its group on the way out. Pools are not deleted first: the cluster
-    is thrown away with them."""
+    is thrown away with them. `traced`: tracemalloc on from the start, and SIGUSR2 dumps a
+    snapshot to this file (`TRACEMALLOC_HOOK`)."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    paths = []
     if source is not None:
         # Ahead of the venv's editable install on sys.path, so these packages are imported.
-        env["PYTHONPATH"] = f"{source / 'operator'}{os.pathsep}{source / 'worker'}"
+        paths += [str(source / "operator"), str(source / "worker")]
+    if traced is not None:
+        hook = log_path.parent / "tracemalloc-hook"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(TRACEMALLOC_HOOK)
+        paths.append(str(hook))
+        env["PYTHONTRACEMALLOC"] = str(TRACEMALLOC_FRAMES)
+        env["FWO_TRACEMALLOC_DUMP"] = str(traced)
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -210,6 +226,98 @@ def operator_process(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+TRACEMALLOC_FRAMES = 12
+TRACEMALLOC_HOOK = """\
+import os, signal, tracemalloc
+
+def _dump(signum, frame):
+    path = os.environ["FWO_TRACEMALLOC_DUMP"]
+    tracemalloc.take_snapshot().dump(path + ".part")
+    os.replace(path + ".part", path)
+
+signal.signal(signal.SIGUSR2, _dump)
+"""
+"""The operator's `sitecustomize` with `--tracemalloc`: a snapshot on SIGUSR2 (in the main thread,
+between two bytecodes of the event loop), written whole before it is renamed into place."""
+
+_OURS = ("flowable_worker_operator", "flowable_worker")
+
+
+def memory_owners(path: Path, pools: int, rss_mb: float, top: int = 15) -> list[str]:
+    """Lines on who holds the operator's Python memory in the snapshot at `path`: the total, the
+    largest owners (the innermost frame in the operator's or worker's packages, else the top
+    package of the innermost frame: kopf, pydantic, the kubernetes client...), and the largest
+    allocation sites. Memory outside Python's allocators (C libraries) shows in RSS only."""
+    import tracemalloc
+
+    snap = tracemalloc.Snapshot.load(str(path)).filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    owners: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    sites: Counter[str] = Counter()
+    total = 0
+    for trace in snap.traces:
+        frames = list(reversed(trace.traceback))  # innermost first
+        total += trace.size
+        inner = frames[0]
+        sites[f"{_short(inner.filename)}:{inner.lineno}"] += trace.size
+        owner = next((f for f in frames if any(f"/{p}/" in f.filename for p in _OURS)), None)
+        name = (
+            f"{_short(owner.filename)}:{owner.lineno}"
+            if owner is not None
+            else _package(inner.filename)
+        )
+        owners[name] += trace.size
+        counts[name] += 1
+    lines = [
+        f"traced Python memory {total / 2**20:.1f} MB ({total / pools / 1024:.1f} KB per pool) "
+        f"of RSS {rss_mb:.0f} MB, {len(snap.traces)} blocks; by owner:"
+    ]
+    for name, size in owners.most_common(top):
+        lines.append(
+            f"  {size / 2**20:7.1f} MB  {size / pools / 1024:6.1f} KB/pool  {counts[name]:8d} "
+            f"blocks  {name}"
+        )
+    lines.append("by allocation site:")
+    for name, size in sites.most_common(top):
+        lines.append(f"  {size / 2**20:7.1f} MB  {size / pools / 1024:6.1f} KB/pool  {name}")
+    return lines
+
+
+def _short(filename: str) -> str:
+    """A file by its package path (`kopf/_core/...`), not by where it is installed."""
+    parts = filename.split("/")
+    for marker in ("site-packages", "lib"):
+        if marker in parts:
+            index = len(parts) - 1 - parts[::-1].index(marker)
+            return "/".join(parts[index + 1 :]) or filename
+    for package in _OURS:
+        if package in parts:
+            return "/".join(parts[parts.index(package) :])
+    return filename
+
+
+def _package(filename: str) -> str:
+    short = _short(filename)
+    head = short.split("/")[0]
+    if head.startswith("python3"):  # the standard library: by module
+        return "/".join(short.split("/")[:2])
+    return head
+
+
+def dump_snapshot(operator: OperatorProcess, path: Path, timeout: float = 300) -> None:
+    """SIGUSR2 to the operator (`TRACEMALLOC_HOOK`), then wait for its snapshot."""
+    path.unlink(missing_ok=True)
+    operator.process.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        operator.healthy()  # raises if it exited
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no tracemalloc snapshot at {path} after {timeout:.0f} s")
+        time.sleep(1.0)
 
 
 def snapshot(rev: str, into: Path) -> Path:
@@ -606,8 +714,12 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
             source = snapshot(args.operator_rev, workdir / "source")
             progress(f"the operator as of {args.operator_rev}")
         operator = stack.enter_context(
-            operator_process(cluster.kubeconfig, namespace, workdir / "operator.log", source)
+            operator_process(
+                cluster.kubeconfig, namespace, workdir / "operator.log", source, args.tracemalloc
+            )
         )
+        if args.tracemalloc is not None:
+            progress("tracemalloc is on: CPU and RSS are not comparable with other runs")
         progress(f"operator pid {operator.process.pid}, metrics {operator.metrics_url}")
         api = kube_api(cluster.kubeconfig)
         stack.callback(api.close)
@@ -640,6 +752,10 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
                 interval=args.interval, intervals=args.window_intervals, bad=bad,
             )  # fmt: skip
             progress(f"{pools} pools measured: {stage.cpu_cores} cores; timing the lag")
+            if args.tracemalloc is not None and pools == stages_at[-1]:
+                dump_snapshot(operator, args.tracemalloc)
+                for line in memory_owners(args.tracemalloc, pools, stage.rss_mb):
+                    progress(line)
             lags, timeouts = lag(
                 watch, operator, server.base_url, definitions, used, pools=pools,
                 pools_per_topic=args.pools_per_topic, interval=args.interval,
@@ -734,6 +850,15 @@ def main() -> int:
         default=None,
         metavar="FILE",
         help="after the last stage, py-spy's raw samples of the operator here",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="trace the operator's Python allocations from its start; after the last stage's "
+        "window, dump a snapshot here and print who holds the memory (CPU figures are then "
+        "not comparable)",
     )
     parser.add_argument(
         "--operator-rev",
