@@ -64,13 +64,31 @@ class Core:
 
 
 class Custom:
+    """CustomObjectsApi's status patch; answers as with `_preload_content=False`, a raw response
+    whose connection must go back to the pool."""
+
     def __init__(self) -> None:
         self.patches: list[tuple[Any, ...]] = []
         self.threads: set[int] = set()
+        self.answers: list[RawResponse] = []
 
-    def patch_namespaced_custom_object_status(self, *args: Any) -> None:
+    def patch_namespaced_custom_object_status(self, *args: Any, **kwargs: Any) -> Any:
+        assert kwargs == {"_preload_content": False}  # the answer is not parsed
         self.threads.add(threading.get_ident())
         self.patches.append(args)
+        self.answers.append(RawResponse())
+        return self.answers[-1]
+
+
+class RawResponse:
+    def __init__(self) -> None:
+        self.drained = self.released = False
+
+    def drain_conn(self) -> None:
+        self.drained = True
+
+    def release_conn(self) -> None:
+        self.released = True
 
 
 def _workload(core: Core) -> ClusterWorkload:
@@ -160,6 +178,9 @@ async def test_status_goes_to_the_status_subresource_as_a_merge_patch() -> None:
         (GROUP, VERSION, "billing", PLURAL, "invoices", {"status": {"replicas": 3}})
     ]
     assert threading.get_ident() not in custom.threads
+    (answer,) = custom.answers
+    assert answer.drained  # the connection goes back to the pool
+    assert answer.released
 
 
 async def test_the_engine_is_resolved_with_the_pools_namespace_through_the_secret_cache(
