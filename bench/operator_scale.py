@@ -27,8 +27,8 @@ watch) of the change of its Deployment's `.spec.replicas`; rounds repeat until `
 changes are timed (p50, p99). Each job adds a replica (worker concurrency 1); instances are left in
 place, so a topic used again goes from k to k+1 replicas. `--profile FILE` runs py-spy on the
 operator for 30 s after the last stage (if py-spy is installed) and prints the functions with the
-most own time. `--tracemalloc FILE` traces the operator's Python allocations from its start and,
-after the last stage's window, dumps a snapshot there and prints who holds the memory.
+most own time. `--tracemalloc FILE` traces the operator's Python allocations from before the first
+pool and, after the last stage's window, dumps a snapshot there and prints who holds the memory.
 
 `--bad-every K` makes every K-th pool bad as users' pools go bad (alternately a spec the operator
 refuses and a missing engine Secret); the good pools' ticks are then measured beside them.
@@ -187,8 +187,8 @@ def operator_process(
 ) -> Iterator[OperatorProcess]:
     """The operator's console script on this namespace (its packages from `source` if given);
     SIGTERM (then SIGKILL) to its group on the way out. Pools are not deleted first: the cluster
-    is thrown away with them. `traced`: tracemalloc on from the start, and SIGUSR2 dumps a
-    snapshot to this file (`TRACEMALLOC_HOOK`)."""
+    is thrown away with them. `traced`: SIGUSR1 starts tracemalloc, and SIGUSR2 dumps a snapshot
+    to this file (`TRACEMALLOC_HOOK`)."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     paths = []
     if source is not None:
@@ -199,7 +199,6 @@ def operator_process(
         hook.mkdir(exist_ok=True)
         (hook / "sitecustomize.py").write_text(TRACEMALLOC_HOOK)
         paths.append(str(hook))
-        env["PYTHONTRACEMALLOC"] = str(TRACEMALLOC_FRAMES)
         env["FWO_TRACEMALLOC_DUMP"] = str(traced)
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -231,24 +230,31 @@ def operator_process(
 
 
 TRACEMALLOC_FRAMES = 12
-TRACEMALLOC_HOOK = """\
+TRACEMALLOC_HOOK = f"""\
 import os, signal, tracemalloc
+
+def _start(signum, frame):
+    tracemalloc.start({TRACEMALLOC_FRAMES})
 
 def _dump(signum, frame):
     path = os.environ["FWO_TRACEMALLOC_DUMP"]
     tracemalloc.take_snapshot().dump(path + ".part")
     os.replace(path + ".part", path)
 
+signal.signal(signal.SIGUSR1, _start)
 signal.signal(signal.SIGUSR2, _dump)
 """
-"""The operator's `sitecustomize` with `--tracemalloc`: a snapshot on SIGUSR2 (in the main thread,
-between two bytecodes of the event loop), written whole before it is renamed into place."""
+"""The operator's `sitecustomize` with `--tracemalloc`: tracing starts on SIGUSR1 (sent once the
+operator is up, before the pools are created: what it then holds is theirs, not the imports'), a
+snapshot on SIGUSR2 (both in the main thread, between two bytecodes of the event loop), written
+whole before it is renamed into place."""
 
 _OURS = ("flowable_worker_operator", "flowable_worker")
 
 
 def memory_owners(path: Path, pools: int, rss_mb: float, top: int = 15) -> list[str]:
-    """Lines on who holds the operator's Python memory in the snapshot at `path`: the total, the
+    """Lines on who holds the operator's Python memory allocated since the tracing started (so:
+    since just before the first pool) in the snapshot at `path`: the total, the
     largest owners (the innermost frame in the operator's or worker's packages, else the top
     package of the innermost frame: kopf, pydantic, the kubernetes client...), and the largest
     allocation sites. Memory outside Python's allocators (C libraries) shows in RSS only."""
@@ -726,6 +732,7 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
             )
         )
         if args.tracemalloc is not None:
+            operator.process.send_signal(signal.SIGUSR1)
             progress("tracemalloc is on: CPU and RSS are not comparable with other runs")
         progress(f"operator pid {operator.process.pid}, metrics {operator.metrics_url}")
         api = kube_api(cluster.kubeconfig)
@@ -863,9 +870,9 @@ def main() -> int:
         type=Path,
         default=None,
         metavar="FILE",
-        help="trace the operator's Python allocations from its start; after the last stage's "
-        "window, dump a snapshot here and print who holds the memory (CPU figures are then "
-        "not comparable)",
+        help="trace the operator's Python allocations from before the first pool; after the "
+        "last stage's window, dump a snapshot here and print who holds the memory (CPU figures "
+        "are then not comparable)",
     )
     parser.add_argument(
         "--operator-rev",
