@@ -238,8 +238,30 @@ def _start(signum, frame):
 
 def _dump(signum, frame):
     path = os.environ["FWO_TRACEMALLOC_DUMP"]
-    tracemalloc.take_snapshot().dump(path + ".part")
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(path + ".part")
+    else:
+        _heap(path + ".part")
     os.replace(path + ".part", path)
+
+def _heap(path):
+    # Every object the collector tracks, and what they refer to that it does not track (str,
+    # bytes, int, dicts of atoms...), once each: count and shallow size by type.
+    import gc, json, sys
+    pending = gc.get_objects()
+    seen, sizes = set(), {{}}  # made after the list, so not counted in it
+    while pending:
+        obj = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        pending.extend(r for r in gc.get_referents(obj) if not gc.is_tracked(r))
+        kind = type(obj)
+        name = kind.__module__ + "." + kind.__qualname__
+        count, size = sizes.get(name, (0, 0))
+        sizes[name] = (count + 1, size + sys.getsizeof(obj, 0))
+    with open(path, "w") as out:
+        json.dump(sizes, out)
 
 signal.signal(signal.SIGUSR1, _start)
 signal.signal(signal.SIGUSR2, _dump)
@@ -314,6 +336,25 @@ def _package(filename: str) -> str:
     if head.startswith("python3"):  # the standard library: by module
         return "/".join(short.split("/")[:2])
     return head
+
+
+def heap_growth(before: Path, after: Path, pools: int, top: int = 20) -> list[str]:
+    """Lines on what the pools added to the operator's heap, by type (`_heap` in
+    `TRACEMALLOC_HOOK`: objects and shallow sizes, not what C libraries hold)."""
+    old = json.loads(before.read_text())
+    new = json.loads(after.read_text())
+    grown = {
+        name: (count - old.get(name, (0, 0))[0], size - old.get(name, (0, 0))[1])
+        for name, (count, size) in new.items()
+    }
+    total = sum(size for _, size in grown.values())
+    lines = [f"the pools' heap: {total / 2**20:.1f} MB, {total / pools / 1024:.1f} KB per pool"]
+    for name, (count, size) in sorted(grown.items(), key=lambda kv: -kv[1][1])[:top]:
+        lines.append(
+            f"  {size / 2**20:7.1f} MB  {size / pools / 1024:6.1f} KB/pool  "
+            f"{count / pools:7.1f} per pool  {name}"
+        )
+    return lines
 
 
 def dump_snapshot(operator: OperatorProcess, path: Path, timeout: float = 300) -> None:
@@ -728,12 +769,20 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
             progress(f"the operator as of {args.operator_rev}")
         operator = stack.enter_context(
             operator_process(
-                cluster.kubeconfig, namespace, workdir / "operator.log", source, args.tracemalloc
+                cluster.kubeconfig,
+                namespace,
+                workdir / "operator.log",
+                source,
+                args.tracemalloc or args.heap,
             )
         )
         if args.tracemalloc is not None:
             operator.process.send_signal(signal.SIGUSR1)
             progress("tracemalloc is on: CPU and RSS are not comparable with other runs")
+        heap_before = None
+        if args.heap is not None:
+            heap_before = args.heap.with_name(args.heap.name + ".before")
+            dump_snapshot(operator, heap_before)
         progress(f"operator pid {operator.process.pid}, metrics {operator.metrics_url}")
         api = kube_api(cluster.kubeconfig)
         stack.callback(api.close)
@@ -766,6 +815,10 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
                 interval=args.interval, intervals=args.window_intervals, bad=bad,
             )  # fmt: skip
             progress(f"{pools} pools measured: {stage.cpu_cores} cores; timing the lag")
+            if heap_before is not None and args.heap is not None and pools == stages_at[-1]:
+                dump_snapshot(operator, args.heap)
+                for line in heap_growth(heap_before, args.heap, pools):
+                    progress(line)
             if args.tracemalloc is not None and pools == stages_at[-1]:
                 dump_snapshot(operator, args.tracemalloc)
                 for line in memory_owners(args.tracemalloc, pools, stage.rss_mb):
@@ -873,6 +926,14 @@ def main() -> int:
         help="trace the operator's Python allocations from before the first pool; after the "
         "last stage's window, dump a snapshot here and print who holds the memory (CPU figures "
         "are then not comparable)",
+    )
+    parser.add_argument(
+        "--heap",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="before the first pool and after the last stage's window, count the operator's "
+        "objects by type (FILE.before, FILE) and print what the pools added (no tracing cost)",
     )
     parser.add_argument(
         "--operator-rev",
