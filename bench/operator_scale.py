@@ -257,7 +257,8 @@ def _heap(path):
         seen.add(id(obj))
         pending.extend(r for r in gc.get_referents(obj) if not gc.is_tracked(r))
         kind = type(obj)
-        name = kind.__module__ + "." + kind.__qualname__
+        module, qualname = getattr(kind, "__module__", "?"), getattr(kind, "__qualname__", "?")
+        name = (module if isinstance(module, str) else "?") + "." + str(qualname)
         count, size = sizes.get(name, (0, 0))
         sizes[name] = (count + 1, size + sys.getsizeof(obj, 0))
     with open(path, "w") as out:
