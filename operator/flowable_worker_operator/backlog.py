@@ -39,8 +39,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Literal
 
@@ -65,6 +66,7 @@ from flowable_worker_operator.shared_answers import SharedAnswers
 __all__ = [
     "Backlog",
     "BacklogProber",
+    "InFlight",
     "LockState",
     "Note",
     "ProbeError",
@@ -214,6 +216,15 @@ class ProbeResult:
     problems: tuple[str, ...] = ()
     topic_found: bool = True
     notes: tuple[Note, ...] = ()
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """The jobs workers hold: how many each `workerId` (a pod name) holds, and when the newest of
+    them was created (the engine's clock; None when none is held)."""
+
+    owners: Mapping[str, int]
+    newest_created: datetime | None
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,21 +458,25 @@ class BacklogProber:
                 )
         return notes
 
-    async def lock_owners(self, engine: Engine, selectors: Sequence[Selector]) -> dict[str, int]:
-        """How many of the selectors' jobs each worker holds (its `workerId`: the pod name).
+    async def in_flight(self, engine: Engine, selectors: Sequence[Selector]) -> InFlight:
+        """How many of the selectors' jobs each worker holds (its `workerId`: the pod name), and
+        when the newest job held was created.
 
         Lists `locked=true` jobs page by page; jobs locked without an owner (waiting out a
-        `retryTimeout`) are left out. The operator uses it to mark busy pods with a higher
-        `pod-deletion-cost` before scaling down. Not shared: it is asked rarely and must be fresh.
+        `retryTimeout`) are left out of the owners. The operator uses it to release the replicas
+        that hold no job once work stops arriving, and to mark busy pods with a higher
+        `pod-deletion-cost` before any scale-down. Not shared: it is asked only for pools with jobs
+        in flight and none waiting, and must be fresh.
         """
         connection = self._connection(engine)
         per_selector = await asyncio.gather(
             *(self._owners(connection, selector) for selector in _unique(selectors))
         )
         total: Counter[str] = Counter()
-        for owners in per_selector:
+        created = [newest for _, newest in per_selector if newest is not None]
+        for owners, _ in per_selector:
             total.update(owners)
-        return dict(total)
+        return InFlight(owners=dict(total), newest_created=max(created, default=None))
 
     async def aclose(self) -> None:
         """Cancel requests in flight and close every connection; the prober is unusable after."""
@@ -511,8 +526,11 @@ class BacklogProber:
             except (FlowableError, httpx.HTTPError, ResponseRefused) as error:
                 raise _probe_error(f"counting {state} jobs of {selector}", error) from error
 
-    async def _owners(self, connection: _Connection, selector: Selector) -> Counter[str]:
+    async def _owners(
+        self, connection: _Connection, selector: Selector
+    ) -> tuple[Counter[str], datetime | None]:
         owners: Counter[str] = Counter()
+        newest: datetime | None = None
         start = 0
         while True:
             async with connection.limit:
@@ -528,9 +546,11 @@ class BacklogProber:
                 except (FlowableError, httpx.HTTPError, ResponseRefused) as error:
                     raise _probe_error(f"listing locked jobs of {selector}", error) from error
             owners.update(job.lock_owner for job in page.data if job.lock_owner)
+            created = [job.create_time for job in page.data if job.create_time is not None]
+            newest = max([*created, newest] if newest is not None else created, default=None)
             start += len(page.data)
             if not page.data or start >= page.total:
-                return owners
+                return owners, newest
 
 
 def _probe_error(what: str, error: BaseException) -> ProbeError:

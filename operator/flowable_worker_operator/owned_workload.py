@@ -54,3 +54,7 @@ class OwnedWorkload:
     ) -> int:
         self._check(pool)
         return await self._inner.set_deletion_costs(pool, selector, locks_by_pod)
+
+    async def live_pods(self, pool: Pool, selector: str) -> frozenset[str]:
+        self._check(pool)
+        return await self._inner.live_pods(pool, selector)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
+from flowable_worker_operator.backlog import InFlight, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.conflicts import Claim, Target, claim_of, rival
 from flowable_worker_operator.discovery import bounded
 from flowable_worker_operator.engines import Engine, EngineConfigError
@@ -130,6 +130,8 @@ class Workload(Protocol):
         self, pool: Pool, selector: str, locks_by_pod: Mapping[str, int]
     ) -> int: ...
 
+    async def live_pods(self, pool: Pool, selector: str) -> frozenset[str]: ...
+
 
 class Prober(Protocol):
     """What a tick needs from Flowable."""
@@ -138,9 +140,7 @@ class Prober(Protocol):
         self, engine: Engine, topic: str, selectors: Sequence[Selector] | None
     ) -> ProbeResult: ...
 
-    async def lock_owners(
-        self, engine: Engine, selectors: Sequence[Selector]
-    ) -> dict[str, int]: ...
+    async def in_flight(self, engine: Engine, selectors: Sequence[Selector]) -> InFlight: ...
 
 
 @dataclass(frozen=True)
@@ -365,12 +365,17 @@ class Reconciler:
             )
 
         observed, result = await self._observe(pool, engine, state, now)
+        selectors = () if result is None else result.selectors
+        seen = _held(observed, result)
+        held: InFlight | None = None
+        if isinstance(seen, Backlog) and isinstance(engine, Engine):
+            seen, held = await self._holders(pool, engine, scale, seen, selectors, now)
         decision = decide(
             spec=spec,
             observation=Observation(
                 now=now,
                 current_replicas=scale.replicas,
-                backlog=_held(observed, result),
+                backlog=seen,
                 consecutive_failures=state.consecutive_failures,
             ),
             history=state.history,
@@ -381,8 +386,7 @@ class Reconciler:
         state.history = decision.history
         if decision.desired_replicas != scale.replicas:
             try:
-                selectors = () if result is None else result.selectors
-                await self._apply(pool, engine, scale, decision, observed, selectors)
+                await self._apply(pool, engine, scale, decision, observed, selectors, held)
             except (TargetError, ProbeError) as exc:
                 events.append(Event("Warning", "ScaleFailed", f"could not scale: {exc}"))
                 # Not applied, so not a scale event: it must not use up a policy's allowance.
@@ -554,6 +558,54 @@ class Reconciler:
             if running.task.done() and state.probe is running:
                 state.probe = None
 
+    async def _holders(
+        self,
+        pool: Pool,
+        engine: Engine,
+        scale: Scale,
+        backlog: Backlog,
+        selectors: Sequence[Selector],
+        now: datetime,
+    ) -> tuple[Backlog, InFlight | None]:
+        """The backlog with who holds its jobs, when the core might release replicas holding
+        none: no job waits, some are in flight, and more replicas run than the floor.
+
+        Asked only then, so an idle pool (nothing in flight) and a pool with a queue cost no
+        more than their counts. The pods are listed only once no job has arrived for
+        `releaseIdleAfter`, and the holders count only when every lock owner is one of them (a
+        `workerId` that is not a pod name, or a pod already gone, tells nothing about which
+        replicas are idle). Failing here is not a failed probe: the core simply releases
+        nothing, as before.
+        """
+        spec = pool.scaling_spec
+        after = spec.release_idle_after
+        if (
+            after is None
+            or backlog.unlocked
+            or not backlog.locked
+            or scale.replicas <= max(spec.min_replicas, 1)
+            or not scale.selector
+            or not selectors
+        ):
+            return backlog, None
+        try:
+            held = await self._prober.in_flight(engine, selectors)
+        except ProbeError as exc:
+            log.info(
+                "listing the jobs in flight of %s/%s failed: %s", pool.namespace, pool.name, exc
+            )
+            return backlog, None
+        newest = held.newest_created
+        if newest is None or now - newest < after or len(held.owners) > backlog.locked:
+            return replace(backlog, newest_created=newest), held
+        try:
+            pods = await self._workload.live_pods(pool, scale.selector)
+        except Exception as exc:  # any failure only means "release nothing"
+            log.info("listing the pods of %s/%s failed: %s", pool.namespace, pool.name, exc)
+            return replace(backlog, newest_created=newest), held
+        holders = len(held.owners) if set(held.owners) <= pods else None
+        return replace(backlog, newest_created=newest, holders=holders), held
+
     async def _apply(
         self,
         pool: Pool,
@@ -562,6 +614,7 @@ class Reconciler:
         decision: Decision,
         observed: Backlog | ProbeFailed,
         selectors: Sequence[Selector],
+        held: InFlight | None,
     ) -> None:
         """Set the replicas; before going down, make pods that hold locks the last to go."""
         going_down = decision.desired_replicas < scale.replicas
@@ -572,8 +625,9 @@ class Reconciler:
             and isinstance(engine, Engine)
             and scale.selector
         ):
-            owners = await self._prober.lock_owners(engine, selectors)
-            await self._workload.set_deletion_costs(pool, scale.selector, owners)
+            if held is None:
+                held = await self._prober.in_flight(engine, selectors)
+            await self._workload.set_deletion_costs(pool, scale.selector, held.owners)
         await self._workload.set_replicas(pool, decision.desired_replicas)
 
     def _stopped(

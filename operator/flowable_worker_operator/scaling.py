@@ -19,7 +19,14 @@ run for that long, the replicas above one are idle for certain (no replica holds
 are released at once instead of being held by the scale-down window for the cooldown's length; the
 last replica stays warm until the cooldown ends. The window exists to ride out a metric's noise and
 to spare busy pods; an empty backlog is neither noise nor busy. The scale-down policies still
-limit how fast the release goes.
+limit how fast the release goes. The same holds while the last jobs still run: once no job waits
+and none has arrived for ``release_idle_after``, the replicas that hold no job (the shell counts
+the lock owners, ``Backlog.holders``) are released, and those holding jobs stay until they end.
+
+Two knobs make a small queue cheaper than HPA would: with ``defer_small_queues``, a queue of at
+most one replica's worth of jobs, seen for the first time while replicas run, adds no replica
+yet. The jobs in flight free their slots as they finish, which for short jobs is sooner than a new
+worker starts; a queue still there at the next observation, or a larger one, scales at once.
 
 A failed probe never reads as zero backlog: below the fallback threshold the pool holds its
 replicas, at and after it the fallback applies. A paused pool is frozen.
@@ -197,8 +204,12 @@ class ScalingSpec:
     one value.
 
     ``release_idle_after``: how long no job may have waited or run before the replicas above one
-    are released at once, whatever the scale-down window; None keeps HPA's semantics (the window
-    holds them until the cooldown).
+    are released at once, whatever the scale-down window, and how long no job may have arrived
+    (none waiting) before the replicas that hold no job are; None keeps HPA's semantics (the
+    window holds them until the cooldown).
+
+    ``defer_small_queues``: a first-seen queue of at most ``jobs_per_replica`` waiting jobs adds
+    no replica until it is seen again; False scales on it at once, as HPA would.
     """
 
     min_replicas: int
@@ -207,6 +218,7 @@ class ScalingSpec:
     activation_backlog: int = 0
     cooldown_period: timedelta = timedelta(seconds=300)
     release_idle_after: timedelta | None = None
+    defer_small_queues: bool = False
     tolerance: float = 0.1
     behavior: ScalingBehavior = field(default_factory=ScalingBehavior)
     fallback: FallbackSpec | None = None
@@ -235,14 +247,25 @@ class ScalingSpec:
 
 @dataclass(frozen=True)
 class Backlog:
-    """A successful probe: jobs waiting to be acquired, and jobs acquired and still in flight."""
+    """A successful probe: jobs waiting to be acquired, and jobs acquired and still in flight.
+
+    ``holders`` and ``newest_created`` are known only when the shell listed the locked jobs
+    (it does when replicas might be released while jobs run): the replicas holding at least one
+    job, counted only when every lock owner is a live pod of the pool's workload; and when the
+    newest job in flight was created, in the engine's clock. A clock ahead of the operator's only
+    delays a release; one behind it can release idle replicas early, never a busy one.
+    """
 
     unlocked: int
     locked: int
+    holders: int | None = None
+    newest_created: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.unlocked < 0 or self.locked < 0:
             raise ValueError("backlog counts cannot be negative")
+        if self.holders is not None and not 0 <= self.holders <= self.locked:
+            raise ValueError("holders must be between 0 and the locked jobs")
 
     @property
     def outstanding(self) -> int:
@@ -299,6 +322,8 @@ class History:
     recommendations: tuple[Recommendation, ...] = ()
     scale_events: tuple[ScaleEvent, ...] = ()
     last_active_time: datetime | None = None
+    queue_seen: bool = False
+    """Whether the last successful observation saw a job waiting (``defer_small_queues``)."""
 
 
 @dataclass(frozen=True)
@@ -416,10 +441,12 @@ def _decide_from_backlog(
     last_active = (
         now if outstanding > 0 or history.last_active_time is None else history.last_active_time
     )
+    queue_before = history.queue_seen
     history = History(
         recommendations=history.recommendations,
         scale_events=history.scale_events,
         last_active_time=last_active,
+        queue_seen=backlog.unlocked > 0,
     )
     counts = f"{backlog.unlocked} unlocked + {backlog.locked} locked jobs"
 
@@ -429,6 +456,18 @@ def _decide_from_backlog(
         )
 
     raw = _proposal(outstanding=outstanding, current=current, spec=spec)
+    deferred = ""
+    if (
+        spec.defer_small_queues
+        and not queue_before
+        and 0 < backlog.unlocked <= spec.jobs_per_replica
+        and raw > current
+    ):
+        raw = max(_proposal(outstanding=backlog.locked, current=current, spec=spec), current)
+        deferred = (
+            f"; {backlog.unlocked} waiting, first seen now: the jobs in flight free their slots "
+            "first, so no replica is added unless the queue is still there next time"
+        )
     if raw == 0:
         idle_for = now - last_active
         if spec.min_replicas == 0 and idle_for >= spec.cooldown_period:
@@ -461,6 +500,21 @@ def _decide_from_backlog(
             counts=counts,
             idle_for=now - last_active,
         )
+    quiet_for = _quiet_for(spec, backlog, now)
+    if quiet_for is not None and backlog.holders is not None:
+        if current > max(backlog.holders, floor):
+            return _release_holding_none(
+                spec=spec,
+                now=now,
+                current=current,
+                holders=backlog.holders,
+                floor=floor,
+                history=history,
+                counts=counts,
+                quiet_for=quiet_for,
+            )
+        # Nothing waits or arrives, and every replica holds a job: more replicas would be idle.
+        recommendation = min(recommendation, current)
     stabilized, window_note = _stabilize(
         recommendation=recommendation,
         current=current,
@@ -481,7 +535,7 @@ def _decide_from_backlog(
     )
     notes = "; ".join(note for note in (window_note, limit_note, clamp_note) if note)
     message = (
-        f"{counts} at {spec.jobs_per_replica} per replica recommend {raw}; "
+        f"{counts} at {spec.jobs_per_replica} per replica recommend {raw}{deferred}; "
         f"{current} -> {desired}" + (f" ({notes})" if notes else "")
     )
     return Decision(
@@ -501,6 +555,60 @@ def _decide_from_backlog(
 
 def _idle_release_due(spec: ScalingSpec, idle_for: timedelta) -> bool:
     return spec.release_idle_after is not None and idle_for >= spec.release_idle_after
+
+
+def _quiet_for(spec: ScalingSpec, backlog: Backlog, now: datetime) -> timedelta | None:
+    """How long since the newest job in flight arrived, when no job waits and that is at least
+    `release_idle_after`; else None (no release of the replicas holding no job)."""
+    if spec.release_idle_after is None or backlog.unlocked or backlog.newest_created is None:
+        return None
+    quiet = now - backlog.newest_created
+    return quiet if quiet >= spec.release_idle_after else None
+
+
+def _release_holding_none(
+    *,
+    spec: ScalingSpec,
+    now: datetime,
+    current: int,
+    holders: int,
+    floor: int,
+    history: History,
+    counts: str,
+    quiet_for: timedelta,
+) -> Decision:
+    """Work has stopped arriving and the last jobs run: the replicas holding none are idle.
+
+    They would be held by the scale-down window until the last job ends and the window has
+    passed; they can take nothing, since nothing waits, and nothing has arrived for a while. The
+    shell marks the replicas that hold jobs with a higher `pod-deletion-cost` before scaling, so
+    the idle ones go; the policies still pace the release.
+    """
+    assert spec.release_idle_after is not None  # checked by _quiet_for
+    keep = max(holders, floor)
+    limited, limit_note = _limit_rate(
+        desired=keep, current=current, history=history, spec=spec, floor=keep, now=now
+    )
+    desired, clamp_note = _clamp_noted(limited, low=keep, spec=spec)
+    notes = "; ".join(note for note in (limit_note, clamp_note) if note)
+    return Decision(
+        desired_replicas=desired,
+        reason=Reason.SCALE_DOWN,
+        message=(
+            f"{counts} held by {holders} of {current} replicas; none waits and "
+            f"the newest arrived {quiet_for.total_seconds():.0f}s ago (releaseIdleAfter "
+            f"{spec.release_idle_after.total_seconds():g}s): releasing the replicas that hold no "
+            f"job, {current} -> {desired}" + (f" ({notes})" if notes else "")
+        ),
+        history=_carry(
+            history=history,
+            spec=spec,
+            now=now,
+            current=current,
+            desired=desired,
+            recommendation=desired,
+        ),
+    )
 
 
 def _release_idle(
@@ -756,6 +864,7 @@ def _carry(
         recommendations=recommendations,
         scale_events=events,
         last_active_time=history.last_active_time,
+        queue_seen=history.queue_seen,
     )
 
 

@@ -376,6 +376,7 @@ class ScalingSpecModel(_Model):
     polling_interval: Duration = timedelta(seconds=15)
     cooldown_period: Duration = timedelta(seconds=300)
     release_idle_after: Duration = RELEASE_IDLE_AFTER
+    defer_small_queues: bool = True
     tolerance: float = Field(default=0.1, ge=0, le=1)
     behavior: BehaviorSpec = BehaviorSpec()
     fallback: FallbackSpecModel | None = None
@@ -458,6 +459,7 @@ class Pool(BaseModel):
             activation_backlog=scaling.activation_backlog,
             cooldown_period=scaling.cooldown_period,
             release_idle_after=scaling.release_idle_after,
+            defer_small_queues=scaling.defer_small_queues,
             tolerance=scaling.tolerance,
             behavior=ScalingBehavior(
                 scale_up=scaling.behavior.scale_up.over(default_scale_up_rules()),

@@ -534,7 +534,7 @@ async def test_a_discovery_failure_is_a_probe_error() -> None:
 # -- lock owners -----------------------------------------------------------------------------
 
 
-async def test_lock_owners_counts_locked_jobs_per_worker_across_pages(
+async def test_in_flight_counts_locked_jobs_per_worker_across_pages(
     emulator: FlowableEmulator, engine: Engine
 ) -> None:
     topic, definition, case = uid(), f"p:1:{uid()}", uid()
@@ -552,25 +552,27 @@ async def test_lock_owners_counts_locked_jobs_per_worker_across_pages(
     for job in emulator.jobs():
         if job.topic == topic and job.lock_owner:
             held[job.lock_owner] = held.get(job.lock_owner, 0) + 1
+    created = [job.create_time for job in emulator.jobs() if job.topic == topic and job.lock_owner]
     prober = BacklogProber(lock_owners_page_size=2)
     try:
-        owners = await prober.lock_owners(engine, selectors)
+        in_flight = await prober.in_flight(engine, selectors)
     finally:
         await prober.aclose()
 
-    assert owners == held == {"pod-a": 4, "pod-b": 2}
+    assert in_flight.owners == held == {"pod-a": 4, "pod-b": 2}
+    assert in_flight.newest_created == max(created)
     pages = queries_naming(emulator, definition)
     assert all("locked=true" in q and "size=2" in q for q in pages)
     assert len(pages) >= 2
 
 
-async def test_lock_owners_failure_is_a_probe_error(
+async def test_in_flight_failure_is_a_probe_error(
     clean_faults: FlowableEmulator, engine: Engine, prober: BacklogProber
 ) -> None:
     clean_faults.inject_fault(FaultKind.SERVER_ERROR, endpoint="listJobs")
 
     with pytest.raises(ProbeError, match="locked jobs"):
-        await prober.lock_owners(engine, [Selector("x", process_definition_id="p")])
+        await prober.in_flight(engine, [Selector("x", process_definition_id="p")])
 
 
 async def test_a_closed_prober_refuses_work(engine: Engine) -> None:
@@ -813,7 +815,7 @@ async def test_bpmn_and_cmmn_sharing_an_id_and_the_topic_are_one_selector(
     assert Selector("check", scope_definition_id=case) in per_definition.selectors
 
 
-async def test_lock_owners_of_an_every_definition_selector_span_the_versions(
+async def test_in_flight_of_an_every_definition_selector_spans_the_versions(
     emulator: FlowableEmulator, engine: Engine, prober: BacklogProber
 ) -> None:
     topic, element = uid(), f"e{uid()}"
@@ -822,5 +824,6 @@ async def test_lock_owners_of_an_every_definition_selector_span_the_versions(
     await acquire(emulator, topic, "pod-a", 2)
     await acquire(emulator, topic, "pod-b", 1)
 
-    assert await prober.lock_owners(engine, [Selector(element)]) == {"pod-a": 2, "pod-b": 1}
+    held = await prober.in_flight(engine, [Selector(element)])
+    assert held.owners == {"pod-a": 2, "pod-b": 1}
     assert (await prober.backlog(engine, topic, [Selector(element)])).backlog == Backlog(0, 3)

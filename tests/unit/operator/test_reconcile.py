@@ -16,7 +16,7 @@ import pytest
 
 from flowable_worker import ClientSettings
 from flowable_worker_operator import spec as spec_module
-from flowable_worker_operator.backlog import ProbeError, ProbeResult, Selector
+from flowable_worker_operator.backlog import InFlight, ProbeError, ProbeResult, Selector
 from flowable_worker_operator.engines import Engine, EngineConfigError
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.scaling import Backlog, Reason
@@ -34,6 +34,7 @@ class FakeWorkload:
     engine_error: str | None = None
     target_missing: bool = False
     refuse_scale: bool = False
+    pods: frozenset[str] = frozenset()
     calls: list[tuple[str, Any]] = field(default_factory=list)
 
     async def engine(self, pool: Pool) -> Engine:
@@ -61,6 +62,10 @@ class FakeWorkload:
         self.calls.append(("set_deletion_costs", dict(locks_by_pod)))
         return len(locks_by_pod)
 
+    async def live_pods(self, pool: Pool, selector: str) -> frozenset[str]:
+        self.calls.append(("live_pods", selector))
+        return frozenset(self.pods)
+
 
 @dataclass
 class FakeProber:
@@ -68,7 +73,9 @@ class FakeProber:
     problems: tuple[str, ...] = ()
     topic_found: bool = True
     owners: dict[str, int] = field(default_factory=dict)
+    newest: datetime | None = None
     asked: list[Sequence[Selector] | None] = field(default_factory=list)
+    in_flight_asked: int = 0
 
     async def backlog(
         self, engine: Engine, topic: str, selectors: Sequence[Selector] | None
@@ -83,8 +90,9 @@ class FakeProber:
             topic_found=self.topic_found,
         )
 
-    async def lock_owners(self, engine: Engine, selectors: Sequence[Selector]) -> dict[str, int]:
-        return dict(self.owners)
+    async def in_flight(self, engine: Engine, selectors: Sequence[Selector]) -> InFlight:
+        self.in_flight_asked += 1
+        return InFlight(owners=dict(self.owners), newest_created=self.newest)
 
 
 def body(
@@ -250,6 +258,60 @@ async def test_scaling_down_an_idle_pool_needs_no_lock_lookup() -> None:
     pool = body({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}})
     await tick(workload, prober, pool, PoolState())
     assert workload.calls[1:] == [("set_replicas", 1)]
+
+
+def wave_tail(
+    *, owners: dict[str, int], arrived_ago: int, unlocked: int = 0
+) -> tuple[FakeWorkload, FakeProber]:
+    """6 replicas, 4 jobs still running, the last one arrived `arrived_ago` seconds ago."""
+    workload = FakeWorkload(replicas=6, pods=frozenset(f"w-{i}" for i in range(6)))
+    prober = FakeProber(
+        Backlog(unlocked=unlocked, locked=4),
+        owners=owners,
+        newest=NOW - timedelta(seconds=arrived_ago),
+    )
+    return workload, prober
+
+
+async def test_replicas_holding_no_job_are_released_and_the_busy_ones_marked_first() -> None:
+    workload, prober = wave_tail(owners={"w-4": 2, "w-5": 2}, arrived_ago=60)
+    outcome = await tick(workload, prober, body(), PoolState())
+    assert workload.calls[1:] == [
+        ("live_pods", "app=x"),
+        ("set_deletion_costs", {"w-4": 2, "w-5": 2}),
+        ("set_replicas", 2),
+    ]
+    assert prober.in_flight_asked == 1  # the listing serves the decision and the marking
+    assert outcome.decision is not None
+    assert "held by 2 of 6 replicas" in outcome.decision.message
+
+
+async def test_a_lock_owner_that_is_no_pod_of_the_pool_releases_nothing() -> None:
+    # A workerId set by hand (every replica "worker"), or a pod already gone: which are idle?
+    workload, prober = wave_tail(owners={"worker": 4}, arrived_ago=60)
+    await tick(workload, prober, body(), PoolState())
+    assert [call for call, _ in workload.calls] == ["ensure", "live_pods"]
+    assert workload.replicas == 6
+
+
+async def test_pods_are_not_listed_while_work_still_arrives() -> None:
+    workload, prober = wave_tail(owners={"w-4": 2, "w-5": 2}, arrived_ago=5)
+    await tick(workload, prober, body(), PoolState())
+    assert [call for call, _ in workload.calls] == ["ensure"]
+    assert workload.replicas == 6
+
+
+@pytest.mark.parametrize(
+    ("backlog", "replicas"),
+    [(Backlog(unlocked=1, locked=4), 6), (Backlog(unlocked=0, locked=0), 6), (Backlog(0, 4), 1)],
+    ids=["a job waits", "nothing in flight", "one replica"],
+)
+async def test_jobs_in_flight_are_listed_only_when_replicas_could_be_released(
+    backlog: Backlog, replicas: int
+) -> None:
+    prober = FakeProber(backlog, owners={"w-0": 1})
+    await tick(FakeWorkload(replicas=replicas), prober, body(), PoolState())
+    assert prober.in_flight_asked == 0
 
 
 async def test_the_idle_clock_survives_an_operator_restart() -> None:

@@ -353,6 +353,152 @@ def test_work_returning_after_a_release_scales_up_at_once() -> None:
     assert (back.desired_replicas, back.reason) == (5, Reason.SCALE_UP)
 
 
+# --- replicas holding no job, once work stops arriving -----------------------------------------
+
+
+def tail_of_a_wave(
+    *, holders: int | None = 2, arrived_ago: int = 45, unlocked: int = 0, current: int = 6
+) -> Decision:
+    """6 replicas after a wave of long jobs: 4 still run, and the window (300 s) holds 6."""
+    spec, history = held_by_a_window(idle_for=0)
+    spec = replace(spec, jobs_per_replica=2)
+    observation = Observation(
+        now=NOW,
+        current_replicas=current,
+        backlog=Backlog(
+            unlocked=unlocked,
+            locked=4,
+            holders=holders,
+            newest_created=NOW - timedelta(seconds=arrived_ago),
+        ),
+    )
+    return decide(spec=spec, observation=observation, history=history)
+
+
+def test_replicas_holding_no_job_are_released_once_work_stops_arriving() -> None:
+    decision = tail_of_a_wave()
+    assert (decision.desired_replicas, decision.reason) == (2, Reason.SCALE_DOWN)
+    assert decision.message == (
+        "0 unlocked + 4 locked jobs held by 2 of 6 replicas; none waits and the newest arrived "
+        "45s ago (releaseIdleAfter 20s): releasing the replicas that hold no job, 6 -> 2"
+    )
+    # What it released is what it recommends now, so the window does not bring them back.
+    assert decision.history.recommendations[-1].replicas == 2
+
+
+def test_replicas_are_not_released_while_work_still_arrives() -> None:
+    decision = tail_of_a_wave(arrived_ago=10)
+    assert decision.desired_replicas == 6
+    assert "stabilization window" in decision.message
+
+
+def test_replicas_are_not_released_while_a_job_waits() -> None:
+    decision = tail_of_a_wave(unlocked=1)
+    assert decision.desired_replicas == 6
+
+
+def test_replicas_are_not_released_when_the_holders_are_unknown() -> None:
+    assert tail_of_a_wave(holders=None).desired_replicas == 6
+
+
+def test_every_replica_holding_a_job_is_kept() -> None:
+    # 4 jobs on 4 replicas at 2 per replica: 2 would do by the count, but each of the 4 is busy.
+    decision = tail_of_a_wave(holders=4)
+    assert decision.desired_replicas == 4
+
+
+def test_no_replica_is_added_for_jobs_already_running_when_nothing_waits_or_arrives() -> None:
+    # 4 jobs held by 1 replica (concurrency beyond jobsPerReplica): 2 by the count, but a second
+    # replica would get nothing to do.
+    decision = tail_of_a_wave(holders=1, current=1)
+    assert decision.desired_replicas == 1
+
+
+def test_the_release_keeps_min_replicas_and_is_paced_by_the_policies() -> None:
+    slow = ScalingRules(
+        stabilization_window=timedelta(seconds=300),
+        policies=(ScalingPolicy(type=PolicyType.PODS, value=1, period=timedelta(seconds=60)),),
+    )
+    spec, history = held_by_a_window(idle_for=0)
+    backlog = Backlog(unlocked=0, locked=4, holders=1, newest_created=NOW - timedelta(seconds=60))
+    observation = Observation(now=NOW, current_replicas=6, backlog=backlog)
+    floored = decide(spec=replace(spec, min_replicas=3), observation=observation, history=history)
+    assert floored.desired_replicas == 3
+    paced = decide(
+        spec=replace(spec, behavior=ScalingBehavior(scale_down=slow)),
+        observation=observation,
+        history=history,
+    )
+    assert paced.desired_replicas == 5
+    assert "scale-down policies allow at least 5" in paced.message
+
+
+def test_without_release_idle_after_busy_pools_keep_the_window() -> None:
+    spec, history = held_by_a_window(idle_for=0)
+    backlog = Backlog(0, 4, holders=1, newest_created=NOW - timedelta(seconds=600))
+    decision = decide(
+        spec=replace(spec, release_idle_after=None),
+        observation=Observation(now=NOW, current_replicas=6, backlog=backlog),
+        history=history,
+    )
+    assert decision.desired_replicas == 6
+
+
+def test_holders_cannot_exceed_the_jobs_held() -> None:
+    with pytest.raises(ValueError, match="holders"):
+        Backlog(unlocked=0, locked=2, holders=3)
+
+
+# --- a small queue seen once ---------------------------------------------------------------------
+
+
+def small_queue(*, unlocked: int, seen_before: bool, defer: bool = True) -> Decision:
+    """2 replicas of 2 slots, all busy, and `unlocked` jobs waiting."""
+    spec = make_spec(jobs_per_replica=2, defer_small_queues=defer)
+    history = History(last_active_time=NOW, queue_seen=seen_before)
+    return decide(
+        spec=spec,
+        observation=Observation(
+            now=NOW, current_replicas=2, backlog=Backlog(unlocked=unlocked, locked=4)
+        ),
+        history=history,
+    )
+
+
+def test_a_small_queue_seen_for_the_first_time_adds_no_replica() -> None:
+    decision = small_queue(unlocked=1, seen_before=False)
+    assert (decision.desired_replicas, decision.reason) == (2, Reason.STABLE)
+    assert decision.message == (
+        "1 unlocked + 4 locked jobs at 2 per replica recommend 2; 1 waiting, first seen now: "
+        "the jobs in flight free their slots first, so no replica is added unless the queue is "
+        "still there next time; 2 -> 2"
+    )
+    assert decision.history.queue_seen
+    assert decision.history.recommendations[-1].replicas == 2
+
+
+def test_a_small_queue_seen_again_adds_a_replica() -> None:
+    assert small_queue(unlocked=1, seen_before=True).desired_replicas == 3
+
+
+def test_a_queue_of_more_than_one_replicas_worth_scales_at_once() -> None:
+    assert small_queue(unlocked=3, seen_before=False).desired_replicas == 4
+
+
+def test_without_defer_small_queues_a_first_queue_scales_at_once() -> None:
+    assert small_queue(unlocked=1, seen_before=False, defer=False).desired_replicas == 3
+
+
+def test_an_observation_without_a_queue_forgets_the_one_seen_before() -> None:
+    spec = make_spec(jobs_per_replica=2, defer_small_queues=True)
+    decision = decide(
+        spec=spec,
+        observation=Observation(now=NOW, current_replicas=2, backlog=Backlog(0, 4)),
+        history=History(last_active_time=NOW, queue_seen=True),
+    )
+    assert not decision.history.queue_seen
+
+
 # --- stabilization windows --------------------------------------------------------------------
 
 
@@ -604,6 +750,7 @@ def specs(draw: st.DrawFn, *, paused: bool = False) -> ScalingSpec:
         activation_backlog=draw(st.integers(min_value=0, max_value=5)),
         cooldown_period=draw(seconds),
         release_idle_after=draw(st.none() | seconds),
+        defer_small_queues=draw(st.booleans()),
         tolerance=draw(st.sampled_from([0.0, 0.1, 0.5])),
         behavior=ScalingBehavior(scale_up=draw(rules), scale_down=draw(rules)),
         fallback=draw(
@@ -629,13 +776,26 @@ histories = st.builds(
         st.builds(ScaleEvent, time=moments, change=st.integers(-10, 10)), max_size=5
     ).map(tuple),
     last_active_time=st.none() | moments,
+    queue_seen=st.booleans(),
 )
-backlogs = st.builds(Backlog, unlocked=st.integers(0, 200), locked=st.integers(0, 200))
+
+
+@st.composite
+def backlogs(draw: st.DrawFn) -> Backlog:
+    locked = draw(st.integers(0, 200))
+    return Backlog(
+        unlocked=draw(st.just(0) | st.integers(0, 200)),
+        locked=locked,
+        holders=draw(st.none() | st.integers(0, locked)),
+        newest_created=draw(st.none() | moments),
+    )
+
+
 observations = st.builds(
     Observation,
     now=st.just(NOW),
     current_replicas=st.integers(0, 30),
-    backlog=st.one_of(backlogs, st.just(ProbeFailed(error="timeout"))),
+    backlog=st.one_of(backlogs(), st.just(ProbeFailed(error="timeout"))),
     consecutive_failures=st.integers(0, 10),
 )
 
@@ -650,6 +810,19 @@ def test_property_an_unpaused_pool_always_lands_within_min_and_max(
         assert decision.desired_replicas == observation.current_replicas
     else:
         assert spec.min_replicas <= decision.desired_replicas <= spec.max_replicas
+
+
+@given(spec=specs(), observation=observations, history=histories)
+def test_property_releasing_replicas_that_hold_no_job_keeps_every_holder(
+    spec: ScalingSpec, observation: Observation, history: History
+) -> None:
+    decision = decide(spec=spec, observation=observation, history=history)
+    backlog = observation.backlog
+    if "hold no job" in decision.message:
+        assert isinstance(backlog, Backlog) and backlog.holders is not None
+        assert backlog.unlocked == 0
+        kept = min(backlog.holders, spec.max_replicas, observation.current_replicas)
+        assert kept <= decision.desired_replicas < observation.current_replicas
 
 
 @given(spec=specs(), observation=observations, history=histories)
