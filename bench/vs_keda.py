@@ -51,6 +51,7 @@ import asyncio
 import json
 import math
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -540,6 +541,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--long-job-seconds", type=float, default=45.0, help="waves: handler duration, s"
     )
     parser.add_argument("--seed", type=int, default=1, help="the noise of steady and ramp")
+    parser.add_argument(
+        "--logs",
+        metavar="DIR",
+        help="copy the operator's and the workers' logs here after each trace",
+    )
     parser.add_argument("--jobs-per-replica", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--max-replicas", type=int, default=6)
@@ -554,6 +560,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Flowable's expired-lock reset interval, s (its default: 60)",
     )
     return parser.parse_args(argv)
+
+
+def _keep_logs(workdir: Path, into: Path) -> None:
+    """Copy the operator's and the workers' logs out of the cluster's directory, which goes
+    with the cluster: the operator's log holds every decision with its reason."""
+    into.mkdir(parents=True, exist_ok=True)
+    for log_file in workdir.glob("*.log"):
+        shutil.copy(log_file, into / log_file.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -592,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     print_table(trace, results)
                     summary["traces"][trace.name] = results
+                    if args.logs is not None:
+                        _keep_logs(cluster.workdir, Path(args.logs))
                     # KEDA's finalizer needs KEDA: delete its ScaledObject while it runs.
                     cluster.api(
                         "DELETE",

@@ -324,6 +324,9 @@ class History:
     last_active_time: datetime | None = None
     queue_seen: bool = False
     """Whether the last successful observation saw a job waiting (``defer_small_queues``)."""
+    arrivals_stopped: bool = False
+    """Whether, at the last successful observation, no job waited and none had arrived for
+    ``release_idle_after``: then an empty backlog next means the work is done, not a lull."""
 
 
 @dataclass(frozen=True)
@@ -442,11 +445,14 @@ def _decide_from_backlog(
         now if outstanding > 0 or history.last_active_time is None else history.last_active_time
     )
     queue_before = history.queue_seen
+    stopped_before = history.arrivals_stopped
+    quiet_for = _quiet_for(spec, backlog, now)
     history = History(
         recommendations=history.recommendations,
         scale_events=history.scale_events,
         last_active_time=last_active,
         queue_seen=backlog.unlocked > 0,
+        arrivals_stopped=quiet_for is not None or (outstanding == 0 and stopped_before),
     )
     counts = f"{backlog.unlocked} unlocked + {backlog.locked} locked jobs"
 
@@ -490,7 +496,11 @@ def _decide_from_backlog(
     # Above zero only cooldown may reach zero, so the HPA part works with a floor of one replica.
     recommendation = max(raw, 1)
     floor = max(spec.min_replicas, 1)
-    if raw == 0 and current > floor and _idle_release_due(spec, now - last_active):
+    if (
+        raw == 0
+        and current > floor
+        and (_idle_release_due(spec, now - last_active) or stopped_before)
+    ):
         return _release_idle(
             spec=spec,
             now=now,
@@ -499,8 +509,8 @@ def _decide_from_backlog(
             history=history,
             counts=counts,
             idle_for=now - last_active,
+            after_arrivals_stopped=not _idle_release_due(spec, now - last_active),
         )
-    quiet_for = _quiet_for(spec, backlog, now)
     if quiet_for is not None and backlog.holders is not None:
         if current > max(backlog.holders, floor):
             return _release_holding_none(
@@ -620,9 +630,14 @@ def _release_idle(
     history: History,
     counts: str,
     idle_for: timedelta,
+    after_arrivals_stopped: bool = False,
 ) -> Decision:
     """Idle release: no job waits or runs, so every replica above the floor is idle; drop them now
-    (the scale-down policies still pace it) and keep one warm for the rest of the cooldown."""
+    (the scale-down policies still pace it) and keep one warm for the rest of the cooldown.
+
+    Due once the pool has been idle for `release_idle_after`, or at once when the last
+    observation already saw that no job had arrived for that long (`after_arrivals_stopped`):
+    the work had stopped coming, and now the last of it is done."""
     assert spec.release_idle_after is not None  # checked by _idle_release_due
     limited, limit_note = _limit_rate(
         desired=floor, current=current, history=history, spec=spec, floor=floor, now=now
@@ -638,9 +653,15 @@ def _release_idle(
         desired_replicas=desired,
         reason=Reason.SCALE_DOWN,
         message=(
-            f"{counts} for {idle_for.total_seconds():g}s (releaseIdleAfter "
-            f"{spec.release_idle_after.total_seconds():g}s): releasing idle replicas "
-            f"{current} -> {desired}; {last}" + (f" ({notes})" if notes else "")
+            (
+                f"{counts}: the last jobs are done, and none had arrived for releaseIdleAfter "
+                f"({spec.release_idle_after.total_seconds():g}s) before them"
+                if after_arrivals_stopped
+                else f"{counts} for {idle_for.total_seconds():g}s (releaseIdleAfter "
+                f"{spec.release_idle_after.total_seconds():g}s)"
+            )
+            + f": releasing idle replicas {current} -> {desired}; {last}"
+            + (f" ({notes})" if notes else "")
         ),
         history=_carry(
             history=history,
@@ -865,6 +886,7 @@ def _carry(
         scale_events=events,
         last_active_time=history.last_active_time,
         queue_seen=history.queue_seen,
+        arrivals_stopped=history.arrivals_stopped,
     )
 
 

@@ -109,6 +109,7 @@ def test_defaults_are_filled(pools: Any, namespace: str) -> None:
         "pollingInterval": "15s",
         "cooldownPeriod": "300s",
         "releaseIdleAfter": "20s",
+        "deferSmallQueues": True,
         "tolerance": 0.1,
     }
     assert spec["paused"] is False
@@ -254,6 +255,10 @@ INVALID = {
     "release-idle-after-past-a-year": (
         {"scaling": {"releaseIdleAfter": "9000h"}},
         "scaling.releaseIdleAfter must be at most 8760h",
+    ),
+    "defer-small-queues-not-a-boolean": (
+        {"scaling": {"deferSmallQueues": "yes"}},
+        "spec.scaling.deferSmallQueues",
     ),
     "release-idle-after-not-a-duration": (
         {"scaling": {"releaseIdleAfter": "soon"}},

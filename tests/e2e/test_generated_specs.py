@@ -77,6 +77,7 @@ def pool_specs(engine_url: str) -> st.SearchStrategy[dict[str, Any]]:
             "pollingInterval": DURATIONS,
             "cooldownPeriod": DURATIONS,
             "releaseIdleAfter": DURATIONS,
+            "deferSmallQueues": st.sampled_from([True, False, "yes"]),
             "tolerance": st.sampled_from([0.1, 0.0, 1.0]),
             "fallback": st.sampled_from([
                 {"failureThreshold": 3, "replicas": 2},

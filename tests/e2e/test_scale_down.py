@@ -1,5 +1,6 @@
-"""Scaling down while a worker holds a job: the busy pod stays, the idle ones go; and once no job
-waits or runs, the idle replicas go at once, whatever the scale-down window.
+"""Scaling down while a worker holds a job: the busy pod stays, the idle ones go; once no job
+waits or runs, the idle replicas go at once, whatever the scale-down window; and once none waits
+and none arrives, the replicas holding no job go while the others finish theirs.
 
 The operator lists the locked jobs' owners (each worker's id is its pod name), marks every pod
 with `controller.kubernetes.io/pod-deletion-cost` = the jobs it holds, then lowers the replicas;
@@ -159,6 +160,76 @@ async def test_idle_replicas_are_released_at_once_and_the_last_goes_after_the_co
         m for _t, reason, m in events_for(api_client, namespace, "idle") if reason == "ScaleDown"
     ]
     assert any("releasing idle replicas 3 -> 1" in m for m in messages), messages
+
+
+async def test_replicas_holding_no_job_go_while_the_last_long_job_still_runs(
+    operator: OperatorProcess,
+    podrunner: PodRunner,
+    real_flowable: RealFlowable,
+    api_client: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """One long job and two short ones at one per replica: 0 -> 3. No job arrives after them, so
+    once the short ones are done the two replicas that hold nothing go, under the default 60 s
+    scale-down window and while the long job still runs; its pod stays and finishes it once.
+    Before this, the window held 3 until the long job ended and `releaseIdleAfter` had passed."""
+    topic = f"e2e-{uuid.uuid4().hex[:8]}"
+    handled = tmp_path / "handled.log"
+    (long_job,) = await real_flowable.create_jobs(topic, 1, variables={"seconds": 40})
+    short = await real_flowable.create_jobs(topic, 2, variables={"seconds": 0.2})
+    create_pool(
+        api_client,
+        namespace,
+        "tail",
+        {
+            "engine": {"url": real_flowable.base_url},
+            "topic": topic,
+            "worker": process_worker(
+                "tests.e2e.handlers:work_as_told",
+                handled,
+                concurrency=1,
+                lockDuration="PT2M",
+                terminationGracePeriodSeconds=6,
+            ),
+            "scaling": {
+                "maxReplicas": 3,
+                "pollingInterval": "1s",
+                "cooldownPeriod": "60s",
+                "releaseIdleAfter": "3s",
+            },
+        },
+    )
+    wait_for(lambda: deployment_replicas(api_client, namespace, "tail-worker") == 3, timeout=60)
+    wait_for(lambda: deployment_replicas(api_client, namespace, "tail-worker") == 1, timeout=60)
+
+    def long_job_done() -> bool:
+        return any(
+            line.startswith(f"{long_job.instance_id} ") and line.endswith(" done")
+            for line in _lines(handled)
+        )
+
+    assert not long_job_done(), "released only after the long job ended: the window held it"
+    wait_for(lambda: len(podrunner.running(namespace)) == 1, timeout=60)
+    (survivor,) = [
+        p
+        for p in k8s_client.CoreV1Api(api_client)
+        .list_namespaced_pod(namespace, label_selector="flowable-worker.io/pool=tail")
+        .items
+        if p.metadata.deletion_timestamp is None
+    ]
+    wait_for(long_job_done, timeout=90)
+    runs = Counter((line.split()[0], line.split()[2]) for line in _lines(handled))
+    assert runs[(long_job.instance_id, "start")] == 1, "the long job was cut short and redone"
+    assert f"{long_job.instance_id} {survivor.metadata.name} done" in _lines(handled)
+    assert all(runs[(job.instance_id, "done")] == 1 for job in [long_job, *short])
+    messages = [
+        m for _t, reason, m in events_for(api_client, namespace, "tail") if reason == "ScaleDown"
+    ]
+    assert any(
+        "held by 1 of 3 replicas" in m and "releasing the replicas that hold no job, 3 -> 1" in m
+        for m in messages
+    ), messages
 
 
 def _lines(path: Path) -> list[str]:

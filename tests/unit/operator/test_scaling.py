@@ -444,6 +444,32 @@ def test_without_release_idle_after_busy_pools_keep_the_window() -> None:
     assert decision.desired_replicas == 6
 
 
+def test_once_arrivals_had_stopped_the_first_empty_backlog_releases_at_once() -> None:
+    busy = tail_of_a_wave(holders=4, current=4)  # every replica holds a job: nothing to release
+    assert busy.desired_replicas == 4
+    assert busy.history.arrivals_stopped
+    spec, _ = held_by_a_window(idle_for=0)
+    done = decide(
+        spec=replace(spec, jobs_per_replica=2),
+        observation=Observation(
+            now=NOW + timedelta(seconds=15), current_replicas=4, backlog=Backlog(0, 0)
+        ),
+        history=busy.history,
+    )
+    # Idle for one tick only (15 s < releaseIdleAfter), but the work had stopped coming.
+    assert (done.desired_replicas, done.reason) == (1, Reason.SCALE_DOWN)
+    assert done.message.startswith(
+        "0 unlocked + 0 locked jobs: the last jobs are done, and none had arrived for "
+        "releaseIdleAfter (20s) before them: releasing idle replicas 4 -> 1"
+    )
+
+
+def test_arrivals_are_not_known_to_have_stopped_while_jobs_wait_or_are_recent() -> None:
+    assert not tail_of_a_wave(unlocked=1).history.arrivals_stopped
+    assert not tail_of_a_wave(arrived_ago=5).history.arrivals_stopped
+    assert not tail_of_a_wave(holders=None, arrived_ago=5).history.arrivals_stopped
+
+
 def test_holders_cannot_exceed_the_jobs_held() -> None:
     with pytest.raises(ValueError, match="holders"):
         Backlog(unlocked=0, locked=2, holders=3)
@@ -777,6 +803,7 @@ histories = st.builds(
     ).map(tuple),
     last_active_time=st.none() | moments,
     queue_seen=st.booleans(),
+    arrivals_stopped=st.booleans(),
 )
 
 

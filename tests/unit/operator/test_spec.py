@@ -60,7 +60,13 @@ def test_a_minimal_pool_gets_every_default() -> None:
     assert scaling.behavior.scale_down.stabilization_window == timedelta(seconds=60)
     assert scaling.behavior.scale_down.policies == default_scale_down_rules().policies
     assert scaling.release_idle_after == timedelta(seconds=20)
+    assert scaling.defer_small_queues
     assert not scaling.paused
+
+
+def test_defer_small_queues_can_be_turned_off() -> None:
+    pool = parse_pool(pool_body({"scaling": {"deferSmallQueues": False}}))
+    assert not pool.scaling_spec.defer_small_queues
 
 
 def test_release_idle_after_reads_a_duration() -> None:
