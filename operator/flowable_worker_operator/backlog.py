@@ -478,6 +478,21 @@ class BacklogProber:
             total.update(owners)
         return InFlight(owners=dict(total), newest_created=max(created, default=None))
 
+    async def oldest_waiting(
+        self, engine: Engine, selectors: Sequence[Selector]
+    ) -> datetime | None:
+        """When the longest-waiting of the selectors' unlocked jobs was created (None: none waits).
+
+        One `size=1` request per selector, sorted by `createTime`. The operator asks only for a
+        small queue (at most `jobsPerReplica` waiting), so the engine sorts a handful of rows; and
+        not shared, since it is rare and its answer ages by the second.
+        """
+        connection = self._connection(engine)
+        oldest = await asyncio.gather(
+            *(_oldest_unlocked(connection, selector) for selector in _unique(selectors))
+        )
+        return min((created for created in oldest if created is not None), default=None)
+
     async def aclose(self) -> None:
         """Cancel requests in flight and close every connection; the prober is unusable after."""
         self._closed = True
@@ -551,6 +566,18 @@ class BacklogProber:
             start += len(page.data)
             if not page.data or start >= page.total:
                 return owners, newest
+
+
+async def _oldest_unlocked(connection: _Connection, selector: Selector) -> datetime | None:
+    async with connection.limit:
+        try:
+            with metrics.observe_probe_request("oldest_waiting"):
+                page = await connection.client.list_jobs(
+                    size=1, sort="createTime", order="asc", **selector.filters("unlocked")
+                )
+        except (FlowableError, httpx.HTTPError, ResponseRefused) as error:
+            raise _probe_error(f"finding the oldest unlocked job of {selector}", error) from error
+    return page.data[0].create_time if page.data else None
 
 
 def _probe_error(what: str, error: BaseException) -> ProbeError:

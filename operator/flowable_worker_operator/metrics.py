@@ -44,8 +44,9 @@ ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
-ProbeKind = Literal["count", "lock_owners", "discovery"]
-"""What a probe request asked: a job count, a page of locked jobs, or the model repository."""
+ProbeKind = Literal["count", "lock_owners", "oldest_waiting", "discovery"]
+"""What a probe request asked: a job count, a page of locked jobs, the longest-waiting job, or the
+model repository."""
 
 _PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

@@ -142,6 +142,10 @@ class Prober(Protocol):
 
     async def in_flight(self, engine: Engine, selectors: Sequence[Selector]) -> InFlight: ...
 
+    async def oldest_waiting(
+        self, engine: Engine, selectors: Sequence[Selector]
+    ) -> datetime | None: ...
+
 
 @dataclass(frozen=True)
 class Event:
@@ -370,6 +374,7 @@ class Reconciler:
         held: InFlight | None = None
         if isinstance(seen, Backlog) and isinstance(engine, Engine):
             seen, held = await self._holders(pool, engine, scale, seen, selectors, now)
+            seen = await self._dated_queue(pool, engine, scale, seen, selectors)
         decision = decide(
             spec=spec,
             observation=Observation(
@@ -605,6 +610,33 @@ class Reconciler:
             return replace(backlog, newest_created=newest), held
         holders = len(held.owners) if set(held.owners) <= pods else None
         return replace(backlog, newest_created=newest, holders=holders), held
+
+    async def _dated_queue(
+        self,
+        pool: Pool,
+        engine: Engine,
+        scale: Scale,
+        backlog: Backlog,
+        selectors: Sequence[Selector],
+    ) -> Backlog:
+        """The backlog with its oldest waiting job dated, when a small queue would otherwise add
+        a replica (`ScalingSpec.defer_small_queues`): one `size=1` request per selector, only
+        then. Failing leaves it undated, and the core falls back to "seen twice in a row"."""
+        spec = pool.scaling_spec
+        if (
+            not spec.defer_small_queues
+            or not 0 < backlog.unlocked <= spec.jobs_per_replica
+            or scale.replicas < 1
+            or backlog.outstanding <= scale.replicas * spec.jobs_per_replica
+            or not selectors
+        ):
+            return backlog
+        try:
+            oldest = await self._prober.oldest_waiting(engine, selectors)
+        except ProbeError as exc:
+            log.info("dating the queue of %s/%s failed: %s", pool.namespace, pool.name, exc)
+            return backlog
+        return replace(backlog, oldest_waiting_created=oldest)
 
     async def _apply(
         self,

@@ -23,10 +23,11 @@ limit how fast the release goes. The same holds while the last jobs still run: o
 and none has arrived for ``release_idle_after``, the replicas that hold no job (the shell counts
 the lock owners, ``Backlog.holders``) are released, and those holding jobs stay until they end.
 
-Two knobs make a small queue cheaper than HPA would: with ``defer_small_queues``, a queue of at
-most one replica's worth of jobs, seen for the first time while replicas run, adds no replica
-yet. The jobs in flight free their slots as they finish, which for short jobs is sooner than a new
-worker starts; a queue still there at the next observation, or a larger one, scales at once.
+With ``defer_small_queues``, a queue of at most one replica's worth of jobs adds no replica
+while replicas run, until its oldest job has waited a whole ``polling_interval`` (or, when the
+shell could not date it, until it is seen at two observations in a row). The jobs in flight free
+their slots as they finish, which for short jobs is sooner than a new worker starts; a queue that
+outlasts an interval, or a larger one, scales at once.
 
 A failed probe never reads as zero backlog: below the fallback threshold the pool holds its
 replicas, at and after it the fallback applies. A paused pool is frozen.
@@ -208,8 +209,9 @@ class ScalingSpec:
     (none waiting) before the replicas that hold no job are; None keeps HPA's semantics (the
     window holds them until the cooldown).
 
-    ``defer_small_queues``: a first-seen queue of at most ``jobs_per_replica`` waiting jobs adds
-    no replica until it is seen again; False scales on it at once, as HPA would.
+    ``defer_small_queues``: a queue of at most ``jobs_per_replica`` waiting jobs adds no replica
+    until its oldest has waited ``polling_interval`` (undated: until it is seen twice in a row);
+    False scales on it at once, as HPA would.
     """
 
     min_replicas: int
@@ -219,6 +221,7 @@ class ScalingSpec:
     cooldown_period: timedelta = timedelta(seconds=300)
     release_idle_after: timedelta | None = None
     defer_small_queues: bool = False
+    polling_interval: timedelta = timedelta(seconds=15)
     tolerance: float = 0.1
     behavior: ScalingBehavior = field(default_factory=ScalingBehavior)
     fallback: FallbackSpec | None = None
@@ -239,6 +242,8 @@ class ScalingSpec:
             raise ValueError("cooldownPeriod cannot be negative")
         if self.release_idle_after is not None and self.release_idle_after < timedelta(0):
             raise ValueError("releaseIdleAfter cannot be negative")
+        if self.polling_interval <= timedelta(0):
+            raise ValueError("pollingInterval must be positive")
         if self.tolerance < 0:
             raise ValueError("tolerance cannot be negative")
         if self.paused_replicas is not None and self.paused_replicas < 0:
@@ -254,12 +259,15 @@ class Backlog:
     job, counted only when every lock owner is a live pod of the pool's workload; and when the
     newest job in flight was created, in the engine's clock. A clock ahead of the operator's only
     delays a release; one behind it can release idle replicas early, never a busy one.
+    ``oldest_waiting_created``: when the longest-waiting job was created (the engine's clock),
+    known when the shell asked, for a small queue (``ScalingSpec.defer_small_queues``).
     """
 
     unlocked: int
     locked: int
     holders: int | None = None
     newest_created: datetime | None = None
+    oldest_waiting_created: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.unlocked < 0 or self.locked < 0:
@@ -462,18 +470,9 @@ def _decide_from_backlog(
         )
 
     raw = _proposal(outstanding=outstanding, current=current, spec=spec)
-    deferred = ""
-    if (
-        spec.defer_small_queues
-        and not queue_before
-        and 0 < backlog.unlocked <= spec.jobs_per_replica
-        and raw > current
-    ):
+    deferred = _deferral(spec, backlog, now, queue_before) if raw > current else ""
+    if deferred:
         raw = max(_proposal(outstanding=backlog.locked, current=current, spec=spec), current)
-        deferred = (
-            f"; {backlog.unlocked} waiting, first seen now: the jobs in flight free their slots "
-            "first, so no replica is added unless the queue is still there next time"
-        )
     if raw == 0:
         idle_for = now - last_active
         if spec.min_replicas == 0 and idle_for >= spec.cooldown_period:
@@ -560,6 +559,32 @@ def _decide_from_backlog(
             desired=desired,
             recommendation=recommendation,
         ),
+    )
+
+
+def _deferral(spec: ScalingSpec, backlog: Backlog, now: datetime, queue_before: bool) -> str:
+    """Why a small queue adds no replica yet (a note for the message), or "" when it does.
+
+    A queue of at most one replica's worth waits for the jobs in flight to free their slots,
+    until its oldest job has waited a whole polling interval; undated, until it is seen twice.
+    """
+    if not spec.defer_small_queues or not 0 < backlog.unlocked <= spec.jobs_per_replica:
+        return ""
+    interval = spec.polling_interval.total_seconds()
+    free_first = "the jobs in flight free their slots first, so no replica is added"
+    if backlog.oldest_waiting_created is not None:
+        waited = (now - backlog.oldest_waiting_created).total_seconds()
+        if waited >= interval:
+            return ""
+        return (
+            f"; {backlog.unlocked} waiting, the oldest for {max(waited, 0):.0f}s: {free_first} "
+            f"unless one waits the whole polling interval ({interval:g}s)"
+        )
+    if queue_before:
+        return ""
+    return (
+        f"; {backlog.unlocked} waiting, first seen now: {free_first} unless the queue is still "
+        "there next time"
     )
 
 

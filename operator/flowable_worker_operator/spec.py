@@ -460,6 +460,7 @@ class Pool(BaseModel):
             cooldown_period=scaling.cooldown_period,
             release_idle_after=scaling.release_idle_after,
             defer_small_queues=scaling.defer_small_queues,
+            polling_interval=scaling.polling_interval,
             tolerance=scaling.tolerance,
             behavior=ScalingBehavior(
                 scale_up=scaling.behavior.scale_up.over(default_scale_up_rules()),

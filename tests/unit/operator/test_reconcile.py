@@ -74,8 +74,10 @@ class FakeProber:
     topic_found: bool = True
     owners: dict[str, int] = field(default_factory=dict)
     newest: datetime | None = None
+    oldest: datetime | None = None
     asked: list[Sequence[Selector] | None] = field(default_factory=list)
     in_flight_asked: int = 0
+    oldest_asked: int = 0
 
     async def backlog(
         self, engine: Engine, topic: str, selectors: Sequence[Selector] | None
@@ -93,6 +95,12 @@ class FakeProber:
     async def in_flight(self, engine: Engine, selectors: Sequence[Selector]) -> InFlight:
         self.in_flight_asked += 1
         return InFlight(owners=dict(self.owners), newest_created=self.newest)
+
+    async def oldest_waiting(
+        self, engine: Engine, selectors: Sequence[Selector]
+    ) -> datetime | None:
+        self.oldest_asked += 1
+        return self.oldest
 
 
 def body(
@@ -312,6 +320,29 @@ async def test_jobs_in_flight_are_listed_only_when_replicas_could_be_released(
     prober = FakeProber(backlog, owners={"w-0": 1})
     await tick(FakeWorkload(replicas=replicas), prober, body(), PoolState())
     assert prober.in_flight_asked == 0
+
+
+@pytest.mark.parametrize(
+    ("waited", "replicas"), [(3, 2), (20, 3)], ids=["young queue", "waited an interval"]
+)
+async def test_a_small_queue_is_dated_before_it_adds_a_replica(waited: int, replicas: int) -> None:
+    # 2 replicas of 4 slots, all 8 busy, 1 waiting: 3 by the count.
+    workload = FakeWorkload(replicas=2)
+    prober = FakeProber(Backlog(unlocked=1, locked=8), oldest=NOW - timedelta(seconds=waited))
+    await tick(workload, prober, body(), PoolState())
+    assert prober.oldest_asked == 1
+    assert workload.replicas == replicas
+
+
+@pytest.mark.parametrize(
+    "backlog",
+    [Backlog(unlocked=5, locked=8), Backlog(unlocked=1, locked=2), Backlog(unlocked=0, locked=8)],
+    ids=["a large queue", "free slots", "no queue"],
+)
+async def test_only_a_small_queue_that_would_add_a_replica_is_dated(backlog: Backlog) -> None:
+    prober = FakeProber(backlog)
+    await tick(FakeWorkload(replicas=2), prober, body(), PoolState())
+    assert prober.oldest_asked == 0
 
 
 async def test_the_idle_clock_survives_an_operator_restart() -> None:

@@ -478,17 +478,37 @@ def test_holders_cannot_exceed_the_jobs_held() -> None:
 # --- a small queue seen once ---------------------------------------------------------------------
 
 
-def small_queue(*, unlocked: int, seen_before: bool, defer: bool = True) -> Decision:
-    """2 replicas of 2 slots, all busy, and `unlocked` jobs waiting."""
+def small_queue(
+    *, unlocked: int, seen_before: bool, defer: bool = True, waited: int | None = None
+) -> Decision:
+    """2 replicas of 2 slots, all busy, and `unlocked` jobs waiting, the oldest for `waited` s
+    (None: undated)."""
     spec = make_spec(jobs_per_replica=2, defer_small_queues=defer)
     history = History(last_active_time=NOW, queue_seen=seen_before)
+    oldest = None if waited is None else NOW - timedelta(seconds=waited)
     return decide(
         spec=spec,
         observation=Observation(
-            now=NOW, current_replicas=2, backlog=Backlog(unlocked=unlocked, locked=4)
+            now=NOW,
+            current_replicas=2,
+            backlog=Backlog(unlocked=unlocked, locked=4, oldest_waiting_created=oldest),
         ),
         history=history,
     )
+
+
+def test_a_small_queue_younger_than_the_polling_interval_adds_no_replica() -> None:
+    decision = small_queue(unlocked=2, seen_before=True, waited=3)
+    assert decision.desired_replicas == 2
+    assert decision.message == (
+        "2 unlocked + 4 locked jobs at 2 per replica recommend 2; 2 waiting, the oldest for 3s: "
+        "the jobs in flight free their slots first, so no replica is added unless one waits the "
+        "whole polling interval (15s); 2 -> 2"
+    )
+
+
+def test_a_small_queue_whose_oldest_waited_the_polling_interval_adds_a_replica() -> None:
+    assert small_queue(unlocked=1, seen_before=False, waited=15).desired_replicas == 3
 
 
 def test_a_small_queue_seen_for_the_first_time_adds_no_replica() -> None:
@@ -846,7 +866,8 @@ def test_property_releasing_replicas_that_hold_no_job_keeps_every_holder(
     decision = decide(spec=spec, observation=observation, history=history)
     backlog = observation.backlog
     if "hold no job" in decision.message:
-        assert isinstance(backlog, Backlog) and backlog.holders is not None
+        assert isinstance(backlog, Backlog)
+        assert backlog.holders is not None
         assert backlog.unlocked == 0
         kept = min(backlog.holders, spec.max_replicas, observation.current_replicas)
         assert kept <= decision.desired_replicas < observation.current_replicas
