@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 __all__ = [
+    "PERIOD_SLACK",
     "Backlog",
     "Decision",
     "FallbackBehavior",
@@ -825,11 +826,24 @@ def _limit_rate(
     return desired, ""
 
 
+PERIOD_SLACK = timedelta(seconds=1)
+"""How much sooner than a policy's period a scale event stops counting against it.
+
+The operator decides at ticks one polling interval apart, and a timer fires a few milliseconds
+early as often as late: with HPA's exact boundary, a tick 14.99 s after a scale-up still saw it
+inside a 15 s period, and "4 pods per 15 s" allowed nothing for one more interval. Measured on the
+real cluster: a pool activated to 4 replicas reached 6 at the third tick instead of the second,
+depending on the timer. The slack makes a policy's allowance renew at every tick of an interval
+equal to its period, whichever way the timer errs."""
+
+
 def _period_start(
     *, current: int, events: Iterable[ScaleEvent], period: timedelta, now: datetime
 ) -> int:
-    """The replica count at the start of a policy's trailing period, rebuilt from scale events."""
-    change = sum(event.change for event in events if event.time + period > now)
+    """The replica count at the start of a policy's trailing period, rebuilt from scale events
+    (those at most `period - PERIOD_SLACK` old)."""
+    counted = period - PERIOD_SLACK if period > PERIOD_SLACK else period
+    change = sum(event.change for event in events if event.time + counted > now)
     return max(current - change, 0)
 
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowable_worker_operator.scaling import (
+    PERIOD_SLACK,
     Backlog,
     Decision,
     FallbackBehavior,
@@ -922,7 +923,8 @@ def test_property_scale_up_never_exceeds_what_the_policy_allows_per_period(
     """Drive a pool through a backlog series; no period may grow beyond the policy's allowance.
 
     The allowance is measured from the replica count at the start of each trailing period, as
-    HPA does; reaching the floor (``max(min, 1)``) is exempt, as the floor is not rate-limited.
+    HPA does (less `PERIOD_SLACK`); reaching the floor (``max(min, 1)``) is exempt, as the floor
+    is not rate-limited.
     """
     spec = ScalingSpec(
         min_replicas=min_replicas,
@@ -943,7 +945,10 @@ def test_property_scale_up_never_exceeds_what_the_policy_allows_per_period(
         )
         decision = decide(spec=spec, observation=observation, history=history)
         if decision.desired_replicas > replicas:
-            start = [count for at, count in trace if at <= now - policy.period][-1]
+            counted = (
+                policy.period - PERIOD_SLACK if policy.period > PERIOD_SLACK else policy.period
+            )
+            start = [count for at, count in trace if at <= now - counted][-1]
             # Replica counts set strictly inside the period count as growth already spent.
             if policy.type is PolicyType.PODS:
                 allowance = start + policy.value
@@ -953,6 +958,24 @@ def test_property_scale_up_never_exceeds_what_the_policy_allows_per_period(
         replicas = decision.desired_replicas
         history = decision.history
         trace.append((now, replicas))
+
+
+def test_a_tick_a_little_early_still_gets_the_next_periods_allowance() -> None:
+    """Ticks 15 s apart, a timer a few ms early: "4 pods per 15 s" allows 4 more at each tick."""
+    spec = make_spec(jobs_per_replica=2, behavior=ScalingBehavior())
+    first = decide(
+        spec=spec,
+        observation=Observation(now=NOW, current_replicas=0, backlog=Backlog(12, 0)),
+        history=History(),
+    )
+    assert first.desired_replicas == 4
+    early = NOW + timedelta(seconds=14.99)
+    second = decide(
+        spec=spec,
+        observation=Observation(now=early, current_replicas=4, backlog=Backlog(4, 8)),
+        history=first.history,
+    )
+    assert second.desired_replicas == 6
 
 
 # --- which limit applied ----------------------------------------------------------------------
