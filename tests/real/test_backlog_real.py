@@ -207,14 +207,25 @@ async def test_counts_follow_jobs_through_acquire_and_complete(
     acquired = await prober.backlog(engine, topics.a, None)
     assert acquired.backlog == Backlog(unlocked=2, locked=5)
     assert all(selector.every_definition for selector in acquired.selectors)
-    owners = await prober.lock_owners(engine, acquired.selectors)
-    assert owners == {"pod-1": 3, "pod-2": 2}
+    held = await prober.in_flight(engine, acquired.selectors)
+    assert held.owners == {"pod-1": 3, "pod-2": 2}
+    # The engine's own createTime: the newest job held, and the longest-waiting one.
+    assert held.newest_created == max(job.create_time for job in [*first, *second])
+    waiting = [
+        job
+        for selector in acquired.selectors
+        for job in (await client.list_jobs(size=10, **selector.filters("unlocked"))).data
+    ]
+    assert len(waiting) == 2
+    oldest = await prober.oldest_waiting(engine, acquired.selectors)
+    assert oldest == min(job.create_time for job in waiting)
 
     for job in first[:2]:
         await client.complete_job(job.id, worker_id="pod-1")
 
     await settles_at(prober, engine, topics.a, Backlog(unlocked=2, locked=3))
-    assert await prober.lock_owners(engine, acquired.selectors) == {"pod-1": 1, "pod-2": 2}
+    held = await prober.in_flight(engine, acquired.selectors)
+    assert held.owners == {"pod-1": 1, "pod-2": 2}
     assert (await prober.backlog(engine, topics.b, None)).backlog == Backlog(unlocked=4, locked=0)
 
 
@@ -243,7 +254,7 @@ async def test_every_version_is_counted_with_one_selector_until_another_model_re
         Selector(topics.task_a, process_definition_id=v.definition_id) for v in versions
     }
     assert collapsed.backlog == summed.backlog == Backlog(unlocked=7, locked=2)
-    assert await prober.lock_owners(engine, collapsed.selectors) == {"pod-1": 2}
+    assert (await prober.in_flight(engine, collapsed.selectors)).owners == {"pod-1": 2}
 
     # A 4th deployment, of another model, gives the same element id another topic; its jobs
     # have that elementId too, and must not count for topic A.
