@@ -783,7 +783,8 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
         heap_before = None
         if args.heap is not None:
             heap_before = args.heap.with_name(args.heap.name + ".before")
-            dump_snapshot(operator, heap_before)
+            dump_snapshot(operator, args.heap)  # where the hook writes: moved aside
+            args.heap.replace(heap_before)
         progress(f"operator pid {operator.process.pid}, metrics {operator.metrics_url}")
         api = kube_api(cluster.kubeconfig)
         stack.callback(api.close)
