@@ -246,23 +246,64 @@ def _dump(signum, frame):
 
 def _heap(path):
     # Every object the collector tracks, and what they refer to that it does not track (str,
-    # bytes, int, dicts of atoms...), once each: count and shallow size by type.
+    # bytes, int, dicts of atoms...), once each: count and shallow size by type, and by owner:
+    # the nearest object of a class of its own (not a dict, list, coroutine...) found by going
+    # up from an object to one of its referrers, or the module holding it.
     import gc, json, sys
-    pending = gc.get_objects()
-    seen, sizes = set(), {{}}  # made after the list, so not counted in it
-    while pending:
+    tracked = gc.get_objects()
+    objects, parents = {{}}, {{}}  # made after the list, so not counted in it
+    pending = list(tracked)
+    own = {{id(objects), id(parents), id(pending), id(tracked)}}  # this walk's, reachable from
+    while pending:  # its frame
         obj = pending.pop()
-        if id(obj) in seen:
+        if id(obj) in objects or id(obj) in own:
             continue
-        seen.add(id(obj))
-        pending.extend(r for r in gc.get_referents(obj) if not gc.is_tracked(r))
-        kind = type(obj)
+        objects[id(obj)] = obj
+        for ref in gc.get_referents(obj):
+            parents.setdefault(id(ref), id(obj))
+            if not gc.is_tracked(ref) and id(ref) not in objects:
+                pending.append(ref)
+    del pending, tracked, own
+    plain = {{"builtins", "collections", "_collections", "_asyncio", "asyncio.events",
+             "_contextvars", "weakref", "_weakref", "datetime", "types", "functools",
+             "typing", "abc", "enum"}}
+    types, owners, owner_of = {{}}, {{}}, {{}}
+
+    def name(kind):
         module, qualname = getattr(kind, "__module__", "?"), getattr(kind, "__qualname__", "?")
-        name = (module if isinstance(module, str) else "?") + "." + str(qualname)
-        count, size = sizes.get(name, (0, 0))
-        sizes[name] = (count + 1, size + sys.getsizeof(obj, 0))
+        return (module if isinstance(module, str) else "?") + "." + str(qualname)
+
+    def owner(key):
+        chain, found = [], None
+        while key is not None and key not in owner_of and len(chain) < 200:
+            obj = objects.get(key)
+            if obj is None:
+                break
+            kind = type(obj)
+            if kind is type(sys):
+                found = "module " + obj.__name__
+                break
+            module = getattr(kind, "__module__", "?")
+            if isinstance(module, str) and module not in plain:
+                found = name(kind)
+                break
+            chain.append(key)
+            key = parents.get(key)
+        if found is None:
+            found = owner_of.get(key, "?") if key is not None else "?"
+        for link in chain:
+            owner_of[link] = found
+        if key is not None:
+            owner_of.setdefault(key, found)
+        return found
+
+    for key, obj in objects.items():
+        size = sys.getsizeof(obj, 0)
+        for table, label in ((types, name(type(obj))), (owners, owner(key))):
+            count, total = table.get(label, (0, 0))
+            table[label] = (count + 1, total + size)
     with open(path, "w") as out:
-        json.dump(sizes, out)
+        json.dump({{"types": types, "owners": owners}}, out)
 
 signal.signal(signal.SIGUSR1, _start)
 signal.signal(signal.SIGUSR2, _dump)
@@ -344,17 +385,20 @@ def heap_growth(before: Path, after: Path, pools: int, top: int = 20) -> list[st
     `TRACEMALLOC_HOOK`: objects and shallow sizes, not what C libraries hold)."""
     old = json.loads(before.read_text())
     new = json.loads(after.read_text())
-    grown = {
-        name: (count - old.get(name, (0, 0))[0], size - old.get(name, (0, 0))[1])
-        for name, (count, size) in new.items()
-    }
-    total = sum(size for _, size in grown.values())
-    lines = [f"the pools' heap: {total / 2**20:.1f} MB, {total / pools / 1024:.1f} KB per pool"]
-    for name, (count, size) in sorted(grown.items(), key=lambda kv: -kv[1][1])[:top]:
-        lines.append(
-            f"  {size / 2**20:7.1f} MB  {size / pools / 1024:6.1f} KB/pool  "
-            f"{count / pools:7.1f} per pool  {name}"
-        )
+    lines = []
+    for table, what in (("types", "by type"), ("owners", "by owner")):
+        grown = {
+            name: (count - old[table].get(name, (0, 0))[0], size - old[table].get(name, (0, 0))[1])
+            for name, (count, size) in new[table].items()
+        }
+        total = sum(size for _, size in grown.values())
+        per_pool = total / pools / 1024
+        lines.append(f"the pools' heap {what}: {total / 2**20:.1f} MB, {per_pool:.1f} KB per pool")
+        for name, (count, size) in sorted(grown.items(), key=lambda kv: -kv[1][1])[:top]:
+            lines.append(
+                f"  {size / 2**20:7.1f} MB  {size / pools / 1024:6.1f} KB/pool  "
+                f"{count / pools:7.1f} per pool  {name}"
+            )
     return lines
 
 
