@@ -625,7 +625,7 @@ class Reconciler:
         spec = pool.scaling_spec
         if (
             not spec.defer_small_queues
-            or not 0 < backlog.unlocked <= spec.jobs_per_replica
+            or not 0 < backlog.unlocked <= max(spec.jobs_per_replica, backlog.locked)
             or scale.replicas < 1
             or backlog.outstanding <= scale.replicas * spec.jobs_per_replica
             or not selectors

@@ -23,8 +23,9 @@ limit how fast the release goes. The same holds while the last jobs still run: o
 and none has arrived for ``release_idle_after``, the replicas that hold no job (the shell counts
 the lock owners, ``Backlog.holders``) are released, and those holding jobs stay until they end.
 
-With ``defer_small_queues``, a queue of at most one replica's worth of jobs adds no replica
-while replicas run, until its oldest job has waited a whole ``polling_interval`` (or, when the
+With ``defer_small_queues``, a queue no longer than the jobs in flight (and at least one
+replica's worth) adds no replica while replicas run, until its oldest job has waited a whole
+``polling_interval`` (or, when the
 shell could not date it, until it is seen at two observations in a row). The jobs in flight free
 their slots as they finish, which for short jobs is sooner than a new worker starts; a queue that
 outlasts an interval, or a larger one, scales at once.
@@ -210,9 +211,9 @@ class ScalingSpec:
     (none waiting) before the replicas that hold no job are; None keeps HPA's semantics (the
     window holds them until the cooldown).
 
-    ``defer_small_queues``: a queue of at most ``jobs_per_replica`` waiting jobs adds no replica
-    until its oldest has waited ``polling_interval`` (undated: until it is seen twice in a row);
-    False scales on it at once, as HPA would.
+    ``defer_small_queues``: a queue of at most ``max(jobs_per_replica, locked)`` waiting jobs
+    adds no replica until its oldest has waited ``polling_interval`` (undated: until it is seen
+    twice in a row); False scales on it at once, as HPA would.
     """
 
     min_replicas: int
@@ -566,10 +567,11 @@ def _decide_from_backlog(
 def _deferral(spec: ScalingSpec, backlog: Backlog, now: datetime, queue_before: bool) -> str:
     """Why a small queue adds no replica yet (a note for the message), or "" when it does.
 
-    A queue of at most one replica's worth waits for the jobs in flight to free their slots,
-    until its oldest job has waited a whole polling interval; undated, until it is seen twice.
+    A queue no longer than the jobs in flight (at least one replica's worth) waits for them to
+    free their slots, until its oldest job has waited a whole polling interval; undated, until it
+    is seen twice. A longer queue, or one that has waited that long, scales at once.
     """
-    if not spec.defer_small_queues or not 0 < backlog.unlocked <= spec.jobs_per_replica:
+    if not spec.defer_small_queues or not 0 < backlog.unlocked <= _absorbable(spec, backlog):
         return ""
     interval = spec.polling_interval.total_seconds()
     free_first = "the jobs in flight free their slots first, so no replica is added"
@@ -587,6 +589,13 @@ def _deferral(spec: ScalingSpec, backlog: Backlog, now: datetime, queue_before: 
         f"; {backlog.unlocked} waiting, first seen now: {free_first} unless the queue is still "
         "there next time"
     )
+
+
+def _absorbable(spec: ScalingSpec, backlog: Backlog) -> int:
+    """The most waiting jobs a small queue may hold: the jobs in flight (each frees a slot when it
+    ends, so that many waiting jobs get one within a job's duration), and at least one replica's
+    worth."""
+    return max(spec.jobs_per_replica, backlog.locked)
 
 
 def _idle_release_due(spec: ScalingSpec, idle_for: timedelta) -> bool:

@@ -336,7 +336,7 @@ async def test_a_small_queue_is_dated_before_it_adds_a_replica(waited: int, repl
 
 @pytest.mark.parametrize(
     "backlog",
-    [Backlog(unlocked=5, locked=8), Backlog(unlocked=1, locked=2), Backlog(unlocked=0, locked=8)],
+    [Backlog(unlocked=9, locked=8), Backlog(unlocked=1, locked=2), Backlog(unlocked=0, locked=8)],
     ids=["a large queue", "free slots", "no queue"],
 )
 async def test_only_a_small_queue_that_would_add_a_replica_is_dated(backlog: Backlog) -> None:

@@ -528,8 +528,14 @@ def test_a_small_queue_seen_again_adds_a_replica() -> None:
     assert small_queue(unlocked=1, seen_before=True).desired_replicas == 3
 
 
-def test_a_queue_of_more_than_one_replicas_worth_scales_at_once() -> None:
-    assert small_queue(unlocked=3, seen_before=False).desired_replicas == 4
+def test_a_queue_of_up_to_the_jobs_in_flight_waits_for_their_slots() -> None:
+    # 3 waiting, 4 running: each running job frees a slot; 4 replicas by the count.
+    assert small_queue(unlocked=3, seen_before=False, waited=5).desired_replicas == 2
+
+
+def test_a_queue_longer_than_the_jobs_in_flight_scales_at_once() -> None:
+    # 5 waiting, 4 running: one would wait for a slot however soon they end.
+    assert small_queue(unlocked=5, seen_before=False, waited=1).desired_replicas == 5
 
 
 def test_without_defer_small_queues_a_first_queue_scales_at_once() -> None:
