@@ -630,7 +630,33 @@ def _release_holding_none(
     the idle ones go; the policies still pace the release.
     """
     assert spec.release_idle_after is not None  # checked by _quiet_for
-    keep = max(holders, floor)
+    after = spec.release_idle_after.total_seconds()
+    return _release_to(
+        max(holders, floor),
+        spec=spec,
+        now=now,
+        current=current,
+        history=history,
+        message=lambda desired: (
+            f"{counts} held by {holders} of {current} replicas; none waits and the newest "
+            f"arrived {quiet_for.total_seconds():.0f}s ago (releaseIdleAfter {after:g}s): "
+            f"releasing the replicas that hold no job, {current} -> {desired}"
+        ),
+    )
+
+
+def _release_to(
+    keep: int,
+    *,
+    spec: ScalingSpec,
+    now: datetime,
+    current: int,
+    history: History,
+    message: Callable[[int], str],
+) -> Decision:
+    """A release down to `keep`, bypassing the scale-down window: the policies still pace it, and
+    what it reaches is recorded as the recommendation, so the window does not bring the released
+    replicas back. `message` says why, given the count reached; the limits' notes follow it."""
     limited, limit_note = _limit_rate(
         desired=keep, current=current, history=history, spec=spec, floor=keep, now=now
     )
@@ -639,12 +665,7 @@ def _release_holding_none(
     return Decision(
         desired_replicas=desired,
         reason=Reason.SCALE_DOWN,
-        message=(
-            f"{counts} held by {holders} of {current} replicas; none waits and "
-            f"the newest arrived {quiet_for.total_seconds():.0f}s ago (releaseIdleAfter "
-            f"{spec.release_idle_after.total_seconds():g}s): releasing the replicas that hold no "
-            f"job, {current} -> {desired}" + (f" ({notes})" if notes else "")
-        ),
+        message=message(desired) + (f" ({notes})" if notes else ""),
         history=_carry(
             history=history,
             spec=spec,
@@ -674,38 +695,25 @@ def _release_idle(
     observation already saw that no job had arrived for that long (`after_arrivals_stopped`):
     the work had stopped coming, and now the last of it is done."""
     assert spec.release_idle_after is not None  # checked by _idle_release_due
-    limited, limit_note = _limit_rate(
-        desired=floor, current=current, history=history, spec=spec, floor=floor, now=now
+    after = spec.release_idle_after.total_seconds()
+    why = (
+        f"{counts}: the last jobs are done, and none had arrived for releaseIdleAfter "
+        f"({after:g}s) before them"
+        if after_arrivals_stopped
+        else f"{counts} for {idle_for.total_seconds():g}s (releaseIdleAfter {after:g}s)"
     )
-    desired, clamp_note = _clamp_noted(limited, low=floor, spec=spec)
-    notes = "; ".join(note for note in (limit_note, clamp_note) if note)
     last = (
         f"the last goes when the cooldown ({spec.cooldown_period.total_seconds():g}s) ends"
         if spec.min_replicas == 0
         else f"minReplicas {spec.min_replicas} stay"
     )
-    return Decision(
-        desired_replicas=desired,
-        reason=Reason.SCALE_DOWN,
-        message=(
-            (
-                f"{counts}: the last jobs are done, and none had arrived for releaseIdleAfter "
-                f"({spec.release_idle_after.total_seconds():g}s) before them"
-                if after_arrivals_stopped
-                else f"{counts} for {idle_for.total_seconds():g}s (releaseIdleAfter "
-                f"{spec.release_idle_after.total_seconds():g}s)"
-            )
-            + f": releasing idle replicas {current} -> {desired}; {last}"
-            + (f" ({notes})" if notes else "")
-        ),
-        history=_carry(
-            history=history,
-            spec=spec,
-            now=now,
-            current=current,
-            desired=desired,
-            recommendation=desired,
-        ),
+    return _release_to(
+        floor,
+        spec=spec,
+        now=now,
+        current=current,
+        history=history,
+        message=lambda desired: f"{why}: releasing idle replicas {current} -> {desired}; {last}",
     )
 
 
