@@ -78,12 +78,7 @@ async def test_scale_down_keeps_the_pod_that_holds_a_job(
     # One locked job: 3 -> 1, and the survivor must be the pod holding it.
     wait_for(lambda: deployment_replicas(api_client, namespace, "ledger-worker") == 1, timeout=60)
     wait_for(lambda: len(podrunner.running(namespace)) == 1, timeout=60)
-    survivors = (
-        k8s_client.CoreV1Api(api_client)
-        .list_namespaced_pod(namespace, label_selector="flowable-worker.io/pool=ledger")
-        .items
-    )
-    live = [p for p in survivors if p.metadata.deletion_timestamp is None]
+    live = _live_pods(api_client, namespace, "ledger")
     assert len(live) == 1
     survivor = live[0]
 
@@ -211,13 +206,7 @@ async def test_replicas_holding_no_job_go_while_the_last_long_job_still_runs(
 
     assert not long_job_done(), "released only after the long job ended: the window held it"
     wait_for(lambda: len(podrunner.running(namespace)) == 1, timeout=60)
-    (survivor,) = [
-        p
-        for p in k8s_client.CoreV1Api(api_client)
-        .list_namespaced_pod(namespace, label_selector="flowable-worker.io/pool=tail")
-        .items
-        if p.metadata.deletion_timestamp is None
-    ]
+    (survivor,) = _live_pods(api_client, namespace, "tail")
     wait_for(long_job_done, timeout=90)
     runs = Counter((line.split()[0], line.split()[2]) for line in _lines(handled))
     assert runs[(long_job.instance_id, "start")] == 1, "the long job was cut short and redone"
@@ -230,6 +219,16 @@ async def test_replicas_holding_no_job_go_while_the_last_long_job_still_runs(
         "held by 1 of 3 replicas" in m and "releasing the replicas that hold no job, 3 -> 1" in m
         for m in messages
     ), messages
+
+
+def _live_pods(api_client: Any, namespace: str, pool: str) -> list[Any]:
+    """The pool's worker pods that are not terminating."""
+    pods = (
+        k8s_client.CoreV1Api(api_client)
+        .list_namespaced_pod(namespace, label_selector=f"flowable-worker.io/pool={pool}")
+        .items
+    )
+    return [pod for pod in pods if pod.metadata.deletion_timestamp is None]
 
 
 def _lines(path: Path) -> list[str]:
