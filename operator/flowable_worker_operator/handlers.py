@@ -40,6 +40,7 @@ import kopf
 from flowable_worker_operator import conflicts, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
+from flowable_worker_operator.lean_bodies import drop_managed_fields
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.shards import ShardKeeper, shard_of
 from flowable_worker_operator.shared_answers import phase_delay
@@ -140,7 +141,11 @@ def _claims(
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def _wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A new generation or paused-replicas value ticks the pool now, not at the next interval."""
+    """A new generation or paused-replicas value ticks the pool now, not at the next interval.
+
+    Every event of a pool passes here first, so this is also where its managedFields leave the
+    body kopf keeps (`lean_bodies`)."""
+    drop_managed_fields(body)
     key = _wake_key(body)
     if memo.get("seen") != key:
         memo["seen"] = key

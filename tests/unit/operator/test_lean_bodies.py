@@ -1,0 +1,118 @@
+"""managedFields leave the pool bodies kopf keeps, through the installed kopf's own `Body`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from typing import Any
+
+import kopf
+
+from flowable_worker_operator import handlers
+from flowable_worker_operator.lean_bodies import drop_managed_fields
+
+# A pool as the API server sends it after the operator wrote its status: three field managers.
+MANAGED_FIELDS = [
+    {
+        "manager": "kubectl-client-side-apply",
+        "operation": "Update",
+        "apiVersion": "flowable-worker.io/v1alpha1",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {".": {}, "f:topic": {}, "f:engine": {".": {}, "f:url": {}}}},
+    },
+    {
+        "manager": "flowable-worker-operator",
+        "operation": "Update",
+        "subresource": "status",
+        "apiVersion": "flowable-worker.io/v1alpha1",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {
+            "f:status": {
+                "f:conditions": {
+                    f'k:{{"type":"{kind}"}}': {
+                        ".": {},
+                        "f:lastTransitionTime": {},
+                        "f:message": {},
+                        "f:reason": {},
+                        "f:status": {},
+                        "f:type": {},
+                    }
+                    for kind in ("Ready", "EngineReachable", "WorkloadReady", "Scaling")
+                },
+                "f:observedGeneration": {},
+                "f:replicas": {},
+            }
+        },
+    },
+]
+
+
+def _raw() -> dict[str, Any]:
+    return {
+        "apiVersion": "flowable-worker.io/v1alpha1",
+        "kind": "ExternalWorkerPool",
+        "metadata": {
+            "name": "p",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 3,
+            "resourceVersion": "41",
+            "labels": {"team": "a"},
+            "managedFields": copy.deepcopy(MANAGED_FIELDS),
+        },
+        "spec": {"topic": "t", "engine": {"url": "http://flowable:8080"}},
+        "status": {"replicas": 2, "observedGeneration": 3},
+    }
+
+
+def _deep_size(value: Any) -> int:
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(_deep_size(k) + _deep_size(v) for k, v in value.items())
+    elif isinstance(value, list):
+        size += sum(_deep_size(item) for item in value)
+    return size
+
+
+def test_the_raw_object_behind_a_kopf_body_loses_its_managed_fields_and_nothing_else() -> None:
+    raw = _raw()
+    expected = copy.deepcopy(raw)
+    del expected["metadata"]["managedFields"]
+    body = kopf.Body(raw)
+    before = _deep_size(raw)
+    assert drop_managed_fields(body)
+    assert raw == expected  # the very dict kopf holds, not a copy
+    assert "managedFields" not in body.metadata
+    assert body.metadata.labels == {"team": "a"}
+    assert body.spec["topic"] == "t"
+    assert _deep_size(raw) < before / 2  # most of such a body was the field managers' record
+    assert not drop_managed_fields(body)  # the second time: nothing left to drop
+
+
+def test_a_live_body_sees_each_new_event_without_them() -> None:
+    """kopf's daemon view is one `Body` whose source each watch event replaces (`_replace_with`);
+    what the event handler drops is gone from that view too."""
+    live = kopf.Body(_raw())
+    drop_managed_fields(live)
+    newer = _raw()
+    newer["metadata"]["resourceVersion"] = "42"
+    live._replace_with(newer)
+    assert "managedFields" in live.metadata
+    drop_managed_fields(kopf.Body(newer))  # the handler gets a view of the same raw object
+    assert "managedFields" not in live.metadata
+    assert live.metadata["resourceVersion"] == "42"
+
+
+def test_anything_unexpected_is_left_as_it_is() -> None:
+    assert not drop_managed_fields({"metadata": None})
+    assert not drop_managed_fields({})
+    frozen = json.loads(json.dumps(_raw()))
+    assert drop_managed_fields(frozen)  # a plain dict works as well
+    assert not drop_managed_fields(kopf.Body({"metadata": {"name": "p"}}))
+
+
+async def test_the_pool_event_handler_drops_them_from_every_event() -> None:
+    raw = _raw()
+    await handlers._wake_on_change(body=kopf.Body(raw), memo=kopf.Memo())
+    assert "managedFields" not in raw["metadata"]
