@@ -6,7 +6,9 @@ registry per `Worker`). They live in this module's own `REGISTRY`, not prometheu
 default one: what the operator's `/metrics` serves is then exactly what is declared here (plus the
 process, platform and GC collectors added below), never a metric some imported library registered
 globally, and tests can read this registry alone. `serve` exposes it on `/metrics` (aiohttp, beside
-`/healthz`, with optional TLS and bearer token) through `prometheus_client.generate_latest`.
+`/healthz`, with optional TLS and bearer token) through `PAGE`, which renders it as
+`prometheus_client.generate_latest` does, but on a thread and with the per-pool series from text
+kept per pool (`exposition`, `pool_lines`).
 
 Labels stay bounded. The operator-wide series carry a request kind, an outcome or a reason, never
 a job id, URL or error message. The per-pool series (backlog, replicas, decisions, conditions)
@@ -18,25 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
 
 from flowable_worker._version import __version__
+from flowable_worker_operator.exposition import OrderedRegistry, Page, PrerenderedCollector
+from flowable_worker_operator.pool_lines import POOL_LABELS, PoolFamily, PoolKey, PoolLines, Sample
 from flowable_worker_operator.scaling import Backlog, Decision
 from flowable_worker_operator.status import CONDITION_TYPES
 
 PREFIX = "flowable_pool_"
 
-REGISTRY = CollectorRegistry()
+REGISTRY = OrderedRegistry()
 """Everything the operator exposes on `/metrics`."""
 
 # The process, platform and GC views prometheus-client's default registry has, here as well.
@@ -131,12 +134,14 @@ def _finish(kind: ProbeKind, started: float, result: Literal["ok", "error"]) -> 
 # series are removed when its daemon stops, so deleted pools do not linger on /metrics.
 #
 # The series every tick sets (backlog, replicas, bounds, probe failures, decisions, conditions)
-# are not prometheus_client children but one record per pool, rendered when /metrics is read
-# (`_PoolSeries`): a child is an object with its own locks, and a pool had about thirty of them
-# (eighteen for its conditions alone), ~7 KB per pool and a `labels()` look-up for each at every
-# tick. The rare ones (scale changes, tick errors) stay ordinary labelled counters.
+# are not prometheus_client children but one record per pool (`_PoolSeries`): a child is an
+# object with its own locks, and a pool had about thirty of them (eighteen for its conditions
+# alone), ~7 KB per pool and a `labels()` look-up for each at every tick. The record's families
+# are also kept as text (`pool_lines`), re-rendered per pool and family only when a tick changes
+# them, which is what /metrics serves (`exposition`). The rare ones (scale changes, tick errors)
+# stay ordinary labelled counters.
 
-_POOL_LABELS = ("namespace", "pool")
+_POOL_LABELS = POOL_LABELS
 _CONDITION_STATUSES = ("True", "False", "Unknown")
 
 
@@ -156,49 +161,114 @@ class _Pool:
     """Reason -> [decisions so far, when the series was created]."""
 
 
-_Gauges = tuple[tuple[str, str, tuple[str, ...]], ...]
+def _one(value: int | None) -> list[Sample]:
+    return [] if value is None else [Sample((), value)]
 
-_GAUGES: _Gauges = (
+
+def _backlog(pool: _Pool) -> list[Sample]:
+    if pool.backlog is None:
+        return []
+    return [Sample(("unlocked",), pool.backlog.unlocked), Sample(("locked",), pool.backlog.locked)]
+
+
+def _bound(pool: _Pool, which: int) -> list[Sample]:
+    return _one(None if pool.replica_bounds is None else pool.replica_bounds[which])
+
+
+def _conditions(pool: _Pool) -> list[Sample]:
+    return [
+        Sample((kind, text), 1 if text == current else 0)
+        for kind, current in pool.conditions.items()
+        for text in _CONDITION_STATUSES
+    ]
+
+
+def _decisions(pool: _Pool) -> list[Sample]:
+    return [
+        Sample((reason,), count, created) for reason, (count, created) in pool.decisions.items()
+    ]
+
+
+_FAMILIES: tuple[tuple[PoolFamily, Callable[[_Pool], list[Sample]]], ...] = (
     (
-        "backlog_jobs",
-        "Jobs of the pool's topic at the last successful probe: state=unlocked (waiting) or "
-        "locked (in flight)",
-        ("state",),
+        PoolFamily(
+            PREFIX + "backlog_jobs",
+            "Jobs of the pool's topic at the last successful probe: state=unlocked (waiting) or "
+            "locked (in flight)",
+            ("state",),
+        ),
+        _backlog,
     ),
-    ("replicas", "Replicas of the pool's workload after the last tick", ()),
-    ("desired_replicas", "Replicas the last decision asked for", ()),
     (
-        "workload_replicas",
-        "Replicas the pool's workload reports in its /scale status (pods that exist, ready or not)",
-        (),
-    ),
-    ("min_replicas", "The pool's spec.scaling.minReplicas", ()),
-    ("max_replicas", "The pool's spec.scaling.maxReplicas", ()),
-    (
-        "probe_consecutive_failures",
-        "Backlog probes failed in a row (0 after a success); the fallback starts at its threshold",
-        (),
+        PoolFamily(PREFIX + "replicas", "Replicas of the pool's workload after the last tick"),
+        lambda pool: _one(pool.replicas),
     ),
     (
-        "condition",
-        "The pool's status conditions after the last tick, as kube-state-metrics shows a pod's: 1 "
-        "on the series of the condition's status (True, False, Unknown), 0 on the other two",
-        ("condition", "status"),
+        PoolFamily(PREFIX + "desired_replicas", "Replicas the last decision asked for"),
+        lambda pool: _one(pool.desired_replicas),
+    ),
+    (
+        PoolFamily(
+            PREFIX + "workload_replicas",
+            "Replicas the pool's workload reports in its /scale status (pods that exist, ready "
+            "or not)",
+        ),
+        lambda pool: _one(pool.workload_replicas),
+    ),
+    (
+        PoolFamily(PREFIX + "min_replicas", "The pool's spec.scaling.minReplicas"),
+        lambda pool: _bound(pool, 0),
+    ),
+    (
+        PoolFamily(PREFIX + "max_replicas", "The pool's spec.scaling.maxReplicas"),
+        lambda pool: _bound(pool, 1),
+    ),
+    (
+        PoolFamily(
+            PREFIX + "probe_consecutive_failures",
+            "Backlog probes failed in a row (0 after a success); the fallback starts at its "
+            "threshold",
+        ),
+        lambda pool: _one(pool.probe_failures),
+    ),
+    (
+        PoolFamily(
+            PREFIX + "condition",
+            "The pool's status conditions after the last tick, as kube-state-metrics shows a "
+            "pod's: 1 on the series of the condition's status (True, False, Unknown), 0 on the "
+            "other two",
+            ("condition", "status"),
+        ),
+        _conditions,
+    ),
+    (
+        PoolFamily(
+            PREFIX + "decisions",
+            "Scaling decisions by reason (ScaleUp, ScaleDown, Stable, Idle, Activated, "
+            "CooledDown, Fallback, Paused, ProbeFailedHolding)",
+            ("reason",),
+            counter=True,
+        ),
+        _decisions,
     ),
 )
-_DECISIONS_HELP = (
-    "Scaling decisions by reason (ScaleUp, ScaleDown, Stable, Idle, Activated, CooledDown, "
-    "Fallback, Paused, ProbeFailedHolding)"
+"""Each per-pool family and how a pool's record gives its samples; the indices below name them."""
+
+(_BACKLOG, _REPLICAS, _DESIRED, _WORKLOAD, _MIN, _MAX, _FAILURES, _CONDITION, _DECISIONS) = range(
+    len(_FAMILIES)
 )
 
 
-class _PoolSeries(Collector):
-    """The per-pool series every tick sets, as families built from `_pools` when collected.
+class _PoolSeries(PrerenderedCollector):
+    """The per-pool series every tick sets: a record per pool, and its families' text.
 
-    Collected on the event loop (the /metrics handler), where `record_tick` runs too."""
+    `collect` builds prometheus_client families from the records (for `get_sample_value` and
+    `generate_latest(REGISTRY)`); it iterates the records, so it runs on the event loop, where
+    `record` runs. /metrics serves the text instead (`snapshot`, joined on a thread)."""
 
     def __init__(self) -> None:
-        self.pools: dict[tuple[str, str], _Pool] = {}
+        self.pools: dict[PoolKey, _Pool] = {}
+        self.lines = PoolLines([family for family, _ in _FAMILIES])
 
     def describe(self) -> list[Metric]:
         return self._families(include_pools=False)
@@ -206,45 +276,90 @@ class _PoolSeries(Collector):
     def collect(self) -> list[Metric]:
         return self._families(include_pools=True)
 
+    def snapshot(self) -> Callable[[], bytes]:
+        return self.lines.snapshot().render
+
     def _families(self, *, include_pools: bool) -> list[Metric]:
-        gauges = {
-            name: GaugeMetricFamily(PREFIX + name, text, labels=[*_POOL_LABELS, *extra])
-            for name, text, extra in _GAUGES
-        }
-        decisions = CounterMetricFamily(
-            PREFIX + "decisions", _DECISIONS_HELP, labels=[*_POOL_LABELS, "reason"]
-        )
-        if include_pools:
-            for (namespace, name), pool in self.pools.items():
-                _add(gauges, decisions, (namespace, name), pool)
-        return [*gauges.values(), decisions]
+        families: list[Metric] = []
+        for family, samples_of in _FAMILIES:
+            labels = [*_POOL_LABELS, *family.labels]
+            if family.counter:
+                counter = CounterMetricFamily(family.name, family.documentation, labels=labels)
+                if include_pools:
+                    for key, pool in self.pools.items():
+                        for sample in samples_of(pool):
+                            counter.add_metric([*key, *sample.labels], sample.value, sample.created)
+                families.append(counter)
+            else:
+                gauge = GaugeMetricFamily(family.name, family.documentation, labels=labels)
+                if include_pools:
+                    for key, pool in self.pools.items():
+                        for sample in samples_of(pool):
+                            gauge.add_metric([*key, *sample.labels], sample.value)
+                families.append(gauge)
+        return families
 
+    def record(
+        self,
+        key: PoolKey,
+        *,
+        backlog: Backlog | None,
+        replicas: int | None,
+        workload_replicas: int | None,
+        replica_bounds: tuple[int, int] | None,
+        decision: Decision | None,
+        probe_failures: int,
+        conditions: Iterable[Mapping[str, Any]],
+    ) -> None:
+        """`record_tick`'s record of one tick: the record updated, and the text of the families
+        whose samples changed rendered again (an idle pool's: its decision counter only)."""
+        record = self.pools.get(key)
+        changed: set[int] = set()
+        if record is None:
+            record = self.pools[key] = _Pool()
+            self.lines.add(key)
+        if backlog is not None:
+            old = record.backlog
+            if old is None or (old.unlocked, old.locked) != (backlog.unlocked, backlog.locked):
+                changed.add(_BACKLOG)
+            record.backlog = backlog
+        if replicas is not None and replicas != record.replicas:
+            record.replicas = replicas
+            changed.add(_REPLICAS)
+        if workload_replicas is not None and workload_replicas != record.workload_replicas:
+            record.workload_replicas = workload_replicas
+            changed.add(_WORKLOAD)
+        if replica_bounds is not None and replica_bounds != record.replica_bounds:
+            record.replica_bounds = replica_bounds
+            changed.update((_MIN, _MAX))
+        if decision is not None:
+            if decision.desired_replicas != record.desired_replicas:
+                record.desired_replicas = decision.desired_replicas
+                changed.add(_DESIRED)
+            reason = str(decision.reason)
+            counted = record.decisions.get(reason)
+            if counted is None:
+                record.decisions[reason] = [1.0, time.time()]
+            else:
+                counted[0] += 1
+            changed.add(_DECISIONS)
+        if probe_failures != record.probe_failures:
+            record.probe_failures = probe_failures
+            changed.add(_FAILURES)
+        for condition in conditions:
+            kind = condition.get("type")
+            if kind in CONDITION_TYPES:
+                current = condition.get("status")
+                status = current if current in _CONDITION_STATUSES else "Unknown"
+                if record.conditions.get(str(kind)) != status:
+                    record.conditions[str(kind)] = status
+                    changed.add(_CONDITION)
+        for family in changed:
+            self.lines.set(key, family, _FAMILIES[family][1](record))
 
-def _add(
-    gauges: dict[str, GaugeMetricFamily],
-    decisions: CounterMetricFamily,
-    labels: tuple[str, str],
-    pool: _Pool,
-) -> None:
-    if pool.backlog is not None:
-        gauges["backlog_jobs"].add_metric([*labels, "unlocked"], pool.backlog.unlocked)
-        gauges["backlog_jobs"].add_metric([*labels, "locked"], pool.backlog.locked)
-    for name, value in (
-        ("replicas", pool.replicas),
-        ("desired_replicas", pool.desired_replicas),
-        ("workload_replicas", pool.workload_replicas),
-        ("probe_consecutive_failures", pool.probe_failures),
-    ):
-        if value is not None:
-            gauges[name].add_metric(labels, value)
-    if pool.replica_bounds is not None:
-        gauges["min_replicas"].add_metric(labels, pool.replica_bounds[0])
-        gauges["max_replicas"].add_metric(labels, pool.replica_bounds[1])
-    for kind, current in pool.conditions.items():
-        for text in _CONDITION_STATUSES:
-            gauges["condition"].add_metric([*labels, kind, text], 1 if text == current else 0)
-    for reason, (count, created) in pool.decisions.items():
-        decisions.add_metric([*labels, reason], count, created=created)
+    def forget(self, key: PoolKey) -> None:
+        self.pools.pop(key, None)
+        self.lines.forget(key)
 
 
 _POOL_SERIES = _PoolSeries()
@@ -283,31 +398,16 @@ def record_tick(
     `flowable_pool_condition{condition="Ready",status="False"} == 1` selects pools that are not
     Ready; a status outside True/False/Unknown reads Unknown. A condition of another type
     (someone else's) is left out: its name is not ours to bound."""
-    record = _POOL_SERIES.pools.get((namespace, pool))
-    if record is None:
-        record = _POOL_SERIES.pools[namespace, pool] = _Pool()
-    if backlog is not None:
-        record.backlog = backlog
-    if replicas is not None:
-        record.replicas = replicas
-    if workload_replicas is not None:
-        record.workload_replicas = workload_replicas
-    if replica_bounds is not None:
-        record.replica_bounds = replica_bounds
-    if decision is not None:
-        record.desired_replicas = decision.desired_replicas
-        reason = str(decision.reason)
-        counted = record.decisions.get(reason)
-        if counted is None:
-            record.decisions[reason] = [1.0, time.time()]
-        else:
-            counted[0] += 1
-    record.probe_failures = probe_failures
-    for condition in conditions:
-        kind = condition.get("type")
-        if kind in CONDITION_TYPES:
-            current = condition.get("status")
-            record.conditions[str(kind)] = current if current in _CONDITION_STATUSES else "Unknown"
+    _POOL_SERIES.record(
+        (namespace, pool),
+        backlog=backlog,
+        replicas=replicas,
+        workload_replicas=workload_replicas,
+        replica_bounds=replica_bounds,
+        decision=decision,
+        probe_failures=probe_failures,
+        conditions=conditions,
+    )
     if change:
         direction = "up" if change > 0 else "down"
         POOL_SCALE_CHANGES.labels(namespace=namespace, pool=pool, direction=direction).inc()
@@ -315,9 +415,13 @@ def record_tick(
 
 def forget_pool(namespace: str, pool: str) -> None:
     """Drop a deleted pool's series."""
-    _POOL_SERIES.pools.pop((namespace, pool), None)
+    _POOL_SERIES.forget((namespace, pool))
     series: list[tuple[Counter, tuple[str, ...]]] = [(TICK_ERRORS, ())]
     series += [(POOL_SCALE_CHANGES, (direction,)) for direction in ("up", "down")]
     for metric, extra in series:
         with suppress(KeyError):
             metric.remove(namespace, pool, *extra)
+
+
+PAGE = Page(REGISTRY)
+"""`/metrics`: the registry rendered off the event loop, the per-pool series from their text."""
