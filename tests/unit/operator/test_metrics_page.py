@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from prometheus_client import Counter, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 
@@ -170,3 +171,32 @@ async def test_ten_thousand_pools_render_without_holding_the_event_loop() -> Non
     assert body.count(b"\nflowable_pool_replicas{") == 10_000
     assert len(lags) > 1, f"the loop ran no callback during a {took:.2f} s render"
     assert max(lags) < 0.5, f"the loop waited {max(lags):.3f} s during a {took:.2f} s render"
+
+
+class _Failing(PrerenderedCollector):
+    """Prerendered text whose first render fails."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def collect(self) -> list[Metric]:
+        return []
+
+    def snapshot(self) -> Callable[[], bytes]:
+        def render() -> bytes:
+            self.renders += 1
+            if self.renders == 1:
+                raise RuntimeError("render failed")
+            return b"# prerendered\n"
+
+        return render
+
+
+async def test_a_failed_render_fails_its_scrapes_and_the_next_scrape_renders_anew() -> None:
+    collector = _Failing()
+    page = Page(_registry(collector))
+
+    with pytest.raises(RuntimeError, match="render failed"):
+        await page.render()
+
+    assert b"# prerendered\n" in await page.render()
