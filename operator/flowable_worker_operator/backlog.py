@@ -21,7 +21,7 @@ One `BacklogProber` serves the whole operator process, because pools share engin
 flight, later ones reuse its answer. A whole question (engine, topic, selectors) is shared the same
 way, so that of the pools asking it together one discovers and counts, and the others wait for
 its result. The pools asking one question tick in the same instant (their
-daemons keep to a phase of the interval shared by the topic: `shared_answers.phase_delay`), so a
+ticks keep to a phase of the interval shared by the topic: `shared_answers.phase_delay`), so a
 hundred pools on one engine polling every 15 s cost the engine one query per distinct question per
 interval, not one per pool, while every answer stays at most `max_age` old.
 

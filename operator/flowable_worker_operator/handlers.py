@@ -1,26 +1,26 @@
 """kopf wiring, and nothing else: events in, `reconcile.Reconciler.tick` out.
 
-Each pool gets one kopf *daemon*: a loop that ticks every `scaling.pollingInterval`, and at once
-when the pool's spec or its paused-replicas annotation changes (a raw watch event wakes it; the
-operator's own status writes do not, as they change neither). A daemon rather than a timer
-because the interval is the pool's own setting, not a decorator constant. Ticks keep to a phase
-of the interval shared by the pools asking the same engine about the same topic, so that one
-engine request answers them all (`shared_answers.phase_delay`); the first tick after a start or
-a wake-up comes at once, the next at the phase.
+kopf reports every event of every pool (`_on_pool_event`); the pools' ticks run on one clock
+(`ticker.Ticker`): each pool ticks every `scaling.pollingInterval`, and at once when its spec or
+its paused-replicas annotation changes (the operator's own status writes change neither, so they
+wake nothing). Ticks keep to a phase of the interval shared by the pools asking the same engine
+about the same topic, so that one engine request answers them all (`shared_answers.phase_delay`);
+the first tick after a start or a wake-up comes at once, the next at the phase.
 
-With `--shards` every replica runs a daemon for every pool, but only the replica holding the
-pool's shard ticks it; the others wait, writing nothing, until the shard moves (`shards`).
+With `--shards` every replica knows every pool, but only the replica holding the pool's shard
+ticks it; the others look again once a minute or when the shards move, writing nothing (`shards`).
 
-Why a daemon per pool and not one scheduler for all: the daemon is what gives each pool kopf's
-finalizer and a clean stop (on the pool's deletion, the operator's shutdown or a lost Lease)
-without any bookkeeping in the object; an `on.delete` handler would make kopf write its
-last-handled-configuration annotation on every pool at each spec change. What a daemon costs per
-tick is only its wait between ticks, so that is kept to one timer (`_nap`); at 1000 pools the
-daemons' own machinery was a few percent of the operator's CPU, the wait most of it.
+Why one clock and not a kopf daemon per pool, as before: a daemon kept 11.9 KB a pool of kopf's
+machinery (and kopf's copy of the body), for what is a timer. What the daemon also gave, the
+finalizer that keeps a pool until its ticks have stopped, comes from `_on_pool_delete`: a deletion
+handler makes kopf keep the finalizer, so a pool deleted while the operator was away, or during a
+break in the watch, is still seen going. kopf then records each spec it has handled in an
+annotation (`flowable-worker.io/last-handled-configuration`): one write at creation and one at
+each spec change, none while the spec stays the same.
 
 No handler here stores progress in the object (no `on.create`/`on.update` bookkeeping): the state
 that matters is the pool's status, written by the tick, and the in-memory scaling history kept in
-the pool's kopf memo.
+`PoolState`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -45,6 +44,7 @@ from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.shards import ShardKeeper, shard_of
 from flowable_worker_operator.shared_answers import phase_delay
 from flowable_worker_operator.spec import GROUP, PAUSED_REPLICAS_ANNOTATION, PLURAL, VERSION
+from flowable_worker_operator.ticker import Ticker
 
 __all__ = ["Runtime"]
 
@@ -57,10 +57,35 @@ ERROR_BACKOFF = timedelta(seconds=10)
 NOT_OURS_RECHECK = timedelta(seconds=60)
 """How often a pool of another replica's shard looks again (a change of shards wakes it anyway)."""
 
+STOP_TIMEOUT = timedelta(seconds=10)
+"""How long a tick in flight may run on when its pool goes or the operator stops (a tick is short;
+kopf gave its daemons the same)."""
+
+ClaimIndex = kopf.Index[conflicts.ClaimKey, conflicts.Claim]
+
+
+PoolKey = tuple[str, str]
+"""A pool's namespace and name."""
+
+
+@dataclass
+class Pool:
+    """What the operator keeps of one pool between its ticks."""
+
+    body: kopf.Body
+    """The pool as its last event showed it (without managedFields: `lean_bodies`)."""
+    seen: tuple[int, str | None]
+    """Its generation and paused-replicas annotation at the last wake-up (`_wake_key`)."""
+    state: PoolState = field(default_factory=PoolState)
+    written: dict[str, Any] | None = None
+    """The status last written; None: unknown, so the next tick writes."""
+    ours: bool = True
+    """False once a tick found the pool's shard held by another replica."""
+
 
 @dataclass
 class Runtime:
-    """What every pool's daemon shares: built by `serve.serve`, handed to kopf as the operator
+    """What every pool's tick shares: built by `serve.serve`, handed to kopf as the operator
     memo.
 
     `shards`: with `--shards`, which pools this replica ticks; a pool of a shard held elsewhere
@@ -72,6 +97,19 @@ class Runtime:
     shards: ShardKeeper | None = None
     ticking: Counter[int] = field(default_factory=Counter)
     """Ticks in flight per shard: a shard is given back only once its count is 0."""
+    pools: dict[PoolKey, Pool] = field(default_factory=dict)
+    indexes: tuple[ClaimIndex, ...] = ()
+    """kopf's claim indexes (live: kopf keeps them up to date), as the first event brought them."""
+    ticker: Ticker[PoolKey] = field(init=False)
+    _following: asyncio.Task[None] | None = field(default=None, init=False)
+    _stopped: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.ticker = Ticker(
+            partial(_tick, self),
+            error_pause=ERROR_BACKOFF.total_seconds(),
+            grace=STOP_TIMEOUT.total_seconds(),
+        )
 
     def owns(self, namespace: str, name: str) -> bool:
         return self.shards is None or self.shards.owns(namespace, name)
@@ -82,14 +120,62 @@ class Runtime:
     def shard(self, namespace: str, name: str) -> int:
         return 0 if self.shards is None else shard_of(namespace, name, self.shards.shards)
 
+    def start(self) -> None:
+        """Start the clock, and with shards, the wake-up of the pools that move here (not again
+        once stopped: a late event of a stopping kopf must not restart the ticks)."""
+        if self._stopped:
+            return
+        self.ticker.start()
+        if self.shards is not None and self._following is None:
+            self._following = asyncio.ensure_future(self._follow_shards(self.shards))
+
+    async def stop(self) -> None:
+        """Stop ticking: the ticks in flight get `STOP_TIMEOUT`, then are cancelled."""
+        self._stopped = True
+        if self._following is not None:
+            self._following.cancel()
+            self._following = None
+        await self.ticker.stop()
+        for namespace, name in list(self.pools):
+            self._forget(namespace, name)
+        self.pools.clear()
+
+    async def remove(self, namespace: str, name: str) -> None:
+        """The pool is going: no more ticks (the one in flight may end), and nothing kept of it."""
+        if self.pools.pop((namespace, name), None) is None:
+            return
+        await self.ticker.remove((namespace, name))
+        if (namespace, name) not in self.pools:  # not made again meanwhile under the same name
+            self._forget(namespace, name)
+
+    def _forget(self, namespace: str, name: str) -> None:
+        """Drop what the ticks kept of the pool outside it: the reconciler's registries (the
+        pool's overlap must not outlive it) and its metric series."""
+        self.reconciler.forget(namespace, name)
+        metrics.forget_pool(namespace, name)
+
+    async def _follow_shards(self, shards: ShardKeeper) -> None:
+        while True:
+            await shards.changed()
+            for key, pool in list(self.pools.items()):
+                if not pool.ours and self.owns(*key):
+                    self.ticker.wake(key)
+
 
 @kopf.on.startup()
 async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Only explicit kopf.event() calls become Events; handler logs stay logs.
     settings.posting.loggers = False
     settings.posting.level = logging.INFO
-    # Daemons stop promptly on pool deletion or operator shutdown: a tick is short.
+    # The finalizer `_on_pool_delete` keeps, named as the daemons' was: pools made by an
+    # earlier version keep theirs.
     settings.persistence.finalizer = f"{GROUP}/operator"
+    # What kopf writes in the pool to tell a spec change (`_on_pool_delete` makes it track them),
+    # and the progress of that handler, under the operator's own domain.
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.watching.server_timeout = 300
 
 
@@ -97,6 +183,7 @@ async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def _close(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
+        await runtime.stop()
         await runtime.prober.aclose()
 
 
@@ -104,9 +191,6 @@ def _wake_key(body: kopf.Body) -> tuple[int, str | None]:
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     return int(meta.get("generation") or 0), annotations.get(PAUSED_REPLICAS_ANNOTATION)
-
-
-ClaimIndex = kopf.Index[conflicts.ClaimKey, conflicts.Claim]
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id="pool_claims")
@@ -140,85 +224,89 @@ def _claims(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def _wake_on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A new generation or paused-replicas value ticks the pool now, not at the next interval.
+async def _on_pool_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Every event of a pool: a new pool starts ticking, a known one gets the newest body, and a
+    new generation or paused-replicas value ticks it now, not at the next interval.
 
-    Every event of a pool passes here first, so this is also where its managedFields leave the
-    body kopf keeps (`lean_bodies`)."""
+    Also where the pool's managedFields leave the body the operator keeps (`lean_bodies`)."""
     drop_managed_fields(body)
-    key = _wake_key(body)
-    if memo.get("seen") != key:
-        memo["seen"] = key
-        wake: asyncio.Event | None = memo.get("wake")
-        if wake is not None:
-            wake.set()
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, id="scaler", cancellation_timeout=10.0)
-async def _scale_pool(
-    body: kopf.Body,
-    memo: kopf.Memo,
-    stopped: kopf.DaemonStopped,
-    **kwargs: Any,
-) -> None:
-    # kopf passes each index by its id; they are live (updated from its watches).
-    indexes: tuple[ClaimIndex, ...] = (kwargs["pool_claims"], kwargs["hpa_claims"])
     runtime: Runtime = memo["runtime"]
-    wake: asyncio.Event = memo.setdefault("wake", asyncio.Event())
-    memo.setdefault("seen", _wake_key(body))
-    state = PoolState()
+    # Started here, not at startup: the clock's tasks inherit this context, in which kopf has
+    # set up what `kopf.event` posts through (at startup it has not yet).
+    runtime.start()
+    # kopf passes each index by its id; they are live (updated from its watches).
+    runtime.indexes = (kwargs["pool_claims"], kwargs["hpa_claims"])
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-    written: dict[str, Any] | None = None
+    if type == "DELETED" or body.metadata.deletion_timestamp is not None:
+        # Going: no tick from now on (kopf stopped a pool's daemon at this point too).
+        await runtime.remove(namespace, name)
+        return
+    key = (namespace, name)
+    pool = runtime.pools.get(key)
+    if pool is None or pool.body.metadata.uid != body.metadata.uid:
+        if pool is not None:  # the same name, another pool: the old one is gone
+            await runtime.remove(namespace, name)
+        runtime.pools[key] = Pool(body=body, seen=_wake_key(body))
+        runtime.ticker.add(key)
+        return
+    pool.body = body
+    seen = _wake_key(body)
+    if seen != pool.seen:
+        pool.seen = seen
+        runtime.ticker.wake(key)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="scaler")
+async def _on_pool_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The pool is being deleted: stop its ticks (waiting for the one in flight) before kopf
+    lets it go, so that nothing scales or writes for a pool that no longer exists."""
+    runtime: Runtime = memo["runtime"]
+    await runtime.remove(body.metadata.namespace or "", body.metadata.name or "")
+
+
+async def _tick(runtime: Runtime, key: PoolKey) -> float:
+    """One tick of one pool (`Ticker`'s `tick`); the seconds until its next."""
+    pool = runtime.pools.get(key)
+    if pool is None:
+        return NOT_OURS_RECHECK.total_seconds()  # removed meanwhile: the ticker drops it
+    namespace, name = key
+    if not runtime.owns(namespace, name):
+        # Another replica ticks this pool. Forget what this one knew: when the shard comes back,
+        # the tick starts from the pool's status, as after a restart.
+        if pool.written is not None or pool.state.restored:
+            pool.state, pool.written = PoolState(), None
+            runtime._forget(namespace, name)
+        pool.ours = False
+        return NOT_OURS_RECHECK.total_seconds()
+    pool.ours = True
     shard = runtime.shard(namespace, name)
-    # The daemon's stop wakes it too: watched once for the daemon's life, so that a tick's wait
-    # is one timer on `wake` (`_nap`), not tasks of its own at every tick.
-    stopping = asyncio.ensure_future(stopped.wait())
-    stopping.add_done_callback(lambda _: wake.set())
+    runtime.ticking[shard] += 1
     try:
-        while not stopped:
-            wake.clear()
-            if not runtime.owns(namespace, name):
-                # Another replica ticks this pool. Forget what this one knew: when the shard comes
-                # back, the tick starts from the pool's status, as after a restart.
-                if written is not None or state.restored:
-                    state, written = PoolState(), None
-                    metrics.forget_pool(namespace, name)
-                    runtime.reconciler.forget(namespace, name)
-                await _sleep(NOT_OURS_RECHECK, wake, stopped, _shard_change(runtime))
-                continue
-            runtime.ticking[shard] += 1
-            try:
-                claims = partial(_claims, namespace, indexes)
-                outcome = await runtime.reconciler.tick(
-                    body, state, datetime.now(UTC), claims=claims
-                )
-                if not runtime.owns(namespace, name):
-                    log.info(
-                        "pool %s/%s: shard moved during the tick; not reported", namespace, name
-                    )
-                    continue
-                # Events first: a status write the API server refuses must not take them along.
-                _post(body, outcome)
-                if outcome.status != written:
-                    await runtime.workload.write_status(namespace, name, outcome.status)
-                    written = outcome.status
-                _record(namespace, name, outcome)
-                pause = _in_phase(outcome.next_tick, body)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("tick failed for pool %s/%s; retrying", namespace, name)
-                metrics.TICK_ERRORS.labels(namespace=namespace, pool=name).inc()
-                written = None
-                pause = ERROR_BACKOFF
-            finally:
-                runtime.ticking[shard] -= 1
-            await _nap(pause, wake)
+        body = pool.body
+        claims = partial(_claims, namespace, runtime.indexes)
+        outcome = await runtime.reconciler.tick(body, pool.state, datetime.now(UTC), claims=claims)
+        if runtime.pools.get(key) is not pool:
+            log.info("pool %s/%s: deleted during the tick; not reported", namespace, name)
+            return 0.0
+        if not runtime.owns(namespace, name):
+            log.info("pool %s/%s: shard moved during the tick; not reported", namespace, name)
+            return 0.0  # the next tick finds it not ours, and forgets
+        # Events first: a status write the API server refuses must not take them along.
+        _post(body, outcome)
+        if outcome.status != pool.written:
+            await runtime.workload.write_status(namespace, name, outcome.status)
+            pool.written = outcome.status
+        _record(namespace, name, outcome)
+        return _in_phase(outcome.next_tick, body).total_seconds()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("tick failed for pool %s/%s; retrying", namespace, name)
+        metrics.TICK_ERRORS.labels(namespace=namespace, pool=name).inc()
+        pool.written = None
+        return ERROR_BACKOFF.total_seconds()
     finally:
-        stopping.cancel()
-        # Also when kopf cancels the daemon mid-tick: the pool's overlap must not outlive it.
-        runtime.reconciler.forget(namespace, name)
-        metrics.forget_pool(namespace, name)
+        runtime.ticking[shard] -= 1
 
 
 def _phase_key(body: kopf.Body) -> str:
@@ -254,46 +342,3 @@ def _record(namespace: str, name: str, outcome: Outcome) -> None:
 def _post(body: kopf.Body, outcome: Outcome) -> None:
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
-
-
-async def _nap(pause: timedelta, wake: asyncio.Event) -> None:
-    """Wait until the next tick or until `wake` is set (a change of the pool, the daemon's stop),
-    whichever comes first: one timer that sets `wake`, and the one future `wake.wait()` makes.
-    This runs at every tick of every pool; `_sleep`, which also waits for the shards to move,
-    makes two tasks and a waiter, and serves the rare wait of a pool this replica does not tick.
-    """
-    if wake.is_set():
-        return
-    timer = asyncio.get_running_loop().call_later(pause.total_seconds(), wake.set)
-    try:
-        await wake.wait()
-    finally:
-        timer.cancel()
-
-
-def _shard_change(runtime: Runtime) -> Awaitable[None] | None:
-    return None if runtime.shards is None else runtime.shards.changed()
-
-
-async def _sleep(
-    pause: timedelta,
-    wake: asyncio.Event,
-    stopped: kopf.DaemonStopped,
-    also: Awaitable[None] | None = None,
-) -> None:
-    """Wait for the next tick, a wake-up, the daemon's stop, or `also` (a change of shards),
-    whichever comes first."""
-
-    async def until_stopped() -> None:
-        await stopped.wait()
-
-    waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())}
-    if also is not None:
-        waiters.add(asyncio.ensure_future(also))
-    try:
-        await asyncio.wait(
-            waiters, timeout=pause.total_seconds(), return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

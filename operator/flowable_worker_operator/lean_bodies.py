@@ -1,7 +1,7 @@
 """Keep `metadata.managedFields` out of the pool objects kopf holds in memory.
 
-kopf keeps the last body it saw of every pool, for as long as the pool lives: the pool's daemon
-reads it as a live view that each watch event replaces. Most of that body is
+The operator keeps the last body it saw of every pool, for as long as the pool lives: the pool's
+ticks read it (`handlers`; kopf kept it too while each pool had a kopf daemon). Most of that body is
 `metadata.managedFields`, the API server's record of which field manager set which field, kept
 as a tree of nested objects: of a pool with a written status, 32.5 KB of Python objects of which
 17.8 KB were managedFields (docs/benchmarks.md, "500 MB at 10,000 pools"). At 10,000 pools
@@ -9,7 +9,7 @@ that is 180 MB held for nothing: neither the operator nor kopf reads it (kopf ke
 in annotations and `status.kopf`; the operator writes status by merge patch, not server-side apply).
 
 The API server has no option to leave it out of a watch, so it is dropped from each event's body
-as the pool's event handler sees it, before the daemon's view takes it over. kopf offers no
+as the pool's event handler sees it, before the body is kept. kopf offers no
 public way to the raw body behind its `Body` view; the view's source attribute is used, and
 anything unexpected there leaves the body as it is (it then costs memory, never correctness).
 `tests/unit/operator/test_lean_bodies.py` checks this against the installed kopf, so an upgrade

@@ -2,7 +2,7 @@
 
 A bad configuration exits with code 2 and one line saying what is wrong, before anything connects
 to Kubernetes (the options and their checks are `config`'s). SIGTERM/SIGINT stop kopf cleanly
-(daemons are stopped, connections closed): exit 0.
+(the pools' ticks are stopped, connections closed): exit 0.
 """
 
 from __future__ import annotations

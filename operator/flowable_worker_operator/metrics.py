@@ -131,7 +131,7 @@ def _finish(kind: ProbeKind, started: float, result: Literal["ok", "error"]) -> 
 
 # --- per pool ---------------------------------------------------------------------------------
 # Labelled by namespace and pool: one series per pool, as KEDA labels per ScaledObject. A pool's
-# series are removed when its daemon stops, so deleted pools do not linger on /metrics.
+# series are removed when its ticks stop, so deleted pools do not linger on /metrics.
 #
 # The series every tick sets (backlog, replicas, bounds, probe failures, decisions, conditions)
 # are not prometheus_client children but one record per pool (`_PoolSeries`): a child is an

@@ -15,7 +15,7 @@ overlap: each job is counted once.
 
 The registry lives in memory, in the one operator process that acts: each tick records what its
 pool counted; a pool leaves it when it stops counting (a failed probe, a tick stopped by a bad
-spec, its daemon's end, its shard moving away: `reconcile`, `handlers`), and an entry nobody
+spec, its ticks' end, its shard moving away: `reconcile`, `handlers`), and an entry nobody
 removed lapses after a long while (`reconcile.OVERLAP_LAPSE_INTERVALS`), never because the
 operator merely ticks late. Pools this operator does not watch (other namespaces under
 `--namespace`, other replicas' shards) are not seen.

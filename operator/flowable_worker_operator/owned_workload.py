@@ -1,6 +1,6 @@
 """The tick's Kubernetes writes, refused for a pool whose shard this replica no longer holds.
 
-With `--shards`, a pool's daemon checks ownership before each tick (`handlers`), but a tick takes
+With `--shards`, a pool's tick checks ownership first (`handlers`), but a tick takes
 time (a slow engine, a slow API server): the shard may be given back or lost while it runs. Every
 write of the tick goes through here and is checked again at the moment it is made, so a replica
 that lost a shard stops writing at once, not at its next tick. Reads pass through.

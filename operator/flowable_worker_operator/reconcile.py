@@ -100,7 +100,7 @@ OVERLAP_LAPSE_MIN = timedelta(minutes=5)
 """How long a pool's entry in the overlap registry outlives its last tick: a safety net only.
 
 A pool that stops counting leaves the registry when that happens (a failed probe, a tick that
-stops at a bad spec, a conflict or a missing target, its daemon's end, its shard moving to
+stops at a bad spec, a conflict or a missing target, its ticks' end, its shard moving to
 another replica), so the time lapse no longer decides anything in the normal course. It used to
 be 3 intervals, which made `SharedBacklog` flap (a status write and a Warning each time) as soon
 as an overloaded operator ticked more than 3 intervals late: a late tick is not a gone pool.

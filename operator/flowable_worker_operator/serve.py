@@ -123,14 +123,19 @@ async def serve(config: OperatorConfig) -> None:
         return ready.is_set() or standby
 
     async def run_kopf(stop: asyncio.Event | None) -> None:
-        await kopf.operator(
-            clusterwide=not config.namespaces,
-            namespaces=config.namespaces,
-            standalone=True,
-            memo=kopf.Memo(runtime=runtime),
-            ready_flag=ready,
-            stop_flag=stop,
-        )
+        try:
+            await kopf.operator(
+                clusterwide=not config.namespaces,
+                namespaces=config.namespaces,
+                standalone=True,
+                memo=kopf.Memo(runtime=runtime),
+                ready_flag=ready,
+                stop_flag=stop,
+            )
+        finally:
+            # The pools' clock is the operator's, not one of kopf's tasks: it stops with kopf
+            # also when kopf is cancelled (a lost Lease), so that no tick outlives it.
+            await runtime.stop()
 
     metrics.LEADER.set(0)
     site = await _start_http(config, healthy) if config.metrics_port else None

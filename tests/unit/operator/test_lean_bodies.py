@@ -114,5 +114,14 @@ def test_anything_unexpected_is_left_as_it_is() -> None:
 
 async def test_the_pool_event_handler_drops_them_from_every_event() -> None:
     raw = _raw()
-    await handlers._wake_on_change(body=kopf.Body(raw), memo=kopf.Memo())
+    runtime = handlers.Runtime(workload=None, prober=None, reconciler=None)  # type: ignore[arg-type]
+    runtime.start = lambda: None  # type: ignore[method-assign]  # no ticks: only the event
+    await handlers._on_pool_event(
+        type=None,
+        body=kopf.Body(raw),
+        memo=kopf.Memo(runtime=runtime),
+        pool_claims={},
+        hpa_claims={},
+    )
     assert "managedFields" not in raw["metadata"]
+    assert runtime.pools["ns", "p"].body["metadata"] is raw["metadata"]
