@@ -497,9 +497,12 @@ def _decide_from_backlog(
     # Above zero only cooldown may reach zero, so the HPA part works with a floor of one replica.
     recommendation = max(raw, 1)
     floor = max(spec.min_replicas, 1)
+    # Without releaseIdleAfter there is no idle release, whatever the history says (a history
+    # carried over from a spec that had one must not release, nor fail the tick).
     if (
         raw == 0
         and current > floor
+        and spec.release_idle_after is not None
         and (_idle_release_due(spec, now - last_active) or stopped_before)
     ):
         return _release_idle(

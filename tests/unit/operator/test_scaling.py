@@ -308,6 +308,16 @@ def test_without_release_idle_after_the_window_holds_an_idle_pool_as_hpa_does() 
     assert decision.desired_replicas == 8
 
 
+def test_without_release_idle_after_a_history_of_stopped_arrivals_releases_nothing() -> None:
+    """Found by the property below: a history carried over from a spec with releaseIdleAfter
+    (work had stopped arriving) failed the tick once the spec had none."""
+    spec, history = held_by_a_window(idle_for=5)
+    history = replace(history, arrivals_stopped=True)
+    decision = run(spec=replace(spec, release_idle_after=None), current=8, history=history)
+    assert decision.desired_replicas == 8
+    assert "stabilization window" in decision.message
+
+
 def test_jobs_in_flight_are_never_released() -> None:
     spec, history = held_by_a_window(idle_for=200)
     decision = run(spec=spec, current=8, locked=1, history=history)
