@@ -445,7 +445,7 @@ class Reconciler:
         if notes:
             status["warnings"] = [note.message for note in notes[:_SHOWN_WARNINGS]]
         # Nothing but a heartbeat moved: the status stays as written, so nothing is written.
-        status = keep_heartbeats(status, previous, now=now)
+        status = keep_heartbeats(status, previous)
         return Outcome(
             status=status,
             events=tuple(events),
@@ -947,9 +947,9 @@ def _restore(state: PoolState, status: Mapping[str, Any]) -> None:
     """After a restart, keep the idle clock from status so cooldown is not lost or reset.
 
     Not when the status shows work measured (a fresh backlog above zero): the pool was busy up
-    to its last tick, while `lastActiveTime`, a heartbeat (`status.keep_heartbeats`), may be up
-    to `HEARTBEAT_REFRESH` older; the clock then starts at this tick, as for an unknown one, so
-    a restart never shortens a cooldown."""
+    to its last tick, while `lastActiveTime`, a heartbeat (`status.keep_heartbeats`), moved last
+    when something else in the status did, maybe hours before; the clock then starts at this
+    tick, as for an unknown one, so a restart never shortens a cooldown."""
     state.restored = True
     active = parse_time(status.get("lastActiveTime"))
     if _busy(status.get("backlog")):
