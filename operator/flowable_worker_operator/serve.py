@@ -27,6 +27,7 @@ from flowable_worker_operator import handlers, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.config import OperatorConfig, ShardingConfig
 from flowable_worker_operator.deployment_cache import DeploymentCache, KubernetesDeployments
+from flowable_worker_operator.heap_release import limit_arenas, release_periodically
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.leader import LeaderElector, LeadershipLostError
 from flowable_worker_operator.owned_workload import OwnedWorkload
@@ -80,6 +81,7 @@ def tune_garbage_collector() -> None:
 async def serve(config: OperatorConfig) -> None:
     """Run until SIGTERM/SIGINT (kopf installs the signal handlers)."""
     tune_garbage_collector()
+    limit_arenas()  # before the Kubernetes client starts its threads
     api_client = kubernetes_api_client()
     prober = BacklogProber(
         max_age=config.probe_share_seconds,
@@ -140,6 +142,7 @@ async def serve(config: OperatorConfig) -> None:
     metrics.LEADER.set(0)
     site = await _start_http(config, healthy) if config.metrics_port else None
     sharing = asyncio.ensure_future(keeper.run()) if keeper is not None else None
+    trimming = asyncio.ensure_future(release_periodically())
     try:
         if elector is None:
             metrics.LEADER.set(1)  # alone, or one of the replicas sharing shards: it acts
@@ -148,6 +151,9 @@ async def serve(config: OperatorConfig) -> None:
             await lead(elector, run_kopf)
     finally:
         metrics.LEADER.set(0)
+        trimming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trimming
         if sharing is not None and keeper is not None:
             sharing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
