@@ -10,7 +10,8 @@ Deployment, waits for an interval in which the operator writes nothing (new pool
 each other go on for a while; at most `--settle-intervals`), lets `--warmup-intervals` pass, and
 measures over `--window-intervals` intervals while nothing changes:
 
-- operator CPU (cores) and peak RSS from /proc, its child processes included;
+- operator CPU (cores) and peak RSS in the window from /proc, its child processes included, and
+  the highest RSS it ever had (VmHWM: the creation of the pools included);
 - ticks per pool per interval: the delta of `flowable_pool_decisions_total` on the operator's
   /metrics (one decision per tick) over pools x intervals;
 - API-server requests per interval by verb and resource (deltas of `apiserver_request_total`):
@@ -73,7 +74,7 @@ from kubernetes import client as k8s_client  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 
 from bench.deployment_watch import DeploymentWatch  # noqa: E402
-from bench.proc_usage import cpu_seconds, rss_bytes  # noqa: E402
+from bench.proc_usage import cpu_seconds, highest_rss_bytes, rss_bytes  # noqa: E402
 from localstack import apiserver_requests  # noqa: E402
 from localstack.cluster import (  # noqa: E402
     LocalCluster,
@@ -119,6 +120,8 @@ class Stage:
     window_s: float
     cpu_cores: float
     rss_mb: float
+    rss_highest_mb: float
+    """The operator's VmHWM at the end of the window: the most it ever held, creation included."""
     ticks_per_interval: float
     tick_errors: int
     apiserver_writes_per_interval: float
@@ -638,6 +641,8 @@ def window(
         window_s=round(seconds, 1),
         cpu_cores=round((end.operator_cpu - start.operator_cpu) / seconds, 4),
         rss_mb=round(peak_rss / 2**20, 1),
+        # The kernel updates VmHWM when memory is unmapped, so it can trail the current VmRSS.
+        rss_highest_mb=round(max(peak_rss, highest_rss_bytes(operator.process.pid)) / 2**20, 1),
         ticks_per_interval=round(
             (end.ticks - start.ticks)
             / ((pools - len(bad)) * (end.ticks_at - start.ticks_at) / interval),
@@ -891,6 +896,7 @@ def print_table(stages: list[Stage]) -> None:
         ("topics", "topics", "{}"),
         ("op CPU", "cpu_cores", "{:.3f}"),
         ("RSS MB", "rss_mb", "{:.0f}"),
+        ("max RSS MB", "rss_highest_mb", "{:.0f}"),
         ("ticks/pool/iv", "ticks_per_interval", "{:.3f}"),
         ("API writes/iv", "apiserver_writes_per_interval", "{:.1f}"),
         ("API reads/iv", "apiserver_reads_per_interval", "{:.1f}"),

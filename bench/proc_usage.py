@@ -53,6 +53,16 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of `pid` and its live descendants (VmRSS)."""
+    return _status_bytes(pid, "VmRSS:")
+
+
+def highest_rss_bytes(pid: int) -> int:
+    """The highest resident memory each of `pid` and its live descendants ever had (VmHWM),
+    summed: what a memory limit must allow, bursts included, which sampling `rss_bytes` misses."""
+    return _status_bytes(pid, "VmHWM:")
+
+
+def _status_bytes(pid: int, field: str) -> int:
     total = 0
     for member in descendants(pid):
         try:
@@ -60,6 +70,6 @@ def rss_bytes(pid: int) -> int:
         except (FileNotFoundError, ProcessLookupError):
             continue
         for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 total += int(line.split()[1]) * 1024
     return total
