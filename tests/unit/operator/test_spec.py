@@ -13,7 +13,12 @@ from flowable_worker_operator.scaling import (
     SelectPolicy,
     default_scale_down_rules,
 )
-from flowable_worker_operator.spec import PAUSED_REPLICAS_ANNOTATION, SpecError, parse_pool
+from flowable_worker_operator.spec import (
+    PAUSED_REPLICAS_ANNOTATION,
+    PoolSpec,
+    SpecError,
+    parse_pool,
+)
 
 
 def pool_body(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -365,3 +370,20 @@ def test_secret_key_refs_of_env_and_template_are_listed_once() -> None:
     spec = parse_pool(pool_body({"worker": worker})).spec.worker
     assert spec is not None
     assert spec.secret_key_refs() == (("s", "k"), ("t", "u"))
+
+
+def test_pools_alike_share_their_models_fields_sets_and_lose_nothing() -> None:
+    spec = {"scaling": {"maxReplicas": 7, "behavior": {"scaleUp": {"policies": [
+        {"type": "Pods", "value": 2, "periodSeconds": 15}]}}}}  # fmt: skip
+    one, two = parse_pool(pool_body(spec)), parse_pool(pool_body(spec))
+    assert one == two
+    assert one.spec.engine.model_fields_set is two.spec.engine.model_fields_set
+    assert one.spec.scaling.model_fields_set is two.spec.scaling.model_fields_set
+    assert one.spec.scaling.model_fields_set == {"max_replicas", "behavior"}
+    unshared = PoolSpec.model_validate(pool_body(spec)["spec"])  # as pydantic alone makes it
+    assert one.spec.model_dump(exclude_unset=True) == unshared.model_dump(exclude_unset=True)
+    other = parse_pool(pool_body({"scaling": {"minReplicas": 1}}))
+    assert other.spec.scaling.model_fields_set == {"min_replicas"}
+    copied = one.spec.model_copy(update={"paused": True})  # copies the set before adding to it
+    assert "paused" in copied.model_fields_set
+    assert "paused" not in two.spec.model_fields_set
