@@ -270,7 +270,7 @@ def _heap(path):
     plain = {{"builtins", "collections", "_collections", "_asyncio", "asyncio.events",
              "_contextvars", "weakref", "_weakref", "datetime", "types", "functools",
              "typing", "abc", "enum"}}
-    types, owners, owner_of = {{}}, {{}}, {{}}
+    types, owners, pairs, owner_of = {{}}, {{}}, {{}}, {{}}
 
     def name(kind):
         module, qualname = getattr(kind, "__module__", "?"), getattr(kind, "__qualname__", "?")
@@ -302,11 +302,12 @@ def _heap(path):
 
     for key, obj in objects.items():
         size = sys.getsizeof(obj, 0)
-        for table, label in ((types, name(type(obj))), (owners, owner(key))):
+        kind, held_by = name(type(obj)), owner(key)
+        for table, label in ((types, kind), (owners, held_by), (pairs, held_by + " | " + kind)):
             count, total = table.get(label, (0, 0))
             table[label] = (count + 1, total + size)
     with open(path, "w") as out:
-        json.dump({{"types": types, "owners": owners}}, out)
+        json.dump({{"types": types, "owners": owners, "pairs": pairs}}, out)
 
 signal.signal(signal.SIGUSR1, _start)
 signal.signal(signal.SIGUSR2, _dump)
@@ -384,15 +385,18 @@ def _package(filename: str) -> str:
 
 
 def heap_growth(before: Path, after: Path, pools: int, top: int = 20) -> list[str]:
-    """Lines on what the pools added to the operator's heap, by type (`_heap` in
-    `TRACEMALLOC_HOOK`: objects and shallow sizes, not what C libraries hold)."""
+    """Lines on what the pools added to the operator's heap, by type, by owner, and by both (what
+    types each owner holds) (`_heap` in `TRACEMALLOC_HOOK`: objects and shallow sizes, not what C
+    libraries hold)."""
     old = json.loads(before.read_text())
     new = json.loads(after.read_text())
     lines = []
-    for table, what in (("types", "by type"), ("owners", "by owner")):
+    tables = (("types", "by type"), ("owners", "by owner"), ("pairs", "by owner | type"))
+    for table, what in tables:
+        was = old.get(table, {})
         grown = {
-            name: (count - old[table].get(name, (0, 0))[0], size - old[table].get(name, (0, 0))[1])
-            for name, (count, size) in new[table].items()
+            name: (count - was.get(name, (0, 0))[0], size - was.get(name, (0, 0))[1])
+            for name, (count, size) in new.get(table, {}).items()
         }
         total = sum(size for _, size in grown.values())
         per_pool = total / pools / 1024
