@@ -39,7 +39,7 @@ import kopf
 from flowable_worker_operator import conflicts, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
-from flowable_worker_operator.lean_bodies import drop_managed_fields
+from flowable_worker_operator.lean_bodies import drop_managed_fields, share_strings
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.shards import ShardKeeper, shard_of
 from flowable_worker_operator.shared_answers import phase_delay
@@ -228,8 +228,10 @@ async def _on_pool_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **k
     """Every event of a pool: a new pool starts ticking, a known one gets the newest body, and a
     new generation or paused-replicas value ticks it now, not at the next interval.
 
-    Also where the pool's managedFields leave the body the operator keeps (`lean_bodies`)."""
+    Also where the body the operator keeps is made lean: no managedFields, strings shared
+    (`lean_bodies`)."""
     drop_managed_fields(body)
+    share_strings(body)
     runtime: Runtime = memo["runtime"]
     # Started here, not at startup: the clock's tasks inherit this context, in which kopf has
     # set up what `kopf.event` posts through (at startup it has not yet).

@@ -10,7 +10,11 @@ from typing import Any
 import kopf
 
 from flowable_worker_operator import handlers
-from flowable_worker_operator.lean_bodies import drop_managed_fields
+from flowable_worker_operator.lean_bodies import (
+    SHARED_VALUE_LENGTH,
+    drop_managed_fields,
+    share_strings,
+)
 
 # A pool as the API server sends it after the operator wrote its status: three field managers.
 MANAGED_FIELDS = [
@@ -113,7 +117,7 @@ def test_anything_unexpected_is_left_as_it_is() -> None:
 
 
 async def test_the_pool_event_handler_drops_them_from_every_event() -> None:
-    raw = _raw()
+    raw = json.loads(json.dumps(_raw()))  # decoded, as kopf's are: strings of its own
     runtime = handlers.Runtime(workload=None, prober=None, reconciler=None)  # type: ignore[arg-type]
     runtime.start = lambda: None  # type: ignore[method-assign]  # no ticks: only the event
     await handlers._on_pool_event(
@@ -125,3 +129,55 @@ async def test_the_pool_event_handler_drops_them_from_every_event() -> None:
     )
     assert "managedFields" not in raw["metadata"]
     assert runtime.pools["ns", "p"].body["metadata"] is raw["metadata"]
+    other = json.loads(json.dumps(raw))
+    share_strings(other)
+    assert _strings(raw)[0] == _strings(other)[0]  # its strings shared as well
+
+
+def _strings(node: Any) -> tuple[list[int], list[int]]:
+    """The ids of a body's keys and of its string values, in order."""
+    keys: list[int] = []
+    values: list[int] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            keys.append(id(key))
+            more = _strings(value)
+            keys += more[0]
+            values += more[1]
+    elif isinstance(node, list):
+        for value in node:
+            more = _strings(value)
+            keys += more[0]
+            values += more[1]
+    elif isinstance(node, str):
+        values.append(id(node))
+    return keys, values
+
+
+def test_two_pools_decoded_apart_hold_one_copy_of_their_strings_and_mean_the_same() -> None:
+    text = json.dumps(_raw())
+    one, two = json.loads(text), json.loads(text)
+    one["status"] = {"message": "x" * (SHARED_VALUE_LENGTH + 1)}
+    two["status"] = {"message": "x" * (SHARED_VALUE_LENGTH + 1)}
+    assert _strings(one)[0] != _strings(two)[0]  # the decoder gives each its own keys
+    expected = copy.deepcopy(one)
+    order = list(one["metadata"])
+    metadata = one["metadata"]
+    share_strings(kopf.Body(one))
+    share_strings(two)  # a plain dict works as well
+    assert one == expected  # the same content, in the same order, in the very dicts kopf holds
+    assert list(one["metadata"]) == order
+    assert one["metadata"] is metadata
+    keys_one, values_one = _strings(one)
+    keys_two, values_two = _strings(two)
+    assert keys_one == keys_two
+    assert values_one[:-1] == values_two[:-1]  # every short value shared
+    assert one["status"]["message"] is not two["status"]["message"]  # a long one left alone
+
+
+def test_sharing_strings_leaves_an_unexpected_body_as_it_is() -> None:
+    share_strings({})
+    share_strings(kopf.Body({"metadata": {"name": "p"}}))
+    odd: dict[str, Any] = {"spec": [1, None, 2.5, True, ["a"]]}
+    share_strings(odd)
+    assert odd == {"spec": [1, None, 2.5, True, ["a"]]}
