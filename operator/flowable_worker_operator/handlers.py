@@ -29,17 +29,18 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from flowable_worker_operator import conflicts, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
-from flowable_worker_operator.lean_bodies import drop_managed_fields, share_strings
+from flowable_worker_operator.lean_bodies import PackedBody, fingerprint
 from flowable_worker_operator.reconcile import Outcome, PoolState, Reconciler
 from flowable_worker_operator.shards import ShardKeeper, shard_of
 from flowable_worker_operator.shared_answers import phase_delay
@@ -72,15 +73,20 @@ PoolKey = tuple[str, str]
 class Pool:
     """What the operator keeps of one pool between its ticks."""
 
-    body: kopf.Body
-    """The pool as its last event showed it (without managedFields: `lean_bodies`)."""
+    packed: PackedBody
+    """The pool as its last event showed it, packed (`lean_bodies`): `body` unpacks it."""
     seen: tuple[int, str | None]
     """Its generation and paused-replicas annotation at the last wake-up (`_wake_key`)."""
     state: PoolState = field(default_factory=PoolState)
-    written: dict[str, Any] | None = None
-    """The status last written; None: unknown, so the next tick writes."""
+    written: bytes | None = None
+    """The `fingerprint` of the status last written; None: unknown, so the next tick writes."""
     ours: bool = True
     """False once a tick found the pool's shard held by another replica."""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The pool's last body, unpacked: a new dict at each call."""
+        return self.packed.unpack()
 
 
 @dataclass
@@ -187,7 +193,7 @@ async def _close(memo: kopf.Memo, **_: Any) -> None:
         await runtime.prober.aclose()
 
 
-def _wake_key(body: kopf.Body) -> tuple[int, str | None]:
+def _wake_key(body: Mapping[str, Any]) -> tuple[int, str | None]:
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     return int(meta.get("generation") or 0), annotations.get(PAUSED_REPLICAS_ANNOTATION)
@@ -225,13 +231,9 @@ def _claims(
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def _on_pool_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Every event of a pool: a new pool starts ticking, a known one gets the newest body, and a
-    new generation or paused-replicas value ticks it now, not at the next interval.
-
-    Also where the body the operator keeps is made lean: no managedFields, strings shared
-    (`lean_bodies`)."""
-    drop_managed_fields(body)
-    share_strings(body)
+    """Every event of a pool: a new pool starts ticking, a known one gets the newest body
+    (packed: `lean_bodies`), and a new generation or paused-replicas value ticks it now, not at
+    the next interval."""
     runtime: Runtime = memo["runtime"]
     # Started here, not at startup: the clock's tasks inherit this context, in which kopf has
     # set up what `kopf.event` posts through (at startup it has not yet).
@@ -245,13 +247,14 @@ async def _on_pool_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **k
         return
     key = (namespace, name)
     pool = runtime.pools.get(key)
-    if pool is None or pool.body.metadata.uid != body.metadata.uid:
+    packed = PackedBody(body)
+    if pool is None or pool.packed.uid != packed.uid:
         if pool is not None:  # the same name, another pool: the old one is gone
             await runtime.remove(namespace, name)
-        runtime.pools[key] = Pool(body=body, seen=_wake_key(body))
+        runtime.pools[key] = Pool(packed=packed, seen=_wake_key(body))
         runtime.ticker.add(key)
         return
-    pool.body = body
+    pool.packed = packed
     seen = _wake_key(body)
     if seen != pool.seen:
         pool.seen = seen
@@ -295,9 +298,10 @@ async def _tick(runtime: Runtime, key: PoolKey) -> float:
             return 0.0  # the next tick finds it not ours, and forgets
         # Events first: a status write the API server refuses must not take them along.
         _post(body, outcome)
-        if outcome.status != pool.written:
+        written = fingerprint(outcome.status)
+        if written != pool.written:
             await runtime.workload.write_status(namespace, name, outcome.status)
-            pool.written = outcome.status
+            pool.written = written
         _record(namespace, name, outcome)
         return _in_phase(outcome.next_tick, body).total_seconds()
     except asyncio.CancelledError:
@@ -311,7 +315,7 @@ async def _tick(runtime: Runtime, key: PoolKey) -> float:
         runtime.ticking[shard] -= 1
 
 
-def _phase_key(body: kopf.Body) -> str:
+def _phase_key(body: Mapping[str, Any]) -> str:
     """The question a pool asks its engine, for its phase: pools on one topic of one engine ask
     together, so that one request answers them all (`shared_answers.phase_delay`)."""
     spec = body.get("spec") or {}
@@ -319,7 +323,7 @@ def _phase_key(body: kopf.Body) -> str:
     return f"{str(engine.get('url') or '').rstrip('/')} {spec.get('topic') or ''}"
 
 
-def _in_phase(pause: timedelta, body: kopf.Body) -> timedelta:
+def _in_phase(pause: timedelta, body: Mapping[str, Any]) -> timedelta:
     """`pause` (the pool's interval), ending at the next moment of the pool's phase: ticks stay
     one interval apart, but every pool asking the same question ticks in the same instant."""
     seconds = phase_delay(pause.total_seconds(), _phase_key(body), time.time())
@@ -341,6 +345,9 @@ def _record(namespace: str, name: str, outcome: Outcome) -> None:
     )
 
 
-def _post(body: kopf.Body, outcome: Outcome) -> None:
+def _post(body: Mapping[str, Any], outcome: Outcome) -> None:
+    # kopf reads apiVersion, kind and metadata of any mapping (`build_object_reference`); its
+    # type says `Body` only because that is what it hands out.
+    target = cast(kopf.Body, body)
     for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+        kopf.event(target, type=event.type, reason=event.reason, message=event.message[:1024])

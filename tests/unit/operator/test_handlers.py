@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from flowable_worker_operator import handlers, metrics
 from flowable_worker_operator.conflicts import Claim, ClaimKey, Target
+from flowable_worker_operator.lean_bodies import fingerprint
 from flowable_worker_operator.reconcile import Event, Outcome
 from flowable_worker_operator.scaling import Backlog
 from flowable_worker_operator.spec import GROUP, PAUSED_REPLICAS_ANNOTATION
@@ -237,7 +238,7 @@ async def test_a_new_generation_or_paused_replicas_wakes_the_pool_and_status_doe
     assert woken == [(NAMESPACE, NAME)] * 2
     newest = _body(2, paused="0")
     await _event(memo, newest, "MODIFIED")
-    assert runtime.pools[NAMESPACE, NAME].body is newest  # ticks read the newest body
+    assert runtime.pools[NAMESPACE, NAME].body == newest  # ticks read the newest body
 
 
 async def test_a_pool_marked_for_deletion_or_deleted_ticks_no_more_and_is_forgotten() -> None:
@@ -259,12 +260,12 @@ async def test_a_pool_marked_for_deletion_or_deleted_ticks_no_more_and_is_forgot
 async def test_a_pool_made_again_under_the_same_name_starts_afresh() -> None:
     runtime, memo, _ = _idle_runtime()
     await _event(memo, _body())
-    runtime.pools[NAMESPACE, NAME].written = {"replicas": 3}
+    runtime.pools[NAMESPACE, NAME].written = fingerprint({"replicas": 3})
     again = _body()
     again["metadata"]["uid"] = "u2"
     await _event(memo, again)
     pool = runtime.pools[NAMESPACE, NAME]
-    assert pool.body is again
+    assert pool.body == again
     assert pool.written is None  # nothing carried over from the pool that went
     assert (NAMESPACE, NAME) in runtime.ticker
 
