@@ -244,8 +244,36 @@ def _dump(signum, frame):
     if tracemalloc.is_tracing():
         tracemalloc.take_snapshot().dump(path + ".part")
     else:
+        _allocators(path)
         _heap(path + ".part")
     os.replace(path + ".part", path)
+
+def _allocators(path):
+    # Before the walk, which allocates: the kernel's map of the memory, and each allocator's
+    # own account: pymalloc's (sys._debugmallocstats, written to C's stderr) and glibc's.
+    import ctypes, shutil, sys
+    shutil.copyfile("/proc/self/smaps", path + ".smaps")
+    fd = os.open(path + ".pymalloc", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+    try:
+        libc = ctypes.CDLL(None)
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+        libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.fclose.argtypes = (ctypes.c_void_p,)
+        out = libc.fopen((path + ".malloc").encode(), b"w")
+        if out:
+            libc.malloc_info(0, out)
+            libc.fclose(out)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 def _heap(path):
     # Every object the collector tracks, and what they refer to that it does not track (str,
@@ -406,6 +434,64 @@ def heap_growth(before: Path, after: Path, pools: int, top: int = 20) -> list[st
                 f"  {size / 2**20:7.1f} MB  {size / pools / 1024:6.1f} KB/pool  "
                 f"{count / pools:7.1f} per pool  {name}"
             )
+    return lines
+
+
+def allocator_lines(path: Path) -> list[str]:
+    """Lines on where the operator's resident memory was when `_allocators` (in
+    `TRACEMALLOC_HOOK`) wrote its files beside `path`: the kernel's map by kind of mapping, then
+    what pymalloc (objects up to 512 bytes, in 1 MiB arenas) and glibc's malloc (the rest, and
+    pymalloc's arenas not) each hold in use and hold free."""
+    mib = 2**20
+    kinds: Counter[str] = Counter()
+    kind = "?"
+    for line in Path(f"{path}.smaps").read_text().splitlines():
+        head = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            name = head[5] if len(head) > 5 else ""
+            if name == "[heap]":
+                kind = "brk heap (glibc main arena)"
+            elif name.startswith("["):
+                kind = name
+            elif name:
+                kind = "files"
+            else:  # pymalloc's arenas, glibc's other arenas, big blocks, thread stacks
+                kind = "anonymous"
+        elif head and head[0] == "Rss:":
+            kinds[kind] += int(head[1]) * 1024
+    lines = ["resident memory by mapping: " + ", ".join(
+        f"{name} {size / mib:.0f} MB" for name, size in kinds.most_common() if size >= mib
+    )]  # fmt: skip
+    stats = Path(f"{path}.pymalloc").read_text()
+
+    def figure(label: str) -> int:
+        found = re.search(rf"^# {label}\s*=\s*([\d,]+)", stats, re.M)
+        return int(found.group(1).replace(",", "")) if found else 0
+
+    lines.append(
+        f"pymalloc: {figure('arenas allocated current')} arenas of 1 MiB, "
+        f"{figure('bytes in allocated blocks') / mib:.0f} MB in use, "
+        f"{figure('bytes in available blocks') / mib:.0f} MB free in used pools, "
+        f"{figure('bytes in unused pools') / mib:.0f} MB in unused pools"
+    )
+    malloc = Path(f"{path}.malloc")
+    if malloc.exists():
+        text = malloc.read_text()
+        tail = text[text.rfind("</heap>") :]  # the totals over every arena follow the last heap
+
+        def total(pattern: str) -> int:
+            found = re.search(pattern, tail)
+            return int(found.group(1)) if found else 0
+
+        free = total(r'<total type="fast" count="\d+" size="(\d+)"') + total(
+            r'<total type="rest" count="\d+" size="(\d+)"'
+        )
+        system = total(r'<system type="current" size="(\d+)"')
+        mapped = total(r'<total type="mmap" count="\d+" size="(\d+)"')
+        lines.append(
+            f"glibc malloc: {system / mib:.0f} MB from the system in its arenas, of which "
+            f"{free / mib:.0f} MB free; {mapped / mib:.0f} MB in blocks mapped on their own"
+        )
     return lines
 
 
@@ -872,7 +958,7 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
             progress(f"{pools} pools measured: {stage.cpu_cores} cores; timing the lag")
             if heap_before is not None and args.heap is not None and pools == stages_at[-1]:
                 dump_snapshot(operator, args.heap)
-                for line in heap_growth(heap_before, args.heap, pools):
+                for line in allocator_lines(args.heap) + heap_growth(heap_before, args.heap, pools):
                     progress(line)
             if args.tracemalloc is not None and pools == stages_at[-1]:
                 dump_snapshot(operator, args.tracemalloc)
@@ -989,7 +1075,9 @@ def main() -> int:
         default=None,
         metavar="FILE",
         help="before the first pool and after the last stage's window, count the operator's "
-        "objects by type (FILE.before, FILE) and print what the pools added (no tracing cost)",
+        "objects by type (FILE.before, FILE) and print what the pools added (no tracing cost); "
+        "after the window also where its resident memory is (FILE.smaps) and what pymalloc "
+        "(FILE.pymalloc) and glibc (FILE.malloc) hold in use and free",
     )
     parser.add_argument(
         "--operator-rev",
