@@ -578,8 +578,13 @@ def create_pools(
             body["spec"] = bad_spec(index, bad_every, body["spec"])
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
-    with ThreadPoolExecutor(8) as pool:
+    pool = ThreadPoolExecutor(8)
+    try:
         list(pool.map(create, indexes))
+    finally:
+        # On Ctrl-C or a failed create, the pools not yet created are not created: leaving the
+        # `with` would have waited for every one of them.
+        pool.shutdown(cancel_futures=True)
 
 
 def wait_until(what: str, check: Any, timeout: float, operator: OperatorProcess) -> None:
