@@ -1,51 +1,52 @@
-"""The operator's `/metrics` page, rendered on a thread of its own so that no scrape stalls the
-event loop, and at most one render at a time.
+"""The operator's `/metrics` page, written out in pieces as they are joined, so that neither a
+scrape's rendering stalls the event loop nor its text is ever held whole.
 
 Rendering the page on the event loop (`generate_latest` in the handler) stalled every pool's tick
-for 7 to 9 s at each scrape at 10,000 pools (issue 11). Now the handler awaits `Page.render`:
+for 7 to 9 s at each scrape at 10,000 pools (issue 11), so the per-pool series are kept as text
+ready to join (`PrerenderedCollector`, `pool_lines`). Joined whole, that text was one 31 MB bytes
+object per scrape at 10,000 pools, and with its copies on the way out each scrape raised the
+operator's resident memory by about 65 MB until the next `malloc_trim` (docs/benchmarks.md,
+"Memory at 10,000 pools"). Now a scrape (`Page.render`):
 
-- on the event loop, only a snapshot: the registry's collectors in registration order, and for a
-  `PrerenderedCollector` (the per-pool series, whose state the loop changes at every tick) the
-  immutable text it hands out (`PrerenderedCollector.snapshot`), so no thread ever iterates a
-  dict the loop is changing;
-- on the page's one thread, the rest: `generate_latest` over the other collectors (prometheus-
-  client's metrics are thread-safe, and the process collector reads /proc, which blocks) and the
-  join of the prerendered text, in registration order, so the page is byte for byte what
-  `generate_latest` over the whole registry renders;
-- a scrape that arrives while a render is running gets that render's page instead of starting
-  another (its snapshot is at most one render old), so concurrent scrapes never pile up threads,
-  and a scrape whose client went away leaves the render running for the others.
+- on the event loop, at once, takes a snapshot: the registry's collectors in registration order,
+  and for a `PrerenderedCollector` (the per-pool series, whose state the loop changes at every
+  tick) the immutable text it hands out, so nothing is read later from state the loop changes;
+- renders the other collectors (`generate_latest` over each run of them: few samples) on the
+  page's one thread, since prometheus-client's process collector reads /proc, which blocks; a
+  failure there fails the scrape before anything is sent;
+- and hands back `Rendered`, whose `chunks` join the prerendered text a bounded number of lines at
+  a time (`pool_lines.LinesSnapshot.chunks`), each written to the client before the next is
+  joined: a C-level join of a few hundred kilobytes, between which the loop runs other work.
 
-The thread still takes the GIL, but it gives it back to the loop at every switch interval (5 ms)
-and between the C-level joins, instead of holding the loop for the whole render.
+The page is byte for byte what `generate_latest` over the whole registry renders (the tests check
+it). Scrapes at the same moment each take their own snapshot; a snapshot holds references to the
+pools' text, not copies (about 1.6 MB of pointers at 10,000 pools).
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["OrderedRegistry", "Page", "PrerenderedCollector"]
-
-Part = Callable[[], bytes]
-"""One piece of the page, run on the page's thread."""
+__all__ = ["OrderedRegistry", "Page", "PrerenderedCollector", "Rendered"]
 
 
 class PrerenderedCollector(Collector):
-    """A collector whose exposition text is kept ready: the page joins what `snapshot` returns
+    """A collector whose exposition text is kept ready: the page writes what `snapshot` returns
     instead of calling `collect` (which stays, for `get_sample_value` and other readers)."""
 
     @abstractmethod
-    def snapshot(self) -> Part:
-        """Called on the event loop; returns what renders this collector's families as text on
-        another thread, from state that the loop no longer changes."""
+    def snapshot(self) -> Iterable[bytes]:
+        """Called on the event loop: this collector's families as text, in pieces (each small
+        enough to join on the loop), from state that the loop no longer changes; iterated later,
+        on the loop, as the page is written."""
 
 
 class OrderedRegistry(CollectorRegistry):
@@ -79,49 +80,58 @@ class _Together(Collector):
             yield from collector.collect()
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """One scrape's page: rendered text and prerendered snapshots, in registration order."""
+
+    parts: tuple[bytes | Iterable[bytes], ...]
+
+    def chunks(self) -> Iterator[bytes]:
+        """The page's text in order, each piece joined only when asked for."""
+        for part in self.parts:
+            if isinstance(part, bytes):
+                yield part
+            else:
+                yield from part
+
+    def text(self) -> bytes:
+        """The whole page at once (for tests and small registries)."""
+        return b"".join(self.chunks())
+
+
 class Page:
     """The `/metrics` page of one registry; `render` from the event loop."""
 
     def __init__(self, registry: OrderedRegistry) -> None:
         self._registry = registry
         self._thread: ThreadPoolExecutor | None = None
-        self._rendering: asyncio.Future[bytes] | None = None
 
-    def parts(self) -> list[Part]:
-        """The snapshot, on the event loop: for each run of plain collectors one `generate_latest`
-        over them, for each prerendered one its text as of now, in registration order."""
-        parts: list[Part] = []
+    async def render(self) -> Rendered:
+        """The snapshot, now, and the plain collectors rendered on the page's thread."""
+        pending: list[asyncio.Future[bytes] | Iterable[bytes]] = []
         plain: list[Collector] = []
         for collector in self._registry.collectors():
             if isinstance(collector, PrerenderedCollector):
                 if plain:
-                    parts.append(partial(generate_latest, _Together(plain)))
+                    pending.append(self._generate(plain))
                     plain = []
-                parts.append(collector.snapshot())
+                pending.append(collector.snapshot())
             else:
                 plain.append(collector)
         if plain:
-            parts.append(partial(generate_latest, _Together(plain)))
-        return parts
+            pending.append(self._generate(plain))
+        parts: list[bytes | Iterable[bytes]] = []
+        try:
+            for part in pending:
+                parts.append(await part if isinstance(part, asyncio.Future) else part)
+        finally:
+            for part in pending:
+                if isinstance(part, asyncio.Future) and not part.done():
+                    part.cancel()  # a scrape gone: its renders not yet begun are not begun
+        return Rendered(tuple(parts))
 
-    async def render(self) -> bytes:
-        """The page: the render in progress if there is one, else a new one."""
+    def _generate(self, collectors: list[Collector]) -> asyncio.Future[bytes]:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-page")
         loop = asyncio.get_running_loop()
-        rendering = self._rendering
-        if rendering is None or rendering.get_loop() is not loop:
-            if self._thread is None:
-                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-page")
-            rendering = loop.run_in_executor(self._thread, _join, self.parts())
-            rendering.add_done_callback(self._done)
-            self._rendering = rendering
-        return await asyncio.shield(rendering)
-
-    def _done(self, rendering: asyncio.Future[bytes]) -> None:
-        if self._rendering is rendering:
-            self._rendering = None
-        if not rendering.cancelled():
-            rendering.exception()  # retrieved: every scrape waiting on it gave up is no error
-
-
-def _join(parts: list[Part]) -> bytes:
-    return b"".join(part() for part in parts)
+        return loop.run_in_executor(self._thread, generate_latest, _Together(collectors))

@@ -7,8 +7,8 @@ default one: what the operator's `/metrics` serves is then exactly what is decla
 process, platform and GC collectors added below), never a metric some imported library registered
 globally, and tests can read this registry alone. `serve` exposes it on `/metrics` (aiohttp, beside
 `/healthz`, with optional TLS and bearer token) through `PAGE`, which renders it as
-`prometheus_client.generate_latest` does, but on a thread and with the per-pool series from text
-kept per pool (`exposition`, `pool_lines`).
+`prometheus_client.generate_latest` does, but with the per-pool series from text kept per pool,
+written out in pieces, and the rest on a thread (`exposition`, `pool_lines`).
 
 Labels stay bounded. The operator-wide series carry a request kind, an outcome or a reason, never
 a job id, URL or error message. The per-pool series (backlog, replicas, decisions, conditions)
@@ -33,7 +33,14 @@ from prometheus_client.process_collector import ProcessCollector
 
 from flowable_worker._version import __version__
 from flowable_worker_operator.exposition import OrderedRegistry, Page, PrerenderedCollector
-from flowable_worker_operator.pool_lines import POOL_LABELS, PoolFamily, PoolKey, PoolLines, Sample
+from flowable_worker_operator.pool_lines import (
+    POOL_LABELS,
+    LinesSnapshot,
+    PoolFamily,
+    PoolKey,
+    PoolLines,
+    Sample,
+)
 from flowable_worker_operator.scaling import Backlog, Decision
 from flowable_worker_operator.status import CONDITION_TYPES
 
@@ -264,7 +271,7 @@ class _PoolSeries(PrerenderedCollector):
 
     `collect` builds prometheus_client families from the records (for `get_sample_value` and
     `generate_latest(REGISTRY)`); it iterates the records, so it runs on the event loop, where
-    `record` runs. /metrics serves the text instead (`snapshot`, joined on a thread)."""
+    `record` runs. /metrics serves the text instead (`snapshot`, joined as it is written)."""
 
     def __init__(self) -> None:
         self.pools: dict[PoolKey, _Pool] = {}
@@ -276,8 +283,8 @@ class _PoolSeries(PrerenderedCollector):
     def collect(self) -> list[Metric]:
         return self._families(include_pools=True)
 
-    def snapshot(self) -> Callable[[], bytes]:
-        return self.lines.snapshot().render
+    def snapshot(self) -> LinesSnapshot:
+        return self.lines.snapshot()
 
     def _families(self, *, include_pools: bool) -> list[Metric]:
         families: list[Metric] = []

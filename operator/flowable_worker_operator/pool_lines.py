@@ -7,8 +7,9 @@ almost none had changed since the last scrape: an idle pool's backlog, replicas,
 conditions stay as they were, and only its decision counter moves. So `PoolLines` keeps, for each
 family and each pool, that pool's lines of the family as bytes, rendered by `set` when the tick
 that changed them calls it (a few microseconds), and a scrape only takes `snapshot` (on the event
-loop: a C-level copy of each family's dict, so no thread ever iterates a dict the loop changes)
-and joins it (`LinesSnapshot.render`, on a thread).
+loop: a C-level copy of each family's dict's values, so nothing later iterates a dict the loop
+changes) and joins it a few hundred pools at a time as the page is written (`LinesSnapshot`,
+`exposition`).
 
 The text is what `prometheus_client.generate_latest` (text format 0.0.4) makes of the same samples,
 byte for byte: labels sorted by name, label values and HELP escaped and values formatted as it does
@@ -20,18 +21,30 @@ test_pool_lines.py checks this against prometheus-client's own rendering).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["POOL_LABELS", "LinesSnapshot", "PoolFamily", "PoolKey", "PoolLines", "Sample"]
+__all__ = [
+    "CHUNK_POOLS",
+    "POOL_LABELS",
+    "LinesSnapshot",
+    "PoolFamily",
+    "PoolKey",
+    "PoolLines",
+    "Sample",
+]
 
 PoolKey = tuple[str, str]
 """(namespace, pool): the two labels every per-pool sample starts with."""
 
 POOL_LABELS = ("namespace", "pool")
+
+CHUNK_POOLS = 256
+"""Pools' lines joined into one piece of the page: at most about 0.5 MB (a pool's conditions are
+its longest lines, about 1.8 KB), a join of well under a millisecond."""
 
 
 @dataclass(frozen=True)
@@ -109,18 +122,22 @@ class _Template:
 @dataclass(frozen=True)
 class LinesSnapshot:
     """Each section's header and every pool's lines of it at one moment: immutable lists of
-    immutable bytes, safe to join on any thread."""
+    immutable bytes, safe to join on any thread and at any later time. Iterating it gives the
+    families' text in pieces of at most `CHUNK_POOLS` pools' lines each."""
 
     sections: tuple[tuple[_Section, list[bytes]], ...]
 
-    def render(self) -> bytes:
-        """The families' text: one C-level join per section."""
-        parts: list[bytes] = []
+    def __iter__(self) -> Iterator[bytes]:
         for section, lines in self.sections:
-            body = b"".join(lines)
-            if body or not section.optional:
-                parts += (section.header, body)
-        return b"".join(parts)
+            if section.optional and not any(lines):
+                continue
+            yield section.header
+            for start in range(0, len(lines), CHUNK_POOLS):
+                yield b"".join(lines[start : start + CHUNK_POOLS])
+
+    def render(self) -> bytes:
+        """The families' text, whole."""
+        return b"".join(self)
 
 
 class PoolLines:

@@ -133,7 +133,7 @@ def _record(series: metrics._PoolSeries, key: tuple[str, str], tick: Tick) -> No
 
 def _text(series: metrics._PoolSeries) -> str:
     """What /metrics serves of the per-pool series."""
-    return series.snapshot()().decode()
+    return series.snapshot().render().decode()
 
 
 def _before(series: metrics._PoolSeries) -> str:
