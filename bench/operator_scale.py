@@ -468,11 +468,13 @@ def allocator_lines(path: Path) -> list[str]:
         found = re.search(rf"^# {label}\s*=\s*([\d,]+)", stats, re.M)
         return int(found.group(1).replace(",", "")) if found else 0
 
+    found = re.search(r"^(\d+) unused pools \* (\d+) bytes", stats, re.M)
+    unused = int(found.group(1)) * int(found.group(2)) if found else 0
     lines.append(
         f"pymalloc: {figure('arenas allocated current')} arenas of 1 MiB, "
         f"{figure('bytes in allocated blocks') / mib:.0f} MB in use, "
         f"{figure('bytes in available blocks') / mib:.0f} MB free in used pools, "
-        f"{figure('bytes in unused pools') / mib:.0f} MB in unused pools"
+        f"{unused / mib:.0f} MB in unused pools"
     )
     malloc = Path(f"{path}.malloc")
     if malloc.exists():
