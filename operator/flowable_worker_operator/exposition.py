@@ -6,7 +6,7 @@ for 7 to 9 s at each scrape at 10,000 pools (issue 11), so the per-pool series a
 ready to join (`PrerenderedCollector`, `pool_lines`). Joined whole, that text was one 31 MB bytes
 object per scrape at 10,000 pools, and with its copies on the way out each scrape raised the
 operator's resident memory by about 65 MB until the next `malloc_trim` (docs/benchmarks.md,
-"Memory at 10,000 pools"). Now a scrape (`Page.render`):
+"Packed pools, a streamed page, and where the rest is"). Now a scrape (`Page.render`):
 
 - on the event loop, at once, takes a snapshot: the registry's collectors in registration order,
   and for a `PrerenderedCollector` (the per-pool series, whose state the loop changes at every
@@ -15,7 +15,7 @@ operator's resident memory by about 65 MB until the next `malloc_trim` (docs/ben
   page's one thread, since prometheus-client's process collector reads /proc, which blocks; a
   failure there fails the scrape before anything is sent;
 - and hands back `Rendered`, whose `chunks` join the prerendered text a bounded number of lines at
-  a time (`pool_lines.LinesSnapshot.chunks`), each written to the client before the next is
+  a time (iterating `pool_lines.LinesSnapshot`), each written to the client before the next is
   joined: a C-level join of a few hundred kilobytes, between which the loop runs other work.
 
 The page is byte for byte what `generate_latest` over the whole registry renders (the tests check
