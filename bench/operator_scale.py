@@ -60,7 +60,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -187,12 +187,14 @@ def operator_process(
     log_path: Path,
     source: Path | None,
     traced: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[OperatorProcess]:
     """The operator's console script on this namespace (its packages from `source` if given);
     SIGTERM (then SIGKILL) to its group on the way out. Pools are not deleted first: the cluster
     is thrown away with them. `traced`: SIGUSR1 starts tracemalloc, and SIGUSR2 dumps a snapshot
-    to this file (`TRACEMALLOC_HOOK`)."""
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    to this file (`TRACEMALLOC_HOOK`). `extra_env`: for the operator alone (an allocator to try
+    with LD_PRELOAD should not reach the API server or Flowable, started from this process)."""
+    env = {**os.environ, **(extra_env or {}), "KUBECONFIG": str(kubeconfig)}
     paths = []
     if source is not None:
         # Ahead of the venv's editable install on sys.path, so these packages are imported.
@@ -921,6 +923,7 @@ def run(args: argparse.Namespace, bin_dir: Path, jar: Path, progress: Any) -> li
                 workdir / "operator.log",
                 source,
                 args.tracemalloc or args.heap,
+                dict(args.operator_env),
             )
         )
         if args.tracemalloc is not None:
@@ -1026,6 +1029,14 @@ def pool_list(text: str) -> list[int]:
     return values
 
 
+def env_pair(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` for --operator-env."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("NAME=VALUE")
+    return name, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1091,6 +1102,16 @@ def main() -> int:
         default=None,
         metavar="REV",
         help="run the operator (and worker) packages of this git revision (default: the tree)",
+    )
+    parser.add_argument(
+        "--operator-env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set this in the operator's environment only, e.g. to compare allocators: "
+        "--operator-env LD_PRELOAD=libjemalloc.so.2 --operator-env PYTHONMALLOC=malloc "
+        "(repeatable)",
     )
     args = parser.parse_args()
 
