@@ -37,7 +37,7 @@ from typing import Any, cast
 
 import kopf
 
-from flowable_worker_operator import conflicts, metrics
+from flowable_worker_operator import api_session, conflicts, metrics
 from flowable_worker_operator.backlog import BacklogProber
 from flowable_worker_operator.kube import ClusterWorkload
 from flowable_worker_operator.lean_bodies import PackedBody, fingerprint
@@ -166,6 +166,14 @@ class Runtime:
             for key, pool in list(self.pools.items()):
                 if not pool.ours and self.owns(*key):
                     self.ticker.wake(key)
+
+
+@kopf.on.login()
+async def _login(
+    logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any
+) -> kopf.AiohttpSession:
+    # kopf's credentials, in a session that bounds the requests in flight (api_session).
+    return await api_session.login(logger=logger, settings=settings)
 
 
 @kopf.on.startup()
