@@ -6,7 +6,7 @@ connection opened is kept for reuse. That is harmless for a handful of objects. 
 pools are created, kopf adds its finalizer to each (a PATCH) and posts their Events, thousands of
 requests at once, and it opened about 1,100 TLS connections. Each carries asyncio's 256 KB read
 buffer (`asyncio.sslproto.SSLProtocol.max_size`), so those buffers were 290 MB of the 800 MB the
-operator had at that moment (docs/benchmarks.md, "The creation's peak was kopf's connections"),
+operator had at that moment (docs/benchmarks.md, "The creation's peak"),
 and what such a peak leaves behind stays part-used in the allocator's arenas for good.
 
 So the operator logs in itself (`login`, a `kopf.on.login` handler): the same credentials kopf's

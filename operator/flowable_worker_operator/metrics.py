@@ -91,6 +91,13 @@ SHARDS_OWNED = Gauge(
     "over the operator's pods it should equal --shards",
     registry=REGISTRY,
 )
+FIRST_TICKS_WAITING = Gauge(
+    PREFIX + "first_ticks_waiting",
+    "New pools due for their first tick and waiting for it: at most 256 first ticks run at once, "
+    "so this is above 0 only while many pools come together (created at once, or an operator "
+    "start)",
+    registry=REGISTRY,
+)
 RESPONSES_REFUSED = Counter(
     PREFIX + "responses_refused",
     "Answers from Flowable the operator refused to read: reason=too_large (over its size limit) "

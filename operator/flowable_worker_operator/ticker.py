@@ -8,6 +8,15 @@ number of pools), starts that pool's tick as a task of its own, and files the po
 time the tick asks for. A pool's ticks never overlap, a wake-up during a tick makes the next one
 come at once, and removing a pool waits for the tick it is in.
 
+A new pool's first tick is the costly one: it creates the pool's Deployment, writes its first
+status, posts its first Events, each a call to the API server on a worker thread. When thousands of
+pools come at once (created together, or all of them when the operator starts), starting every
+first tick at once left about 10,000 ticks in flight waiting for those threads, each holding what
+it had built, and that peak (about 0.4 GB at 10,000 pools) left the allocator's arenas part-used
+for good after it (docs/benchmarks.md, "The creation's peak"). So at most `first_ticks` first
+ticks run at once; the other new keys that are due wait in line, in the order they came due, and
+a pool's later ticks never wait for that line.
+
 What a tick does and how long it waits is the caller's (`handlers`); this module only keeps time.
 """
 
@@ -18,6 +27,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -32,7 +42,8 @@ class Ticker(Generic[K]):
     """Runs `tick(key)` for every added key, each again after the seconds its last run returned.
 
     A tick that raises is logged and run again after `error_pause` seconds. `remove` and `stop`
-    give a tick in flight `grace` seconds to end, then cancel it; it is not run again."""
+    give a tick in flight `grace` seconds to end, then cancel it; it is not run again. At most
+    `first_ticks` keys run their first tick at once (None: no bound)."""
 
     def __init__(
         self,
@@ -40,10 +51,22 @@ class Ticker(Generic[K]):
         *,
         error_pause: float = 10.0,
         grace: float = 10.0,
+        first_ticks: int | None = None,
     ) -> None:
+        if first_ticks is not None and first_ticks < 1:
+            raise ValueError(f"first_ticks must be at least 1, not {first_ticks}")
         self._tick = tick
         self._error_pause = error_pause
         self._grace = grace
+        self._first_ticks = first_ticks
+        self._new: set[K] = set()
+        """Keys added whose first tick has not started."""
+        self._firsts = 0
+        """First ticks running."""
+        self._line: deque[K] = deque()
+        self._in_line: set[K] = set()
+        """New keys that came due while `first_ticks` first ticks ran, in the order they did (the
+        deque may hold keys removed since: only those in the set are still in line)."""
         self._keys: set[K] = set()
         self._due: dict[K, float] = {}
         """When each key waiting for its next tick is due (on the event loop's clock)."""
@@ -63,7 +86,8 @@ class Ticker(Generic[K]):
         return key in self._keys
 
     def due_in(self, key: K) -> float | None:
-        """Seconds until `key`'s next tick; None while it ticks, or for an unknown key."""
+        """Seconds until `key`'s next tick; None while it ticks or waits in line for its first,
+        or for an unknown key."""
         due = self._due.get(key)
         return None if due is None else due - asyncio.get_running_loop().time()
 
@@ -78,6 +102,7 @@ class Ticker(Generic[K]):
         if key in self._keys:
             return
         self._keys.add(key)
+        self._new.add(key)
         if key in self._running:  # a removed key's last tick still runs: follow it at once
             self._again.add(key)
         else:
@@ -85,18 +110,25 @@ class Ticker(Generic[K]):
 
     def wake(self, key: K) -> None:
         """Tick `key` now (or right after the tick it is in) instead of at its time."""
-        if key not in self._keys:
+        if key not in self._keys or key in self._in_line:
             return
         if key in self._running:
             self._again.add(key)
         else:
             self._schedule(key, 0.0)
 
+    @property
+    def waiting_first(self) -> int:
+        """New keys due and waiting in line for their first tick."""
+        return len(self._in_line)
+
     async def remove(self, key: K) -> None:
         """Tick `key` no more, once the tick it is in has ended (or had its grace)."""
         self._keys.discard(key)
         self._due.pop(key, None)
         self._again.discard(key)
+        self._new.discard(key)
+        self._in_line.discard(key)
         running = self._running.get(key)
         if running is not None:
             await _finish(running, self._grace)
@@ -113,6 +145,9 @@ class Ticker(Generic[K]):
         self._due.clear()
         self._heap.clear()
         self._again.clear()
+        self._new.clear()
+        self._line.clear()
+        self._in_line.clear()
         running = list(self._running.values())
         try:
             if running:
@@ -138,7 +173,11 @@ class Ticker(Generic[K]):
                 if self._due.get(key) != due:
                     continue  # stale: woken, removed or filed again since
                 del self._due[key]
-                self._running[key] = loop.create_task(self._one(key))
+                if key in self._new and not self._first_slot():
+                    self._line.append(key)
+                    self._in_line.add(key)
+                else:
+                    self._start(key)
             self._kick.clear()
             timer = loop.call_at(self._heap[0][0], self._kick.set) if self._heap else None
             try:
@@ -147,22 +186,47 @@ class Ticker(Generic[K]):
                 if timer is not None:
                     timer.cancel()
 
-    async def _one(self, key: K) -> None:
+    def _first_slot(self) -> bool:
+        return self._first_ticks is None or self._firsts < self._first_ticks
+
+    def _start(self, key: K) -> None:
+        first = key in self._new
+        if first:
+            self._new.discard(key)
+            self._firsts += 1
+        self._running[key] = asyncio.get_running_loop().create_task(self._one(key, first))
+
+    def _next_in_line(self) -> None:
+        """Start the first ticks waiting in line, as many as there are slots."""
+        while self._line and self._first_slot():
+            key = self._line.popleft()
+            if key not in self._in_line:
+                continue  # removed while in line (and perhaps in line again further on)
+            self._in_line.discard(key)
+            self._start(key)
+
+    async def _one(self, key: K, first: bool = False) -> None:
         try:
             pause = await self._tick(key)
         except asyncio.CancelledError:
-            self._running.pop(key, None)
+            self._ended(key, first)
             raise
         except Exception:
             log.exception("tick of %s failed; again in %gs", key, self._error_pause)
             pause = self._error_pause
-        self._running.pop(key, None)
+        self._ended(key, first)
         if key not in self._keys:
             return
         if key in self._again:
             self._again.discard(key)
             pause = 0.0
         self._schedule(key, pause)
+
+    def _ended(self, key: K, first: bool) -> None:
+        self._running.pop(key, None)
+        if first:
+            self._firsts -= 1
+            self._next_in_line()
 
 
 async def _finish(task: asyncio.Task[None], grace: float) -> None:

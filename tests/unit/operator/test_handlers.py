@@ -450,3 +450,38 @@ async def test_ticks_run_in_the_context_kopf_gives_its_event_handlers(
     await asyncio.sleep(0.05)
     assert seen == ["the event queue"]
     await runtime.stop()
+
+
+async def test_new_pools_wait_in_line_for_a_first_tick_and_the_gauge_counts_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = asyncio.Event()
+    ticking: list[tuple[str, str]] = []
+
+    async def tick(runtime: handlers.Runtime, key: tuple[str, str]) -> float:
+        ticking.append(key)
+        await release.wait()
+        return 3600.0
+
+    monkeypatch.setattr(handlers, "_tick", tick)
+    monkeypatch.setattr(handlers, "FIRST_TICKS", 2)
+    runtime = handlers.Runtime(workload=None, prober=None, reconciler=Forgetful())  # type: ignore[arg-type]
+    runtime.ticker.start()
+    for index in range(5):
+        runtime.ticker.add((NAMESPACE, f"pool-{index}"))
+    for _ in range(1000):
+        if len(ticking) == 2:
+            break
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)
+    assert len(ticking) == 2
+    waiting = metrics.REGISTRY.get_sample_value("flowable_pool_first_ticks_waiting")
+    assert waiting == 3
+    release.set()
+    for _ in range(1000):
+        if len(ticking) == 5:
+            break
+        await asyncio.sleep(0.001)
+    assert len(ticking) == 5
+    assert metrics.REGISTRY.get_sample_value("flowable_pool_first_ticks_waiting") == 0
+    await runtime.ticker.stop()

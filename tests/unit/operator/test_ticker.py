@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -227,3 +228,160 @@ async def test_a_cancelled_stop_cancels_the_ticks_in_flight_at_once() -> None:
         await stopping
     await asyncio.sleep(0)
     assert running.cancelled()
+
+
+class Concurrent:
+    """A tick function that counts the ticks in flight (the most at once, per call number) and
+    holds each until released; `pause` is the pause each returns."""
+
+    def __init__(self, pause: float = 3600.0) -> None:
+        self.pause = pause
+        self.now = 0
+        self.most = 0
+        self.calls: list[str] = []
+        self.gate = asyncio.Event()
+
+    async def __call__(self, key: str) -> float:
+        self.calls.append(key)
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await self.gate.wait()
+        finally:
+            self.now -= 1
+        return self.pause
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until `condition` holds, for 5 s at most."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("not within 5 s")
+
+
+async def test_without_a_bound_every_new_key_ticks_at_once() -> None:
+    # What the bound below changes: a thousand new keys, a thousand first ticks in flight.
+    ticks = Concurrent()
+    ticker = Ticker(ticks)
+    ticker.start()
+    for index in range(1000):
+        ticker.add(f"p{index}")
+    await _until(lambda: len(ticks.calls) == 1000)
+    assert ticks.most == 1000
+    ticks.gate.set()
+    await ticker.stop()
+
+
+async def test_first_ticks_in_flight_are_bounded_and_the_rest_wait_in_line_in_order() -> None:
+    ticks = Concurrent()
+    ticker = Ticker(ticks, first_ticks=8)
+    ticker.start()
+    keys = [f"p{index}" for index in range(1000)]
+    for key in keys:
+        ticker.add(key)
+    await _until(lambda: len(ticks.calls) == 8)
+    await asyncio.sleep(0.05)
+    assert len(ticks.calls) == 8
+    assert ticker.waiting_first == 992
+    assert ticker.due_in("p999") is None  # waiting in line counts as ticking
+    ticks.gate.set()
+    await _until(lambda: len(ticks.calls) == 1000)
+    assert ticks.most == 8
+    assert ticks.calls == keys  # in the order they came due
+    assert ticker.waiting_first == 0
+    await ticker.stop()
+
+
+async def test_later_ticks_do_not_wait_for_the_line() -> None:
+    # An old key's next tick runs although every first-tick slot is taken.
+    held = Concurrent()
+    old_ticks: list[str] = []
+
+    async def tick(key: str) -> float:
+        if key == "old":
+            old_ticks.append(key)
+            return 0.01
+        return await held(key)
+
+    ticker = Ticker(tick, first_ticks=2)
+    ticker.start()
+    ticker.add("old")
+    await _until(lambda: len(old_ticks) == 1)
+    for index in range(10):
+        ticker.add(f"new{index}")
+    await _until(lambda: len(held.calls) == 2)
+    count = len(old_ticks)
+    await _until(lambda: len(old_ticks) >= count + 5)
+    assert len(held.calls) == 2
+    assert ticker.waiting_first == 8
+    held.gate.set()
+    await _until(lambda: len(held.calls) == 10)
+    await ticker.stop()
+
+
+async def test_a_key_removed_while_in_line_never_ticks_and_its_slot_goes_to_the_next() -> None:
+    ticks = Concurrent()
+    ticker = Ticker(ticks, first_ticks=1)
+    ticker.start()
+    for key in ("a", "b", "c"):
+        ticker.add(key)
+    await _until(lambda: ticks.calls == ["a"])
+    await ticker.remove("b")
+    ticker.wake("c")  # in line: no second entry, no error
+    ticks.gate.set()
+    await _until(lambda: ticks.calls == ["a", "c"])
+    await asyncio.sleep(0.05)
+    assert ticks.calls == ["a", "c"]
+    assert "b" not in ticker
+    await ticker.stop()
+
+
+async def test_a_key_added_again_after_leaving_the_line_ticks_once() -> None:
+    ticks = Concurrent()
+    ticker = Ticker(ticks, first_ticks=1)
+    ticker.start()
+    ticker.add("a")
+    ticker.add("b")
+    await _until(lambda: ticks.calls == ["a"])
+    await ticker.remove("b")
+    ticker.add("b")  # in line again, behind its stale place
+    await asyncio.sleep(0.01)
+    ticks.gate.set()
+    await _until(lambda: ticks.calls == ["a", "b"])
+    await asyncio.sleep(0.05)
+    assert ticks.calls == ["a", "b"]
+    await ticker.stop()
+
+
+async def test_a_failed_or_cancelled_first_tick_gives_its_slot_back() -> None:
+    calls: list[str] = []
+    gate = asyncio.Event()
+
+    async def tick(key: str) -> float:
+        calls.append(key)
+        if key == "fails":
+            raise RuntimeError("no")
+        if key == "hangs":
+            await asyncio.sleep(3600)
+        await gate.wait()
+        return 3600
+
+    ticker = Ticker(tick, first_ticks=1, grace=0.01, error_pause=3600)
+    ticker.start()
+    for key in ("fails", "hangs", "next"):
+        ticker.add(key)
+    await _until(lambda: calls == ["fails", "hangs"])
+    await ticker.remove("hangs")  # cancelled after its grace
+    await _until(lambda: calls == ["fails", "hangs", "next"])
+    gate.set()
+    await ticker.stop()
+
+
+def test_the_bound_is_at_least_one() -> None:
+    async def tick(key: str) -> float:
+        return 1.0
+
+    with pytest.raises(ValueError, match="first_ticks"):
+        Ticker(tick, first_ticks=0)
