@@ -93,9 +93,9 @@ SHARDS_OWNED = Gauge(
 )
 FIRST_TICKS_WAITING = Gauge(
     PREFIX + "first_ticks_waiting",
-    "New pools due for their first tick and waiting for it: at most 256 first ticks run at once, "
-    "so this is above 0 only while many pools come together (created at once, or an operator "
-    "start)",
+    "New pools due for their first tick and waiting for one of the operator's first-tick slots "
+    "(handlers.FIRST_TICKS): above 0 only while many pools come together (created at once, or "
+    "an operator start)",
     registry=REGISTRY,
 )
 RESPONSES_REFUSED = Counter(
